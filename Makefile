@@ -1,0 +1,64 @@
+# xdpgate build and test entry points. `make test` is the README's test
+# command and what CI runs (as root, on a fresh Debian machine with Go).
+
+GO        ?= go
+GOFLAGS   ?= -mod=readonly
+export GOFLAGS
+
+KUBE_VERSION   := v1.36.3
+KUBE_APISERVER := $(CURDIR)/.build/kube-apiserver-$(KUBE_VERSION)
+export XDPGATE_KUBE_APISERVER := $(KUBE_APISERVER)
+
+# As root (CI), privileged and API-server tests must run: a skip is a failure.
+ifeq ($(shell id -u),0)
+export XDPGATE_REQUIRE_PRIV      := 1
+export XDPGATE_REQUIRE_APISERVER := 1
+endif
+
+FUZZTIME ?= 60s
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+
+.PHONY: all build test test-unit deps kube-apiserver lint fuzz generate clean
+
+all: build
+
+build:
+	$(GO) build -o bin/xdpgate ./cmd/xdpgate
+
+## test: every test the project has (unit, -race, fuzz seeds, privileged
+## network-namespace tests, real kube-apiserver integration tests).
+test: deps kube-apiserver
+	$(GO) vet ./...
+	$(GO) test -race -short -count=1 -timeout 25m ./...
+
+## test-unit: the tests that need neither root nor the API server.
+test-unit:
+	$(GO) test -short -count=1 ./nat/... ./conntrack/... ./affinity/... ./snapshot/...
+
+deps:
+	@bash hack/install-deps.sh
+
+kube-apiserver: $(KUBE_APISERVER)
+
+$(KUBE_APISERVER):
+	bash hack/build-kube-apiserver.sh $@
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	GOFLAGS= $(GO) run $(STATICCHECK) ./...
+
+## fuzz: run every fuzz target for FUZZTIME each.
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+## generate: rebuild the eBPF objects (needs clang, llvm, libbpf-dev).
+generate:
+	$(GO) generate ./dataplane/...
+
+clean:
+	rm -rf bin .build

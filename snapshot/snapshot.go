@@ -1,0 +1,322 @@
+package snapshot
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+)
+
+// Proto is an IP protocol number of a service port.
+type Proto uint8
+
+// Protocols a service port can have.
+const (
+	TCP  Proto = 6
+	UDP  Proto = 17
+	SCTP Proto = 132
+)
+
+// String returns the Kubernetes spelling of the protocol.
+func (p Proto) String() string {
+	switch p {
+	case TCP:
+		return "TCP"
+	case UDP:
+		return "UDP"
+	case SCTP:
+		return "SCTP"
+	}
+	return fmt.Sprintf("proto(%d)", uint8(p))
+}
+
+// Snapshot is the complete, immutable desired state of the dataplane.
+//
+// Build one with New. The exported fields may be read freely by any number of
+// goroutines; they must not be written after New returns.
+type Snapshot struct {
+	// Generation increases by one with every published snapshot.
+	Generation uint64
+	// NodeName is the node this xdpgate runs as (endpoint locality).
+	NodeName string
+	// NodeIPs are the node's own addresses (from the Node object or the
+	// options), used for loadBalancerSourceRanges and SNAT.
+	NodeIPs []netip.Addr
+	// NodePortAddrs are the addresses NodePorts are served on, after
+	// nodePortAddresses selection.
+	NodePortAddrs []netip.Addr
+	// ClusterCIDRs recognise pod-originated traffic (kube-proxy's
+	// ClusterCIDR detector). Empty means no detector.
+	ClusterCIDRs []netip.Prefix
+	// MasqueradeAll masquerades all traffic to ClusterIPs.
+	MasqueradeAll bool
+	// ServicePorts are sorted by namespace, name, port name, protocol.
+	ServicePorts []ServicePort
+
+	frontends map[frontendKey]frontendRef
+	nodePorts map[portKey]int32
+	nodeAddrs map[netip.Addr]struct{}
+	endpoints map[uint32]endpointRef
+}
+
+// ServicePort is one port of one Service with everything the dataplane
+// needs to forward to it.
+type ServicePort struct {
+	// ID is stable for (Namespace, Name, PortName, Protocol); never 0.
+	ID        uint32
+	Namespace string
+	Name      string
+	PortName  string
+	Protocol  Proto
+	// Port is the service port on ClusterIPs, ExternalIPs and
+	// LoadBalancerIPs.
+	Port uint16
+	// NodePort is 0 when the service has none.
+	NodePort        uint16
+	ClusterIPs      []netip.Addr
+	ExternalIPs     []netip.Addr
+	LoadBalancerIPs []netip.Addr
+	// SourceRanges is loadBalancerSourceRanges; it applies to
+	// LoadBalancerIPs only (never to NodePorts).
+	SourceRanges []netip.Prefix
+	// SourceRangesAllowVIP admits traffic whose source is one of the
+	// service's LoadBalancerIPs (kube-proxy does so when a range contains a
+	// node IP).
+	SourceRangesAllowVIP bool
+	ExternalPolicyLocal  bool
+	InternalPolicyLocal  bool
+	// HealthCheckNodePort is the service's healthCheckNodePort, 0 if none.
+	HealthCheckNodePort uint16
+	// AffinitySeconds is the ClientIP affinity timeout; 0 means no
+	// affinity (sessionAffinity: None).
+	AffinitySeconds uint32
+
+	// Endpoints are all endpoints of the port, usable or not, sorted by
+	// "IP:port" like kube-proxy.
+	Endpoints []Endpoint
+	// Cluster and Local are the usable endpoints of each chain, as indices
+	// into Endpoints (kube-proxy's CategorizeEndpoints).
+	Cluster []int32
+	Local   []int32
+	// HasEndpoints is kube-proxy's hasAnyEndpoints: some endpoint is Ready,
+	// or Serving and Terminating, anywhere.
+	HasEndpoints bool
+	// ClusterMaglev and LocalMaglev map a Maglev slot to an index into
+	// Cluster or Local. Empty when the chain is empty.
+	ClusterMaglev []uint16
+	LocalMaglev   []uint16
+}
+
+// Key returns "namespace/name:port/PROTO", the service port's name in logs.
+func (sp *ServicePort) Key() string {
+	return fmt.Sprintf("%s/%s:%s/%s", sp.Namespace, sp.Name, sp.PortName, sp.Protocol)
+}
+
+// Endpoint is one backend address of a service port.
+type Endpoint struct {
+	// ID is stable while the endpoint exists and never reused; never 0.
+	ID       uint32
+	Addr     netip.Addr
+	Port     uint16
+	NodeName string
+	Zone     string
+	// Local is true when NodeName is this node.
+	Local       bool
+	Ready       bool
+	Serving     bool
+	Terminating bool
+	// InCluster and InLocal say whether the endpoint is usable in the
+	// cluster and local chains. New sets them from ServicePort.Cluster and
+	// ServicePort.Local.
+	InCluster bool
+	InLocal   bool
+}
+
+// AddrPort returns the endpoint's address and port.
+func (e *Endpoint) AddrPort() netip.AddrPort { return netip.AddrPortFrom(e.Addr, e.Port) }
+
+// FrontendKind says how a flow reached its service port.
+type FrontendKind uint8
+
+// Frontend kinds.
+const (
+	KindNone FrontendKind = iota
+	KindClusterIP
+	KindExternalIP
+	KindLoadBalancerIP
+	KindNodePort
+)
+
+var kindNames = [...]string{"none", "ClusterIP", "ExternalIP", "LoadBalancerIP", "NodePort"}
+
+// String names the kind.
+func (k FrontendKind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// External reports whether the kind is subject to externalTrafficPolicy.
+func (k FrontendKind) External() bool { return k >= KindExternalIP }
+
+type frontendKey struct {
+	addr  netip.Addr
+	port  uint16
+	proto Proto
+}
+
+type frontendRef struct {
+	sp   int32
+	kind FrontendKind
+}
+
+type portKey struct {
+	port  uint16
+	proto Proto
+}
+
+type endpointRef struct {
+	sp, ep int32
+}
+
+// New indexes the service ports and returns the finished, immutable
+// snapshot. ServicePorts must be sorted and have unique non-zero IDs, and
+// endpoint IDs must be unique and non-zero; violations are returned as
+// errors after which the offending entries are left out. When two service
+// ports claim the same frontend (address, port, protocol) or the same
+// NodePort, the first in ServicePorts order keeps it and an error naming
+// both is returned; everything else keeps working.
+func New(s Snapshot) (*Snapshot, []error) {
+	var errs []error
+	out := s
+	out.frontends = make(map[frontendKey]frontendRef)
+	out.nodePorts = make(map[portKey]int32)
+	out.nodeAddrs = make(map[netip.Addr]struct{}, len(s.NodePortAddrs))
+	out.endpoints = make(map[uint32]endpointRef)
+	for _, a := range s.NodePortAddrs {
+		out.nodeAddrs[a.Unmap()] = struct{}{}
+	}
+	out.ServicePorts = slices.Clone(s.ServicePorts)
+	seen := make(map[uint32]int, len(out.ServicePorts))
+	for i := range out.ServicePorts {
+		sp := &out.ServicePorts[i]
+		if sp.ID == 0 {
+			errs = append(errs, fmt.Errorf("service port %s: id 0", sp.Key()))
+			continue
+		}
+		if j, dup := seen[sp.ID]; dup {
+			errs = append(errs, fmt.Errorf("service port %s: id %d already used by %s", sp.Key(), sp.ID, out.ServicePorts[j].Key()))
+			continue
+		}
+		seen[sp.ID] = i
+		claim := func(a netip.Addr, kind FrontendKind) {
+			k := frontendKey{a.Unmap(), sp.Port, sp.Protocol}
+			if prev, ok := out.frontends[k]; ok {
+				errs = append(errs, fmt.Errorf("service port %s: %s %s already claimed by %s", sp.Key(), kind, netip.AddrPortFrom(a, sp.Port), out.ServicePorts[prev.sp].Key()))
+				return
+			}
+			out.frontends[k] = frontendRef{int32(i), kind}
+		}
+		for _, a := range sp.ClusterIPs {
+			claim(a, KindClusterIP)
+		}
+		for _, a := range sp.ExternalIPs {
+			claim(a, KindExternalIP)
+		}
+		for _, a := range sp.LoadBalancerIPs {
+			claim(a, KindLoadBalancerIP)
+		}
+		if sp.NodePort != 0 {
+			k := portKey{sp.NodePort, sp.Protocol}
+			if prev, ok := out.nodePorts[k]; ok {
+				errs = append(errs, fmt.Errorf("service port %s: nodePort %d/%s already claimed by %s", sp.Key(), sp.NodePort, sp.Protocol, out.ServicePorts[prev].Key()))
+			} else {
+				out.nodePorts[k] = int32(i)
+			}
+		}
+		// Endpoints are copied so the flags below never write into a slice
+		// the caller (or a previous snapshot) still holds.
+		sp.Endpoints = slices.Clone(sp.Endpoints)
+		for _, idx := range sp.Cluster {
+			if idx >= 0 && int(idx) < len(sp.Endpoints) {
+				sp.Endpoints[idx].InCluster = true
+			}
+		}
+		for _, idx := range sp.Local {
+			if idx >= 0 && int(idx) < len(sp.Endpoints) {
+				sp.Endpoints[idx].InLocal = true
+			}
+		}
+		for j := range sp.Endpoints {
+			ep := &sp.Endpoints[j]
+			if ep.ID == 0 {
+				errs = append(errs, fmt.Errorf("service port %s: endpoint %s has id 0", sp.Key(), ep.AddrPort()))
+				continue
+			}
+			if prev, dup := out.endpoints[ep.ID]; dup {
+				errs = append(errs, fmt.Errorf("service port %s: endpoint %s id %d already used in %s", sp.Key(), ep.AddrPort(), ep.ID, out.ServicePorts[prev.sp].Key()))
+				continue
+			}
+			out.endpoints[ep.ID] = endpointRef{int32(i), int32(j)}
+		}
+		if err := checkChain(sp, sp.Cluster, sp.ClusterMaglev, "cluster"); err != nil {
+			errs = append(errs, err)
+			sp.ClusterMaglev = nil
+		}
+		if err := checkChain(sp, sp.Local, sp.LocalMaglev, "local"); err != nil {
+			errs = append(errs, err)
+			sp.LocalMaglev = nil
+		}
+	}
+	return &out, errs
+}
+
+func checkChain(sp *ServicePort, chain []int32, table []uint16, name string) error {
+	for _, idx := range chain {
+		if idx < 0 || int(idx) >= len(sp.Endpoints) {
+			return fmt.Errorf("service port %s: %s chain index %d out of range", sp.Key(), name, idx)
+		}
+	}
+	for _, slot := range table {
+		if int(slot) >= len(chain) {
+			return fmt.Errorf("service port %s: %s maglev slot names endpoint %d of %d", sp.Key(), name, slot, len(chain))
+		}
+	}
+	return nil
+}
+
+// Endpoint returns the endpoint with the given ID and the index of its
+// service port, or ok false when no such endpoint exists in this snapshot.
+func (s *Snapshot) Endpoint(id uint32) (ep *Endpoint, sp int32, ok bool) {
+	r, ok := s.endpoints[id]
+	if !ok {
+		return nil, -1, false
+	}
+	return &s.ServicePorts[r.sp].Endpoints[r.ep], r.sp, true
+}
+
+// IsNodePortAddr reports whether NodePorts are served on a.
+func (s *Snapshot) IsNodePortAddr(a netip.Addr) bool {
+	_, ok := s.nodeAddrs[a.Unmap()]
+	return ok
+}
+
+// Frontend returns the service port index and kind for a frontend address,
+// port and protocol (ClusterIP, externalIP or LB IP), or -1.
+func (s *Snapshot) Frontend(dst netip.Addr, port uint16, proto Proto) (int32, FrontendKind) {
+	if r, ok := s.frontends[frontendKey{dst.Unmap(), port, proto}]; ok {
+		return r.sp, r.kind
+	}
+	return -1, KindNone
+}
+
+// NodePort returns the service port index serving NodePort port/proto, or -1.
+func (s *Snapshot) NodePort(port uint16, proto Proto) int32 {
+	if i, ok := s.nodePorts[portKey{port, proto}]; ok {
+		return i
+	}
+	return -1
+}
+
+// NumEndpoints returns the number of endpoints indexed by the snapshot.
+func (s *Snapshot) NumEndpoints() int { return len(s.endpoints) }
