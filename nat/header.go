@@ -1,0 +1,188 @@
+package nat
+
+import "encoding/binary"
+
+// Typed byte views of the headers this package reads and writes. Each view is
+// a slice that starts at its header; the parser checks the length once and
+// the accessors then index without further checks (the compiler still bounds
+// checks, so a broken invariant panics instead of reading foreign memory).
+
+// Ethernet II header, optionally followed by up to two 802.1Q/802.1ad tags:
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                    Destination MAC (6 bytes)                  |
+//	+                               +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                               |                               |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+     Source MAC (6 bytes)      +
+//	|                                                               |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|           EtherType           |  (tag: TCI, then EtherType)   |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+const (
+	ethDst     = 0
+	ethSrc     = 6
+	ethType    = 12
+	ethHdrLen  = 14
+	vlanTagLen = 4
+
+	// EtherTypeIPv4 is the Ethernet II type of IPv4.
+	EtherTypeIPv4 = 0x0800
+	// EtherTypeIPv6 is the Ethernet II type of IPv6.
+	EtherTypeIPv6 = 0x86DD
+	// EtherTypeVLAN is the 802.1Q customer VLAN tag type.
+	EtherTypeVLAN = 0x8100
+	// EtherTypeQinQ is the 802.1ad service VLAN tag type.
+	EtherTypeQinQ = 0x88A8
+
+	// MaxVLANTags is the number of VLAN tags Parse accepts.
+	MaxVLANTags = 2
+)
+
+// IPv4 header, RFC 791 section 3.1:
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|Version|  IHL  |Type of Service|          Total Length         |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|         Identification        |Flags|      Fragment Offset    |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|  Time to Live |    Protocol   |         Header Checksum       |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                       Source Address                          |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                    Destination Address                        |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                    Options                    |    Padding    |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+const (
+	ipv4VerIHL    = 0
+	ipv4TOS       = 1
+	ipv4TotalLen  = 2
+	ipv4ID        = 4
+	ipv4FlagsFrag = 6
+	ipv4TTL       = 8
+	ipv4Proto     = 9
+	ipv4Checksum  = 10
+	ipv4Src       = 12
+	ipv4Dst       = 16
+	ipv4MinLen    = 20
+
+	ipv4FlagDF      = 0x4000
+	ipv4FlagMF      = 0x2000
+	ipv4FragOffMask = 0x1fff
+)
+
+// ipv4Hdr is a view of an IPv4 header; len >= ipv4MinLen.
+type ipv4Hdr []byte
+
+func (h ipv4Hdr) headerLen() int    { return int(h[ipv4VerIHL]&0x0f) * 4 }
+func (h ipv4Hdr) totalLen() int     { return int(binary.BigEndian.Uint16(h[ipv4TotalLen:])) }
+func (h ipv4Hdr) flagsFrag() uint16 { return binary.BigEndian.Uint16(h[ipv4FlagsFrag:]) }
+func (h ipv4Hdr) id() uint16        { return binary.BigEndian.Uint16(h[ipv4ID:]) }
+func (h ipv4Hdr) src() [4]byte      { return [4]byte(h[ipv4Src : ipv4Src+4]) }
+func (h ipv4Hdr) dst() [4]byte      { return [4]byte(h[ipv4Dst : ipv4Dst+4]) }
+
+// IPv6 header, RFC 8200 section 3:
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|Version| Traffic Class |           Flow Label                  |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|         Payload Length        |  Next Header  |   Hop Limit   |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                 Source Address (16 bytes)                     |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|              Destination Address (16 bytes)                   |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//
+// Extension headers (RFC 8200 section 4) are walked by next header; all but
+// the fragment header (fixed 8 bytes) and AH (RFC 4302: length in 4-byte
+// units minus 2) carry their length in 8-byte units not counting the first.
+const (
+	ipv6PayloadLen = 4
+	ipv6NextHeader = 6
+	ipv6HopLimit   = 7
+	ipv6Src        = 8
+	ipv6Dst        = 24
+	ipv6HdrLen     = 40
+
+	ipv6FragHdrLen = 8
+
+	// MaxIPv6ExtHeaders is the number of IPv6 extension headers Parse walks
+	// before it gives up with DropIPv6ExtTooMany.
+	MaxIPv6ExtHeaders = 8
+)
+
+// ipv6Hdr is a view of an IPv6 header; len >= ipv6HdrLen.
+type ipv6Hdr []byte
+
+func (h ipv6Hdr) payloadLen() int { return int(binary.BigEndian.Uint16(h[ipv6PayloadLen:])) }
+func (h ipv6Hdr) src() [16]byte   { return [16]byte(h[ipv6Src : ipv6Src+16]) }
+func (h ipv6Hdr) dst() [16]byte   { return [16]byte(h[ipv6Dst : ipv6Dst+16]) }
+
+// IP protocol numbers (IANA) this package knows.
+const (
+	ProtoHopByHop = 0
+	ProtoICMP     = 1
+	ProtoTCP      = 6
+	ProtoUDP      = 17
+	ProtoRouting  = 43
+	ProtoFragment = 44
+	ProtoAH       = 51
+	ProtoICMPv6   = 58
+	ProtoNoNext   = 59
+	ProtoDstOpts  = 60
+	ProtoSCTP     = 132
+)
+
+// TCP header, RFC 9293 section 3.1 (ports 0-3, data offset 12, flags 13,
+// checksum 16); UDP header, RFC 768 (ports 0-3, length 4, checksum 6); SCTP
+// common header, RFC 9260 section 3.1 (ports 0-3, verification tag 4,
+// CRC32c 8, little-endian); ICMP/ICMPv6 header, RFC 792/4443 (type 0, code
+// 1, checksum 2, echo identifier 4).
+const (
+	l4SrcPort = 0
+	l4DstPort = 2
+
+	tcpDataOff  = 12
+	tcpFlags    = 13
+	tcpChecksum = 16
+	tcpMinLen   = 20
+
+	udpLength   = 4
+	udpChecksum = 6
+	udpLen      = 8
+
+	sctpChecksum = 8
+	sctpHdrLen   = 12
+
+	icmpType     = 0
+	icmpCode     = 1
+	icmpChecksum = 2
+	icmpID       = 4
+	icmpHdrLen   = 8
+)
+
+// ICMP and ICMPv6 types this package treats specially.
+const (
+	ICMPv4EchoReply      = 0
+	ICMPv4DestUnreach    = 3
+	ICMPv4SourceQuench   = 4
+	ICMPv4Redirect       = 5
+	ICMPv4Echo           = 8
+	ICMPv4TimeExceeded   = 11
+	ICMPv4ParamProblem   = 12
+	ICMPv6DestUnreach    = 1
+	ICMPv6PacketTooBig   = 2
+	ICMPv6TimeExceeded   = 3
+	ICMPv6ParamProblem   = 4
+	ICMPv6EchoRequest    = 128
+	ICMPv6EchoReply      = 129
+	ICMPv4CodePortUnrch  = 3
+	ICMPv4CodeFragNeeded = 4
+	ICMPv6CodePortUnrch  = 4
+)
