@@ -1,0 +1,7 @@
+//go:build !linux
+
+package conntrack
+
+import "testing"
+
+func cpuTimer(b *testing.B) (stop func()) { return func() {} }

@@ -1,0 +1,144 @@
+// Package conntrack is xdpgate's connection-tracking table: the flow table
+// every packet touches, shared by all poller goroutines at once. It maps
+// both tuples of a flow (original and reply) to one flow record holding
+// the NAT translation, the service port and endpoint IDs, the protocol
+// state, last-seen time and counters. It is pure Go, allocates nothing
+// after New, and its big arrays hold no pointers, so the garbage collector
+// never scans them whatever the number of flows.
+//
+// # Table layout
+//
+// New allocates, once, from Config:
+//
+//	r4    []rec4            MaxFlows IPv4 records, 80 bytes each
+//	r6    []rec6            MaxFlows6 IPv6 records, 136 bytes each
+//	index []atomic.Uint64   4 slots per flow of capacity, in buckets of one
+//	                        64-byte cache line: a header word (insert spin
+//	                        bit, overflow count) and 7 entry slots
+//	free4, free6            free-record stacks: 64 sharded heads + 4 B/record
+//	frags                   the fragment table (MaxFragments entries)
+//
+// which is about 121 bytes per IPv4 flow of capacity (80 record + 36.6
+// index + 4 free list), empty slots included; TestMemory10M measures it. A record's fields are sync/atomic values: ctl (generation,
+// protocol, flags, state), service port and endpoint IDs, last-seen, the
+// original and reply tuples as words, then per-direction packet and byte
+// counters. The translation is not stored separately: as in nf_conntrack
+// it is the reply tuple (Translation.Reply), so it cannot disagree with it.
+//
+// # Index and probe window
+//
+// An index entry is one 64-bit word: the high 32 bits of the tuple's keyed
+// hash (the tag, low bit forced to 1 so no entry is 0), a family bit, a
+// direction bit and a 30-bit record index. 0 is an empty slot. A tuple's
+// probe window is two buckets chosen from its hash (two-choice hashing):
+// insert uses the first while it has four free slots, else the emptier
+// one. At the index's load of at most 1/2 a window then overflows with
+// negligible probability (none in 8 simulated fills of 10M flows, 160M
+// placements; an overflow would evict inside the window). The first
+// bucket's header counts the entries homed there but stored in the second,
+// so a lookup reads the second bucket only when that count is non-zero
+// (about a quarter of the buckets of a full table) and the flow is not in
+// the first: a hit is usually one index cache line and one record. Lookups
+// scan whole buckets and never stop at an empty slot, so deletion just
+// clears a slot: no tombstones, no backward shifting. Each flow has two
+// entries, one per tuple, found by one window scan each. The hash is keyed
+// with a random seed (Config.Seed) so that outsiders cannot aim flows at
+// one window.
+//
+// # Slot and record states
+//
+// A record's generation (ctl bits 63..32) is odd while the flow is live and
+// even while the record is free or being built; a Handle carries the
+// generation it was issued for. A record's life:
+//
+//  1. free (even): on a free stack.
+//  2. building (even): popped by an inserter, which alone writes its
+//     fields, then CASes the reply entry and then the original entry into
+//     empty index slots. Readers that meet these entries skip them, since
+//     the generation is even.
+//  3. live (odd): the inserter stores ctl with generation+1. From here on
+//     the tuples, IDs and protocol do not change.
+//  4. removed (even): whoever wins the CAS of ctl from live to
+//     generation+2 (Delete, the sweeper, lazy expiry, eviction) owns the
+//     record again: it clears the two index entries by CAS (their exact
+//     values are unique, since only one incarnation of a record index is
+//     ever indexed) and pushes the record on its free stack.
+//
+// # Memory ordering
+//
+// All shared memory is accessed through sync/atomic, which the Go memory
+// model makes sequentially consistent: all atomic operations form one
+// total order consistent with each goroutine's program order, and a load
+// observes the latest store before it in that order. The argument:
+//
+//   - A reader that finds a live generation g in ctl (load c1) and then
+//     reads the tuples, IDs and last-seen, and then loads ctl again (c2)
+//     with the same generation g, has read the fields of incarnation g
+//     only. Suppose one field load returned a value written by a later
+//     incarnation. That write comes after the removal's CAS of ctl (g ->
+//     g+1) in the writer's program order, so after it in the total order;
+//     the reader's field load comes after that write, and its c2 load after
+//     its field load. So c2 observes a generation >= g+1, a contradiction
+//     (the generation only grows; it would take 2^31 reuses of one record
+//     during one read to wrap). Fields of the building phase are written
+//     before the store that makes g live, so a reader that saw g live sees
+//     them too. This is a seqlock whose writer section is the time a record
+//     spends off the live state.
+//   - Index entries are published after the record is built, and only CAS
+//     writes them, so an entry either is absent or names a record the
+//     reader validates as above; stale entries (removed flows) fail the
+//     validation (generation even, or tuples differ) and are skipped. A hit
+//     is therefore a flow that was live and held the tuple at the moment of
+//     the c1 load: Lookup is linearizable at that load.
+//   - The overflow count is raised before an entry is published in a
+//     second bucket and lowered after it is cleared, so a lookup that reads
+//     0 from the header cannot miss a flow that was live when it read it:
+//     such a flow's increment precedes that read.
+//   - Uniqueness: every Insert takes the spin bits (bucket headers) of the
+//     home buckets (first window bucket) of both new tuples, in ascending bucket order
+//     (no deadlock), scans both windows for live flows using either tuple,
+//     and publishes before releasing. All inserters of a tuple contend on
+//     the same bit, so at most one live flow uses a tuple, and racing
+//     inserts of one original tuple return the same winner (Exists) so
+//     both pollers apply the same translation. These bits are not a global
+//     lock: they cover one bucket each, only inserters take them, and a
+//     waiter yields the processor after a few spins. Lookups, Touch,
+//     deletion, sweeping and Range take no lock and never wait.
+//   - Protocol state changes are CASes on ctl, which also holds the
+//     generation, so a transition can never be applied to a later
+//     incarnation; counters and last-seen are plain atomic adds and stores
+//     that a Touch racing with removal may apply to the next incarnation
+//     (approximate, documented on Touch).
+//   - The free stacks are Treiber stacks whose heads carry a 32-bit
+//     version, so a pop that raced with a pop and push of the same record
+//     fails its CAS (no ABA).
+//
+// # Timeouts, expiry and eviction
+//
+// Each State has an idle timeout (Timeouts; defaults are nf_conntrack's,
+// with kube-proxy's ESTABLISHED 86,400 s and CLOSE_WAIT 3,600 s). A flow
+// expires when now - last-seen exceeds its state's timeout. Expired flows
+// are removed lazily by Lookup and Insert when they meet them, and by
+// Sweep, which walks a slice of the record array per call (a shared
+// cursor; never stop-the-world). Time is whatever int64 clock the caller
+// passes as now (nanoseconds): tests never sleep.
+//
+// When Insert finds no free record it evicts, among the flows referenced
+// by the windows of both new tuples and two more hash-chosen buckets
+// (about 24 flows at full load): an expired flow if any; else the least
+// recently seen flow that never had a reply (half-open TCP, unanswered UDP,
+// as nf_conntrack's early_drop prefers non-assured flows), so a flood of
+// new flows evicts itself before anything established; else the least
+// recently seen flow. When a window has no empty slot (vanishingly rare)
+// the same choice is made inside the window. Both count in
+// Stats.Evictions.
+//
+// # Fragments
+//
+// A small fixed table (Config.MaxFragments, 8-slot buckets) remembers, per
+// (source, destination, protocol, IP ID), the Flow decided for a
+// datagram's first fragment, so later fragments (which carry no ports)
+// follow it; LookupFragment counts a miss for a non-first fragment that
+// arrived first, which the caller drops. Entries live Timeouts.Fragment
+// (30 s); a full bucket overwrites its expired or soonest-expiring entry.
+package conntrack

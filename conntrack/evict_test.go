@@ -1,0 +1,233 @@
+package conntrack
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+const sec = int64(time.Second)
+
+// TestFloodKeepsEstablished: with the table full of idle established flows
+// and busy established flows, a flood of new flows evicts idle ones (and
+// its own unreplied flows) but never a busy established flow while an
+// older idle one exists in its window.
+func TestFloodKeepsEstablished(t *testing.T) {
+	const capacity = 4096
+	tb := newTestTable(t, Config{MaxFlows: capacity, MaxFlows6: -1})
+	var busy, idle []Flow
+	for i := range capacity {
+		now := int64(0)
+		if i%2 == 1 {
+			now = 100 * sec
+		}
+		f, res := tb.Insert(tup4(uint32(i), 1000, uint16(i), 80, ProtoTCP), xlate4(2000, 8080), 1, 1, now)
+		if res != Inserted {
+			t.Fatalf("fill %d: Insert = %v, want inserted", i, res)
+		}
+		for _, p := range []struct {
+			d     Dir
+			flags uint8
+		}{{Original, TCPSyn}, {Reply, TCPSyn | TCPAck}, {Original, TCPAck}} {
+			tb.Touch(f.Handle, p.d, p.flags, 60, now)
+		}
+		if i%2 == 1 {
+			busy = append(busy, f)
+		} else {
+			idle = append(idle, f)
+		}
+	}
+	if st := tb.Stats(); st.States[StateEstablished] != capacity {
+		t.Fatalf("established = %d, want %d", st.States[StateEstablished], capacity)
+	}
+	// Flood: new SYNs at t=200s. Busy flows keep being touched.
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range 2 * capacity {
+		now := 200*sec + int64(i)
+		for range 2 {
+			b := busy[r.IntN(len(busy))]
+			tb.Touch(b.Handle, Original, TCPAck, 60, now)
+		}
+		k := Tuple4([4]byte{198, 19, byte(i >> 8), byte(i)}, addr4(1000), uint16(i), 80, ProtoTCP)
+		f, res := tb.Insert(k, xlate4(2000, 8080), 1, 1, now)
+		if res != Inserted {
+			t.Fatalf("flood %d: Insert = %v, want inserted (evicting)", i, res)
+		}
+		tb.Touch(f.Handle, Original, TCPSyn, 60, now)
+	}
+	lostBusy := 0
+	for _, b := range busy {
+		if _, ok := tb.Get(b.Handle); !ok {
+			lostBusy++
+		}
+	}
+	if lostBusy != 0 {
+		t.Errorf("flood evicted %d of %d busy established flows, want 0", lostBusy, len(busy))
+	}
+	st := tb.Stats()
+	if st.Evictions == 0 || st.Entries != capacity {
+		t.Errorf("Stats() evictions %d entries %d, want > 0 and %d", st.Evictions, st.Entries, capacity)
+	}
+}
+
+// TestEvictionOrder is a property test of evict on one window: whatever the
+// mix, the victim is an expired flow if one exists, else the oldest
+// unreplied flow, else the oldest flow.
+func TestEvictionOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for trial := range 300 {
+		// Four flows in a tiny table; evict considers every bucket.
+		tb := newTestTable(t, Config{MaxFlows: 4, MaxFlows6: -1, Seed: uint64(trial + 1)})
+		type fl struct {
+			h       Handle
+			last    int64
+			replied bool
+			expired bool
+		}
+		var flows []fl
+		now := 1000 * sec
+		for i := 0; len(flows) < 4; i++ {
+			k := tup4(uint32(i), 1, uint16(i), 80, ProtoUDP)
+			last := now - int64(r.IntN(25))*sec
+			expired := r.IntN(6) == 0
+			if expired {
+				last = now - 200*sec
+			}
+			f, res := tb.Insert(k, xlate4(uint32(50000+i), 53), 1, 1, last)
+			if res != Inserted {
+				continue
+			}
+			replied := r.IntN(2) == 0
+			if replied {
+				tb.Touch(f.Handle, Reply, 0, 1, last)
+			}
+			if !expired && replied && now-last > tb.timeouts[StateUDPReplied] || !replied && now-last > tb.timeouts[StateUDPUnreplied] {
+				expired = true
+			}
+			flows = append(flows, fl{f.Handle, last, replied, expired})
+		}
+		want := -1
+		for i, f := range flows {
+			if f.expired {
+				want = i
+				break
+			}
+		}
+		if want < 0 {
+			for i, f := range flows {
+				if !f.replied && (want < 0 || f.last < flows[want].last) {
+					want = i
+				}
+			}
+		}
+		if want < 0 {
+			for i, f := range flows {
+				if want < 0 || f.last < flows[want].last {
+					want = i
+				}
+			}
+		}
+		all := make([]uint64, tb.nb)
+		for b := range all {
+			all[b] = uint64(b)
+		}
+		if !tb.evict(all, now) {
+			t.Fatalf("trial %d: evict = false with %d flows in window", trial, len(flows))
+		}
+		anyExpired := flows[want].expired
+		removed := -1
+		for i, f := range flows {
+			if _, live := tb.Get(f.h); !live {
+				if removed >= 0 {
+					t.Fatalf("trial %d: evict removed flows %d and %d, want one", trial, removed, i)
+				}
+				removed = i
+			}
+		}
+		// Any expired flow is a valid victim (the first in slot order is
+		// taken); otherwise the computed one or one that ties with it.
+		ok := removed >= 0
+		if ok && anyExpired {
+			ok = flows[removed].expired
+		} else if ok {
+			ok = flows[removed].last == flows[want].last && flows[removed].replied == flows[want].replied
+		}
+		if !ok {
+			t.Fatalf("trial %d: evict removed %d, want %d (expired first, then oldest unreplied, then oldest) of %+v",
+				trial, removed, want, flows)
+		}
+	}
+}
+
+// TestExpiryProperty: for random flows and times, Lookup hits exactly when
+// the flow is within its state's timeout, and Sweep removes exactly the
+// expired ones.
+func TestExpiryProperty(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	tb := newTestTable(t, Config{MaxFlows: 2048, MaxFlows6: -1, TouchResolution: 1})
+	type fl struct {
+		k    Tuple
+		h    Handle
+		last int64
+	}
+	var flows []fl
+	for i := range 1000 {
+		proto := [...]uint8{ProtoTCP, ProtoUDP, ProtoICMP, ProtoSCTP}[r.IntN(4)]
+		k := tup4(uint32(i), 7, uint16(i), 80, proto)
+		last := int64(r.IntN(700)) * sec
+		f, _ := tb.Insert(k, xlate4(9, 80), 1, 1, last)
+		if proto == ProtoTCP {
+			tb.Touch(f.Handle, Original, TCPSyn, 1, last)
+		}
+		flows = append(flows, fl{k, f.Handle, last})
+	}
+	now := 700 * sec
+	wantExpired := 0
+	for _, f := range flows {
+		e, _ := tb.Get(f.h)
+		if now-f.last > tb.timeouts[e.State] {
+			wantExpired++
+		}
+	}
+	if got := tb.Sweep(now, 1<<20); got != wantExpired {
+		t.Fatalf("Sweep(%d) = %d, want %d", now, got, wantExpired)
+	}
+	for _, f := range flows {
+		_, live := tb.Get(f.h)
+		_, hit := tb.Lookup(f.k, now)
+		if live != hit {
+			t.Fatalf("flow %v: Get live %v, Lookup hit %v", f.k, live, hit)
+		}
+		later := now + 130*sec // beyond every timeout but ESTABLISHED/CLOSE_WAIT/OTHER
+		e, _ := tb.Get(f.h)
+		wantHit := live && later-f.last <= tb.timeouts[e.State]
+		if _, hit := tb.Lookup(f.k, later); hit != wantHit {
+			t.Fatalf("Lookup(%v, state %v, last %d, at %d) hit = %v, want %v", f.k, e.State, f.last, later, hit, wantHit)
+		}
+	}
+	if st := tb.Stats(); st.Expiries == 0 {
+		t.Fatalf("Stats().Expiries = 0")
+	}
+}
+
+func TestFullTable(t *testing.T) {
+	tb := newTestTable(t, Config{MaxFlows: 16, MaxFlows6: -1})
+	for i := range 16 {
+		if _, res := tb.Insert(tup4(uint32(i), 1, 1, 80, ProtoUDP), xlate4(2, 53), 1, 1, 0); res != Inserted {
+			t.Fatalf("Insert %d = %v, want inserted", i, res)
+		}
+	}
+	// Full: the next insert evicts (every flow is in the two-bucket window
+	// of this tiny table).
+	if _, res := tb.Insert(tup4(100, 1, 1, 80, ProtoUDP), xlate4(2, 53), 1, 1, sec); res != Inserted {
+		t.Fatalf("Insert into full table = %v, want inserted (evicting)", res)
+	}
+	if st := tb.Stats(); st.Evictions != 1 || st.Entries != 16 {
+		t.Fatalf("Stats() evictions %d entries %d, want 1 16", st.Evictions, st.Entries)
+	}
+	if _, res := tb.Insert(MakeTuple(netip.MustParseAddr("2001:2::1"), netip.MustParseAddr("2001:2::2"), 1, 2, ProtoUDP),
+		MakeTranslation(netip.MustParseAddrPort("[2001:2::3]:53"), netip.AddrPort{}), 1, 1, 0); res != Invalid {
+		t.Fatalf("Insert(IPv6) with IPv6 disabled = %v, want invalid", res)
+	}
+}
