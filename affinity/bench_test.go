@@ -1,0 +1,275 @@
+package affinity
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+)
+
+// Benchmarks measure; nothing here asserts a time. The 10M-client ones
+// allocate ~600 MB, take seconds to fill and are skipped under -short:
+//
+//	go test -run '^$' -bench . -benchtime 200ms ./affinity/
+
+// cpuMeter reports CPU nanoseconds per operation ("cpu-ns/op") for the
+// timed part of a benchmark: start it right before the loop, stop it
+// right after.
+type cpuMeter struct{ start int64 }
+
+func startCPU() cpuMeter { return cpuMeter{processCPU()} }
+
+func (m cpuMeter) stop(b *testing.B) {
+	if m.start == 0 || b.N == 0 {
+		return
+	}
+	b.ReportMetric(float64(processCPU()-m.start)/float64(b.N), "cpu-ns/op")
+}
+
+func skipBig(b *testing.B, n int) {
+	if n >= 10_000_000 && testing.Short() {
+		b.Skip("10M clients: ~600 MB and seconds of setup; run without -short")
+	}
+}
+
+var benchSizes = []int{1 << 20, 10_000_000}
+
+// scatter visits 0..n-1 in a cache-hostile order (stride coprime to n).
+func scatter(i, n uint64) uint32 { return uint32(i * 0x9E3779B1 % n) }
+
+func BenchmarkLookup(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("hit/%d", n), func(b *testing.B) {
+			skipBig(b, n)
+			tb := newTable(b, Config{Capacity: n})
+			fill(tb, n)
+			b.ReportAllocs()
+			i := uint64(0)
+			cpu := startCPU()
+			for b.Loop() {
+				svc, c := fillKey(scatter(i, uint64(n)))
+				tb.Lookup(svc, client(c), DefaultTimeoutSeconds, 1)
+				i++
+			}
+			cpu.stop(b)
+		})
+		b.Run(fmt.Sprintf("miss/%d", n), func(b *testing.B) {
+			skipBig(b, n)
+			tb := newTable(b, Config{Capacity: n})
+			fill(tb, n)
+			b.ReportAllocs()
+			i := uint64(0)
+			cpu := startCPU()
+			for b.Loop() {
+				_, c := fillKey(scatter(i, uint64(n)))
+				tb.Lookup(1000, client(c), DefaultTimeoutSeconds, 1) // service port 1000 holds nothing
+				i++
+			}
+			cpu.stop(b)
+		})
+		b.Run(fmt.Sprintf("parallel-hit/%d", n), func(b *testing.B) {
+			skipBig(b, n)
+			tb := newTable(b, Config{Capacity: n})
+			fill(tb, n)
+			b.ReportAllocs()
+			var seed atomic.Uint64
+			b.ResetTimer()
+			cpu := startCPU()
+			b.RunParallel(func(pb *testing.PB) {
+				i := seed.Add(1) << 32
+				for pb.Next() {
+					svc, c := fillKey(scatter(i, uint64(n)))
+					tb.Lookup(svc, client(c), DefaultTimeoutSeconds, 1)
+					i++
+				}
+			})
+			cpu.stop(b)
+		})
+	}
+}
+
+// BenchmarkKeyGen is the cost of producing the benchmark keys, to subtract
+// from the Lookup and Pin figures.
+func BenchmarkKeyGen(b *testing.B) {
+	b.ReportAllocs()
+	var sink netip.Addr
+	i := uint64(0)
+	cpu := startCPU()
+	for b.Loop() {
+		_, c := fillKey(scatter(i, 10_000_000))
+		sink = client(c)
+		i++
+	}
+	cpu.stop(b)
+	_ = sink
+}
+
+func BenchmarkPin(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("refresh/%d", n), func(b *testing.B) {
+			skipBig(b, n)
+			tb := newTable(b, Config{Capacity: n})
+			fill(tb, n)
+			b.ReportAllocs()
+			i := uint64(0)
+			cpu := startCPU()
+			for b.Loop() {
+				k := scatter(i, uint64(n))
+				svc, c := fillKey(k)
+				tb.Pin(svc, client(c), k+1, DefaultTimeoutSeconds, int64(i))
+				i++
+			}
+			cpu.stop(b)
+		})
+		b.Run(fmt.Sprintf("repin/%d", n), func(b *testing.B) {
+			skipBig(b, n)
+			tb := newTable(b, Config{Capacity: n})
+			fill(tb, n)
+			b.ReportAllocs()
+			i := uint64(0)
+			cpu := startCPU()
+			for b.Loop() {
+				k := scatter(i, uint64(n))
+				svc, c := fillKey(k)
+				tb.Pin(svc, client(c), uint32(i), DefaultTimeoutSeconds, int64(i))
+				i++
+			}
+			cpu.stop(b)
+		})
+	}
+	// Inserts of new clients into a table already holding half its
+	// capacity; past capacity the figure includes evictions.
+	b.Run("insert/4M", func(b *testing.B) {
+		const n = 1 << 22
+		tb := newTable(b, Config{Capacity: n})
+		fill(tb, n/2)
+		b.ReportAllocs()
+		i := uint32(n / 2)
+		cpu := startCPU()
+		for b.Loop() {
+			svc, c := fillKey(i)
+			tb.Pin(svc, client(c), i+1, DefaultTimeoutSeconds, 0)
+			i++
+		}
+		cpu.stop(b)
+		b.ReportMetric(float64(tb.Stats().Evictions), "evictions")
+	})
+}
+
+// BenchmarkFill10M pins 10M distinct clients into a 10M table once and
+// reports the heap bytes per client (runtime.MemStats), empty slots
+// included.
+func BenchmarkFill10M(b *testing.B) {
+	skipBig(b, 10_000_000)
+	b.ReportAllocs()
+	var perEntry float64
+	var ev uint64
+	cpu := startCPU()
+	for b.Loop() {
+		tb, pe, _ := measureFill(b, 10_000_000)
+		perEntry, ev = pe, tb.Stats().Evictions
+	}
+	cpu.stop(b)
+	b.ReportMetric(perEntry, "B/entry")
+	b.ReportMetric(float64(ev), "evictions")
+}
+
+func BenchmarkSweep(b *testing.B) {
+	const n = 1 << 20
+	tb := newTable(b, Config{Capacity: n})
+	fill(tb, n)
+	b.ReportAllocs()
+	cpu := startCPU()
+	for b.Loop() {
+		tb.Sweep(1, 1024) // nothing expired: the cost of examining slots
+	}
+	cpu.stop(b)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1024, "ns/slot")
+}
+
+func BenchmarkBuildMaglev(b *testing.B) {
+	for _, tc := range []struct {
+		n    int
+		size uint32
+	}{{100, DefaultMaglevSize}, {1000, DefaultMaglevSize}, {1000, 655373}} {
+		b.Run(fmt.Sprintf("%d-backends/%d", tc.n, tc.size), func(b *testing.B) {
+			bs := randBackends(rand.New(rand.NewPCG(1, 2)), tc.n, 0)
+			b.ReportAllocs()
+			cpu := startCPU()
+			for b.Loop() {
+				if _, err := BuildMaglev(bs, tc.size); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpu.stop(b)
+		})
+	}
+}
+
+func BenchmarkMaglevPick(b *testing.B) {
+	m, err := BuildMaglev(randBackends(rand.New(rand.NewPCG(1, 2)), 100, 0), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	sum, h := 0, uint64(0)
+	cpu := startCPU()
+	for b.Loop() {
+		sum += m.Pick(h)
+		h += 0x9E3779B97F4A7C15
+	}
+	cpu.stop(b)
+	_ = sum
+}
+
+func BenchmarkHashClientIP(b *testing.B) {
+	for _, a := range []netip.Addr{c1, c6} {
+		b.Run(a.String(), func(b *testing.B) {
+			b.ReportAllocs()
+			var s uint64
+			cpu := startCPU()
+			for b.Loop() {
+				s += HashClientIP(a)
+			}
+			cpu.stop(b)
+			_ = s
+		})
+	}
+}
+
+func BenchmarkHashFlow(b *testing.B) {
+	b.ReportAllocs()
+	var s uint64
+	cpu := startCPU()
+	for b.Loop() {
+		s += HashFlow(c1, c2, 40000, 443, 6)
+	}
+	cpu.stop(b)
+	_ = s
+}
+
+// BenchmarkBaselineDependentLoad is the machine's floor for a Lookup that
+// misses the caches: one dependent random 8-byte load (pointer chasing)
+// in an array as large as the table's slots at 1M and 10M clients.
+func BenchmarkBaselineDependentLoad(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			skipBig(b, n)
+			slots := int(totalSlots(n))
+			arr := make([]uint64, slots*slotBytes/8) // one chain link per slot
+			perm := rand.New(rand.NewPCG(1, 1)).Perm(slots)
+			for i := range slots {
+				arr[perm[i]*slotBytes/8] = uint64(perm[(i+1)%slots])
+			}
+			b.ReportAllocs()
+			p := uint64(0)
+			cpu := startCPU()
+			for b.Loop() {
+				p = arr[p*slotBytes/8]
+			}
+			cpu.stop(b)
+			_ = p
+		})
+	}
+}
