@@ -90,7 +90,7 @@ type Decision struct {
 func (s *Snapshot) Classify(src, dst netip.Addr, dport uint16, proto Proto) Decision {
 	spi, kind := s.Frontend(dst, dport, proto)
 	if spi < 0 {
-		if spi = s.NodePort(dport, proto); spi < 0 || !s.IsNodePortAddr(dst) {
+		if spi = s.NodePortFor(dst, dport, proto); spi < 0 || !s.IsNodePortAddr(dst) {
 			return Decision{ServicePort: -1}
 		}
 		kind = KindNodePort

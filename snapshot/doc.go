@@ -27,6 +27,18 @@
 //     validates again, which gives kube-proxy's "affinity state for an
 //     endpoint is dropped when it leaves" without a flush.
 //
+// # Building
+//
+// New indexes a complete Snapshot. Update derives a snapshot from a
+// previous one when only endpoint-side fields of some service ports change
+// (the common EndpointSlice update): it shares the frontend and NodePort
+// indexes and copies the endpoint index per shard on write, so its cost is
+// one copy of the ServicePorts array plus the replaced ports' endpoints.
+//
+// A dual-stack Service is one ServicePort per IP family; both carry the
+// same NodePort, which is indexed per family (NodePortFor, used by
+// Classify), so each family's node addresses reach that family's port.
+//
 // # Decision
 //
 // Classify answers, for the first packet of a flow, which service port it is

@@ -55,7 +55,7 @@ type Snapshot struct {
 	frontends map[frontendKey]frontendRef
 	nodePorts map[portKey]int32
 	nodeAddrs map[netip.Addr]struct{}
-	endpoints map[uint32]endpointRef
+	endpoints *epIndex
 }
 
 // ServicePort is one port of one Service with everything the dataplane
@@ -170,9 +170,24 @@ type frontendRef struct {
 	kind FrontendKind
 }
 
+// portKey keys NodePorts by family too: a dual-stack Service is two
+// service ports (one per family) sharing one nodePort number.
 type portKey struct {
 	port  uint16
 	proto Proto
+	v6    bool
+}
+
+// families returns the IP families a service port serves: those of its
+// frontend addresses (the first ClusterIP decides), or both when it has none.
+func (sp *ServicePort) families() (v4, v6 bool) {
+	for _, list := range [][]netip.Addr{sp.ClusterIPs, sp.ExternalIPs, sp.LoadBalancerIPs} {
+		if len(list) > 0 {
+			a := list[0].Unmap()
+			return a.Is4(), a.Is6()
+		}
+	}
+	return true, true
 }
 
 type endpointRef struct {
@@ -192,7 +207,7 @@ func New(s Snapshot) (*Snapshot, []error) {
 	out.frontends = make(map[frontendKey]frontendRef)
 	out.nodePorts = make(map[portKey]int32)
 	out.nodeAddrs = make(map[netip.Addr]struct{}, len(s.NodePortAddrs))
-	out.endpoints = make(map[uint32]endpointRef)
+	out.endpoints = newEPIndex()
 	for _, a := range s.NodePortAddrs {
 		out.nodeAddrs[a.Unmap()] = struct{}{}
 	}
@@ -227,48 +242,62 @@ func New(s Snapshot) (*Snapshot, []error) {
 			claim(a, KindLoadBalancerIP)
 		}
 		if sp.NodePort != 0 {
-			k := portKey{sp.NodePort, sp.Protocol}
-			if prev, ok := out.nodePorts[k]; ok {
-				errs = append(errs, fmt.Errorf("service port %s: nodePort %d/%s already claimed by %s", sp.Key(), sp.NodePort, sp.Protocol, out.ServicePorts[prev].Key()))
-			} else {
-				out.nodePorts[k] = int32(i)
+			v4, v6 := sp.families()
+			for _, fam6 := range []bool{false, true} {
+				if (fam6 && !v6) || (!fam6 && !v4) {
+					continue
+				}
+				k := portKey{sp.NodePort, sp.Protocol, fam6}
+				if prev, ok := out.nodePorts[k]; ok {
+					errs = append(errs, fmt.Errorf("service port %s: nodePort %d/%s already claimed by %s", sp.Key(), sp.NodePort, sp.Protocol, out.ServicePorts[prev].Key()))
+				} else {
+					out.nodePorts[k] = int32(i)
+				}
 			}
 		}
-		// Endpoints are copied so the flags below never write into a slice
-		// the caller (or a previous snapshot) still holds.
-		sp.Endpoints = slices.Clone(sp.Endpoints)
-		for _, idx := range sp.Cluster {
-			if idx >= 0 && int(idx) < len(sp.Endpoints) {
-				sp.Endpoints[idx].InCluster = true
-			}
-		}
-		for _, idx := range sp.Local {
-			if idx >= 0 && int(idx) < len(sp.Endpoints) {
-				sp.Endpoints[idx].InLocal = true
-			}
-		}
-		for j := range sp.Endpoints {
-			ep := &sp.Endpoints[j]
-			if ep.ID == 0 {
-				errs = append(errs, fmt.Errorf("service port %s: endpoint %s has id 0", sp.Key(), ep.AddrPort()))
-				continue
-			}
-			if prev, dup := out.endpoints[ep.ID]; dup {
-				errs = append(errs, fmt.Errorf("service port %s: endpoint %s id %d already used in %s", sp.Key(), ep.AddrPort(), ep.ID, out.ServicePorts[prev.sp].Key()))
-				continue
-			}
-			out.endpoints[ep.ID] = endpointRef{int32(i), int32(j)}
-		}
-		if err := checkChain(sp, sp.Cluster, sp.ClusterMaglev, "cluster"); err != nil {
-			errs = append(errs, err)
-			sp.ClusterMaglev = nil
-		}
-		if err := checkChain(sp, sp.Local, sp.LocalMaglev, "local"); err != nil {
-			errs = append(errs, err)
-			sp.LocalMaglev = nil
-		}
+		errs = append(errs, out.indexEndpoints(int32(i), out.endpoints)...)
 	}
 	return &out, errs
+}
+
+// indexEndpoints copies the endpoints of service port i (so the flags never
+// write into a slice the caller or a previous snapshot holds), sets their
+// chain flags, adds their IDs to idx and checks the chains and tables.
+func (out *Snapshot) indexEndpoints(i int32, idx *epIndex) []error {
+	var errs []error
+	sp := &out.ServicePorts[i]
+	sp.Endpoints = slices.Clone(sp.Endpoints)
+	for _, k := range sp.Cluster {
+		if k >= 0 && int(k) < len(sp.Endpoints) {
+			sp.Endpoints[k].InCluster = true
+		}
+	}
+	for _, k := range sp.Local {
+		if k >= 0 && int(k) < len(sp.Endpoints) {
+			sp.Endpoints[k].InLocal = true
+		}
+	}
+	for j := range sp.Endpoints {
+		ep := &sp.Endpoints[j]
+		if ep.ID == 0 {
+			errs = append(errs, fmt.Errorf("service port %s: endpoint %s has id 0", sp.Key(), ep.AddrPort()))
+			continue
+		}
+		if prev, dup := idx.get(ep.ID); dup {
+			errs = append(errs, fmt.Errorf("service port %s: endpoint %s id %d already used in %s", sp.Key(), ep.AddrPort(), ep.ID, out.ServicePorts[prev.sp].Key()))
+			continue
+		}
+		idx.put(ep.ID, endpointRef{i, int32(j)})
+	}
+	if err := checkChain(sp, sp.Cluster, sp.ClusterMaglev, "cluster"); err != nil {
+		errs = append(errs, err)
+		sp.ClusterMaglev = nil
+	}
+	if err := checkChain(sp, sp.Local, sp.LocalMaglev, "local"); err != nil {
+		errs = append(errs, err)
+		sp.LocalMaglev = nil
+	}
+	return errs
 }
 
 func checkChain(sp *ServicePort, chain []int32, table []uint16, name string) error {
@@ -288,7 +317,7 @@ func checkChain(sp *ServicePort, chain []int32, table []uint16, name string) err
 // Endpoint returns the endpoint with the given ID and the index of its
 // service port, or ok false when no such endpoint exists in this snapshot.
 func (s *Snapshot) Endpoint(id uint32) (ep *Endpoint, sp int32, ok bool) {
-	r, ok := s.endpoints[id]
+	r, ok := s.endpoints.get(id)
 	if !ok {
 		return nil, -1, false
 	}
@@ -311,12 +340,27 @@ func (s *Snapshot) Frontend(dst netip.Addr, port uint16, proto Proto) (int32, Fr
 }
 
 // NodePort returns the service port index serving NodePort port/proto, or -1.
+// For a dual-stack Service (one service port per family sharing the
+// nodePort) it returns the IPv4 one; use NodePortFor to choose by the
+// destination's family.
 func (s *Snapshot) NodePort(port uint16, proto Proto) int32 {
-	if i, ok := s.nodePorts[portKey{port, proto}]; ok {
+	if i, ok := s.nodePorts[portKey{port, proto, false}]; ok {
+		return i
+	}
+	if i, ok := s.nodePorts[portKey{port, proto, true}]; ok {
+		return i
+	}
+	return -1
+}
+
+// NodePortFor returns the service port index serving NodePort port/proto
+// for a destination address of dst's family, or -1.
+func (s *Snapshot) NodePortFor(dst netip.Addr, port uint16, proto Proto) int32 {
+	if i, ok := s.nodePorts[portKey{port, proto, dst.Unmap().Is6()}]; ok {
 		return i
 	}
 	return -1
 }
 
 // NumEndpoints returns the number of endpoints indexed by the snapshot.
-func (s *Snapshot) NumEndpoints() int { return len(s.endpoints) }
+func (s *Snapshot) NumEndpoints() int { return s.endpoints.len() }

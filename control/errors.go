@@ -1,0 +1,54 @@
+package control
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Build errors wrap ErrInvalid or ErrConflict inside an
+// *ObjectError that names the object and the field.
+var (
+	// ErrInvalid: a field of a Service, EndpointSlice or Node cannot be
+	// used (unparsable address, port out of range, timeout out of range).
+	ErrInvalid = errors.New("invalid value")
+	// ErrConflict: two service ports claim the same frontend or NodePort.
+	ErrConflict = errors.New("conflict")
+	// ErrManifest: a manifest file cannot be decoded; the last good state
+	// is kept.
+	ErrManifest = errors.New("invalid manifest")
+	// ErrAlreadyRunning: Run was called twice on one Controller.
+	ErrAlreadyRunning = errors.New("controller already running")
+)
+
+// ObjectError is a problem with one field of one Kubernetes object. The
+// object (or the part of it the field belongs to) is skipped; everything else
+// keeps working.
+type ObjectError struct {
+	// Kind is "Service", "EndpointSlice" or "Node".
+	Kind string
+	// Namespace and Name identify the object (Namespace empty for a Node).
+	Namespace, Name string
+	// Field is the JSON path of the offending field, e.g. "spec.ports[1].port".
+	Field string
+	// Err wraps ErrInvalid or ErrConflict with the detail.
+	Err error
+}
+
+// Error returns "Service ns/name: spec.ports[1].port: invalid value: ...".
+func (e *ObjectError) Error() string {
+	obj := e.Name
+	if e.Namespace != "" {
+		obj = e.Namespace + "/" + e.Name
+	}
+	if e.Field == "" {
+		return fmt.Sprintf("%s %s: %v", e.Kind, obj, e.Err)
+	}
+	return fmt.Sprintf("%s %s: %s: %v", e.Kind, obj, e.Field, e.Err)
+}
+
+// Unwrap returns the wrapped error.
+func (e *ObjectError) Unwrap() error { return e.Err }
+
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,130 @@
+package dataplane
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Config configures a Dataplane. Zero fields take the defaults set in
+// withDefaults, the one place defaults live.
+type Config struct {
+	// Interfaces are the managed interfaces; every receive queue of each
+	// gets an AF_XDP socket and a poller.
+	Interfaces []string
+	// Attach selects the XDP attach mode (default AttachNative).
+	Attach AttachMode
+	// Bind selects copy or zero-copy (default BindAuto).
+	Bind BindMode
+	// NumFrames is the number of UMEM frames per socket (default 4096):
+	// half for reception, half for copies transmitted from other
+	// interfaces. Even, at least 4*BatchSize.
+	NumFrames int
+	// FrameSize is the UMEM chunk size, 2048 or 4096. 0 picks 2048 when the
+	// largest MTU fits, else 4096. A frame holds FrameSize-256 bytes (the
+	// kernel's XDP_PACKET_HEADROOM); an MTU+22 (Ethernet and two VLAN tags)
+	// larger than that is refused with ErrMTUTooLarge.
+	FrameSize int
+	// Ring sizes, powers of two (default 2048 each). The fill ring must
+	// hold NumFrames/2 entries.
+	FillRingSize, CompletionRingSize, RxRingSize, TxRingSize int
+	// BatchSize is the maximum number of frames per Process call
+	// (default 64).
+	BatchSize int
+	// CPUs pins pollers: poller i runs on CPUs[i%len(CPUs)]. Empty: no
+	// pinning (the thread is still locked).
+	CPUs []int
+	// BusyPoll is how long a poller spins on an empty RX ring before it
+	// sleeps in poll(2) (default 50µs; negative: never spin).
+	BusyPoll time.Duration
+	// IdleWakeup bounds a poll(2) sleep so completions are reclaimed on an
+	// idle socket (default 1s).
+	IdleWakeup time.Duration
+	// Classifier sizes the classifier maps.
+	Classifier ClassifierConfig
+	// Logger receives start/stop and setup messages (default
+	// slog.Default()). Never per packet.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.NumFrames == 0 {
+		c.NumFrames = 4096
+	}
+	if c.FillRingSize == 0 {
+		c.FillRingSize = 2048
+	}
+	if c.CompletionRingSize == 0 {
+		c.CompletionRingSize = 2048
+	}
+	if c.RxRingSize == 0 {
+		c.RxRingSize = 2048
+	}
+	if c.TxRingSize == 0 {
+		c.TxRingSize = 2048
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 64
+	}
+	if c.BusyPoll == 0 {
+		c.BusyPoll = 50 * time.Microsecond
+	}
+	if c.IdleWakeup == 0 {
+		c.IdleWakeup = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// xdpPacketHeadroom is XDP_PACKET_HEADROOM: the kernel puts a received frame
+// this far into its UMEM chunk (plus the UMEM headroom, 0 here), so a chunk
+// of size F holds frames of at most F-256 bytes (xsk_pool_get_rx_frame_size).
+const xdpPacketHeadroom = 256
+
+func isPow2(v int) bool { return v > 0 && v&(v-1) == 0 }
+
+func (c Config) validate() error {
+	if len(c.Interfaces) == 0 {
+		return fmt.Errorf("no interfaces: %w", ErrBadConfig)
+	}
+	for _, r := range []struct {
+		name string
+		v    int
+	}{{"fill", c.FillRingSize}, {"completion", c.CompletionRingSize}, {"rx", c.RxRingSize}, {"tx", c.TxRingSize}} {
+		if !isPow2(r.v) {
+			return fmt.Errorf("%s ring size %d is not a power of two: %w", r.name, r.v, ErrBadConfig)
+		}
+	}
+	if c.FrameSize != 0 && c.FrameSize != 2048 && c.FrameSize != 4096 {
+		return fmt.Errorf("frame size %d: want 2048 or 4096: %w", c.FrameSize, ErrBadConfig)
+	}
+	if c.BatchSize < 1 || c.BatchSize > c.RxRingSize {
+		return fmt.Errorf("batch size %d: want 1..rx ring size: %w", c.BatchSize, ErrBadConfig)
+	}
+	if c.NumFrames%2 != 0 || c.NumFrames < 4*c.BatchSize {
+		return fmt.Errorf("num frames %d: want even and >= 4*batch size: %w", c.NumFrames, ErrBadConfig)
+	}
+	if c.FillRingSize < c.NumFrames/2 {
+		return fmt.Errorf("fill ring %d smaller than the %d RX frames: %w", c.FillRingSize, c.NumFrames/2, ErrBadConfig)
+	}
+	return nil
+}
+
+// frameSizeFor picks the frame size for the largest MTU, or fails.
+func frameSizeFor(configured, mtu int) (int, error) {
+	need := mtu + 14 + 8 + xdpPacketHeadroom
+	if configured != 0 {
+		if need > configured {
+			return 0, fmt.Errorf("MTU %d needs %d-byte frames, frame size is %d: %w", mtu, need, configured, ErrMTUTooLarge)
+		}
+		return configured, nil
+	}
+	for _, fs := range []int{2048, 4096} {
+		if need <= fs {
+			return fs, nil
+		}
+	}
+	return 0, fmt.Errorf("MTU %d needs %d-byte frames, largest is 4096 (no multi-buffer): %w", mtu, need, ErrMTUTooLarge)
+}

@@ -1,0 +1,369 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Dataplane owns the AF_XDP sockets of every managed interface, the
+// classifier attached to them and the pollers.
+//
+// mu guards running and closed and serialises Run, Stats and Close; the
+// per-queue counters are atomics written by one poller each.
+type Dataplane struct {
+	cfg        Config
+	log        *slog.Logger
+	classifier *Classifier
+	ports      []*port
+	queues     []*queueState
+	stopfd     int // eventfd, readable once Run is stopping
+	stop       atomic.Bool
+
+	mu      sync.Mutex
+	running bool
+	closed  bool
+}
+
+// port is one managed interface.
+type port struct {
+	ifindex int
+	name    string
+	mtu     int
+	inst    *classifierInstance
+	socks   []*xsk // by queue id
+	mode    string // "native" or "generic"
+}
+
+// queueState is one socket with its poller's identity and counters.
+type queueState struct {
+	q    Queue
+	s    *xsk
+	port *port
+	c    queueCounters
+}
+
+// queueCounters are written by the queue's poller only and read by Stats.
+type queueCounters struct {
+	rxFrames, rxBytes, txFrames, txBytes, txCopied atomic.Uint64
+	txRingFull, fillRingEmpty, wakeups, sleeps     atomic.Uint64
+	drops                                          [NumDropReasons]atomic.Uint64
+}
+
+// Open creates and binds one AF_XDP socket per receive queue of every
+// configured interface, and attaches the classifier to each interface
+// (replacing a program left by a crashed run). It must be called from the
+// network namespace of the interfaces (sockets and netlink requests use the
+// calling thread's namespace). Nothing is received until Run.
+func Open(cfg Config) (*Dataplane, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	// Pin the goroutine so every socket and netlink request below uses the
+	// same thread, hence the same namespace.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	d := &Dataplane{cfg: cfg, log: cfg.Logger, stopfd: -1}
+	ok := false
+	defer func() {
+		if !ok {
+			d.closeAll()
+		}
+	}()
+
+	links := make([]netlink.Link, len(cfg.Interfaces))
+	maxMTU, maxName := 0, ""
+	for i, name := range cfg.Interfaces {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("interface %s: %w", name, err)
+		}
+		links[i] = l
+		if l.Attrs().MTU > maxMTU {
+			maxMTU, maxName = l.Attrs().MTU, name
+		}
+	}
+	// One frame size for every socket: copies between interfaces must fit.
+	fs, err := frameSizeFor(cfg.FrameSize, maxMTU)
+	if err != nil {
+		return nil, fmt.Errorf("interface %s: %w", maxName, err)
+	}
+	d.cfg.FrameSize = fs
+
+	d.classifier, err = NewClassifier(cfg.Classifier)
+	if err != nil {
+		return nil, err
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	d.stopfd = efd
+
+	xc := xskConfig{
+		numFrames: cfg.NumFrames, frameSize: fs,
+		fillSize: cfg.FillRingSize, compSize: cfg.CompletionRingSize,
+		rxSize: cfg.RxRingSize, txSize: cfg.TxRingSize, bind: cfg.Bind,
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		nq, err := rxQueues(a.Name, a.NumRxQueues)
+		if err != nil {
+			return nil, err
+		}
+		p := &port{ifindex: a.Index, name: a.Name, mtu: a.MTU}
+		d.ports = append(d.ports, p)
+		p.inst, err = d.classifier.instance(nq)
+		if err != nil {
+			return nil, fmt.Errorf("interface %s: %w", a.Name, err)
+		}
+		for q := 0; q < nq; q++ {
+			s, err := openXSK(a.Index, q, xc)
+			if err != nil {
+				return nil, fmt.Errorf("interface %s: %w", a.Name, err)
+			}
+			p.socks = append(p.socks, s)
+			if err := p.inst.xsks.Put(uint32(q), uint32(s.fd)); err != nil {
+				return nil, fmt.Errorf("register xsk %s queue %d: %w", a.Name, q, err)
+			}
+			cpu := -1
+			if len(cfg.CPUs) > 0 {
+				cpu = cfg.CPUs[len(d.queues)%len(cfg.CPUs)]
+			}
+			d.queues = append(d.queues, &queueState{
+				q:    Queue{Index: len(d.queues), Ifindex: a.Index, Ifname: a.Name, QueueID: q, CPU: cpu},
+				s:    s,
+				port: p,
+			})
+		}
+		if err := d.attach(p, l); err != nil {
+			return nil, err
+		}
+		d.log.Info("xdpgate interface ready", "ifname", a.Name, "ifindex", a.Index, "queues", nq,
+			"xdp_mode", p.mode, "zero_copy", p.socks[0].zeroCopy, "frame_size", fs, "mtu", a.MTU)
+	}
+	ok = true
+	return d, nil
+}
+
+// attach attaches p's classifier instance with a bpf_link (detached when the
+// link is closed or the process dies). A program attached through netlink,
+// e.g. by an older run or another tool, is removed first.
+func (d *Dataplane) attach(p *port, l netlink.Link) error {
+	var modes []link.XDPAttachFlags
+	var names []string
+	switch d.cfg.Attach {
+	case AttachNative:
+		modes, names = []link.XDPAttachFlags{link.XDPDriverMode}, []string{"native"}
+	case AttachGeneric:
+		modes, names = []link.XDPAttachFlags{link.XDPGenericMode}, []string{"generic"}
+	default:
+		modes = []link.XDPAttachFlags{link.XDPDriverMode, link.XDPGenericMode}
+		names = []string{"native", "generic"}
+	}
+	if x := l.Attrs().Xdp; x != nil && x.Attached {
+		// Only a netlink-attached program can be removed this way; a live
+		// bpf_link of another process makes this fail and the attach below
+		// report EBUSY.
+		for _, f := range []int{unix.XDP_FLAGS_DRV_MODE, unix.XDP_FLAGS_SKB_MODE} {
+			_ = netlink.LinkSetXdpFdWithFlags(l, -1, f)
+		}
+		d.log.Info("replaced leftover XDP program", "ifname", p.name, "prog_id", x.ProgId)
+	}
+	var errs []error
+	for i, m := range modes {
+		lk, err := link.AttachXDP(link.XDPOptions{Program: p.inst.prog, Interface: p.ifindex, Flags: m})
+		if err == nil {
+			p.inst.link = lk
+			p.mode = names[i]
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", names[i], err))
+	}
+	return fmt.Errorf("attach classifier to %s: %w: %w", p.name, ErrAttach, errors.Join(errs...))
+}
+
+// rxQueues returns the number of receive queues in use: ETHTOOL_GCHANNELS
+// (rx + combined), else the netlink count.
+func rxQueues(name string, netlinkRx int) (int, error) {
+	n, err := ethtoolRxChannels(name)
+	if err == nil && n > 0 {
+		return n, nil
+	}
+	if netlinkRx > 0 {
+		return netlinkRx, nil
+	}
+	return 0, fmt.Errorf("queue count of %s: %w", name, err)
+}
+
+// ethtoolChannels is struct ethtool_channels.
+type ethtoolChannels struct {
+	cmd                                         uint32
+	maxRx, maxTx, maxOther, maxCombined         uint32
+	rxCount, txCount, otherCount, combinedCount uint32
+}
+
+func ethtoolRxChannels(name string) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("socket: %w", err)
+	}
+	defer unix.Close(fd)
+	ch := ethtoolChannels{cmd: unix.ETHTOOL_GCHANNELS}
+	var ifr struct {
+		name [unix.IFNAMSIZ]byte
+		data unsafe.Pointer
+		_    [16]byte
+	}
+	copy(ifr.name[:], name)
+	ifr.data = unsafe.Pointer(&ch)
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr)))
+	runtime.KeepAlive(&ch)
+	if errno != 0 {
+		return 0, fmt.Errorf("ETHTOOL_GCHANNELS %s: %w", name, errno)
+	}
+	return int(ch.rxCount + ch.combinedCount), nil
+}
+
+// Classifier returns the classifier whose Update sets what is redirected.
+func (d *Dataplane) Classifier() *Classifier { return d.classifier }
+
+// NumQueues returns the number of sockets (and pollers); Queue.Index is
+// below it.
+func (d *Dataplane) NumQueues() int { return len(d.queues) }
+
+// Queues returns the identity of every socket.
+func (d *Dataplane) Queues() []Queue {
+	out := make([]Queue, len(d.queues))
+	for i, qs := range d.queues {
+		out[i] = qs.q
+	}
+	return out
+}
+
+// FrameSize returns the UMEM frame size in use.
+func (d *Dataplane) FrameSize() int { return d.cfg.FrameSize }
+
+// Run starts one poller goroutine per socket, each calling p.Process for
+// every received batch, and blocks until ctx is cancelled and every poller
+// has stopped. It returns nil after a cancellation, or the first poller
+// error (which stops the others).
+func (d *Dataplane) Run(ctx context.Context, p Processor) error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return ErrClosed
+	}
+	if d.running {
+		d.mu.Unlock()
+		return ErrRunning
+	}
+	d.running = true
+	d.stop.Store(false)
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.running = false
+		d.mu.Unlock()
+	}()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var errOnce sync.Once
+	var firstErr error
+	for _, qs := range d.queues {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.poll(qs, p); err != nil {
+				errOnce.Do(func() { firstErr = err })
+				cancel()
+			}
+		}()
+	}
+	<-ctx.Done()
+	d.stop.Store(true)
+	var one = [8]byte{1}
+	if _, err := unix.Write(d.stopfd, one[:]); err != nil && !errors.Is(err, unix.EAGAIN) {
+		d.log.Error("wake pollers", "err", err)
+	}
+	wg.Wait()
+	// Make the eventfd unreadable again for a later Run.
+	var buf [8]byte
+	_, _ = unix.Read(d.stopfd, buf[:])
+	return firstErr
+}
+
+// Stats returns a snapshot of every socket's counters, in Queues order.
+func (d *Dataplane) Stats() []QueueStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]QueueStats, len(d.queues))
+	for i, qs := range d.queues {
+		st := &out[i]
+		st.Ifname, st.Ifindex, st.QueueID = qs.q.Ifname, qs.q.Ifindex, qs.q.QueueID
+		st.ZeroCopy = qs.s.zeroCopy
+		c := &qs.c
+		st.RxFrames, st.RxBytes = c.rxFrames.Load(), c.rxBytes.Load()
+		st.TxFrames, st.TxBytes, st.TxCopied = c.txFrames.Load(), c.txBytes.Load(), c.txCopied.Load()
+		st.TxRingFull, st.FillRingEmpty = c.txRingFull.Load(), c.fillRingEmpty.Load()
+		st.Wakeups, st.Sleeps = c.wakeups.Load(), c.sleeps.Load()
+		for r := range c.drops {
+			st.Drops[r] = c.drops[r].Load()
+		}
+		if !d.closed {
+			if k, err := qs.s.kernelStats(); err == nil {
+				st.Kernel = k
+			}
+		}
+	}
+	return out
+}
+
+// Close detaches the classifier from every interface and closes sockets and
+// maps. Run must have returned.
+func (d *Dataplane) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	if d.running {
+		return fmt.Errorf("close while running: %w", ErrRunning)
+	}
+	d.closed = true
+	return d.closeAll()
+}
+
+func (d *Dataplane) closeAll() error {
+	var errs []error
+	for _, p := range d.ports {
+		if p.inst != nil {
+			errs = append(errs, p.inst.close())
+		}
+		for _, s := range p.socks {
+			errs = append(errs, s.close())
+		}
+		p.socks = nil
+	}
+	if d.classifier != nil {
+		errs = append(errs, d.classifier.Close())
+	}
+	if d.stopfd >= 0 {
+		errs = append(errs, unix.Close(d.stopfd))
+		d.stopfd = -1
+	}
+	return errors.Join(errs...)
+}

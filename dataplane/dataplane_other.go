@@ -1,0 +1,62 @@
+//go:build !linux
+
+package dataplane
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"runtime"
+)
+
+// Dataplane is unavailable on this OS; Open returns ErrNotSupported.
+type Dataplane struct{}
+
+// Classifier is unavailable on this OS.
+type Classifier struct{}
+
+// ClassifierConfig sizes the classifier's maps (unused on this OS).
+type ClassifierConfig struct {
+	MaxFrontends, MaxEndpoints, MaxNodePorts, MaxNodeAddrs int
+}
+
+// Egress is unavailable on this OS.
+type Egress struct{}
+
+// EgressConfig configures an Egress (unused on this OS).
+type EgressConfig struct{}
+
+func errNotSupported() error { return fmt.Errorf("%s: %w", runtime.GOOS, ErrNotSupported) }
+
+// Open returns an error wrapping ErrNotSupported.
+func Open(Config) (*Dataplane, error) { return nil, errNotSupported() }
+
+// Run returns an error wrapping ErrNotSupported.
+func (*Dataplane) Run(context.Context, Processor) error { return errNotSupported() }
+
+// Close does nothing.
+func (*Dataplane) Close() error { return nil }
+
+// Stats returns nothing.
+func (*Dataplane) Stats() []QueueStats { return nil }
+
+// Classifier returns nil.
+func (*Dataplane) Classifier() *Classifier { return nil }
+
+// NewClassifier returns an error wrapping ErrNotSupported.
+func NewClassifier(ClassifierConfig) (*Classifier, error) { return nil, errNotSupported() }
+
+// Update returns an error wrapping ErrNotSupported.
+func (*Classifier) Update(Rules) error { return errNotSupported() }
+
+// Close does nothing.
+func (*Classifier) Close() error { return nil }
+
+// NewEgress returns an error wrapping ErrNotSupported.
+func NewEgress(EgressConfig) (*Egress, error) { return nil, errNotSupported() }
+
+// Lookup always reports no route.
+func (*Egress) Lookup(dst netip.Addr) (Hop, LookupStatus) { return Hop{}, LookupNoRoute }
+
+// Close does nothing.
+func (*Egress) Close() error { return nil }

@@ -1,0 +1,104 @@
+// Package dataplane is xdpgate's AF_XDP I/O layer: the XDP classifier that
+// decides which frames leave the kernel, one AF_XDP socket and one poller
+// goroutine per (interface, receive queue), next-hop resolution from the
+// kernel's tables, and the per-batch Processor hook where the translation
+// pipeline plugs in. Only this package touches AF_XDP, XDP programs and
+// netlink; on other operating systems Open returns ErrNotSupported.
+//
+// # Packet path
+//
+//	NIC queue q --XDP classifier--> XSKMAP[q] --> socket (iface, q) --> poller
+//	     |  not owned (ARP/ND, SSH, pings to the node, ...): XDP_PASS
+//	     v
+//	  kernel stack
+//
+// The classifier (bpf/classifier.c, loaded with cilium/ebpf and attached
+// with a bpf_link, native mode by default) redirects only what Rules say
+// xdpgate owns: packets to frontends and NodePorts, replies from endpoints,
+// replies to SNAT ports, and ICMP errors about those. Its maps are plain
+// data; Classifier.Update replaces them (add new, then delete stale).
+//
+// # The four rings
+//
+// Every socket has its own UMEM: NumFrames chunks of FrameSize bytes (2 or
+// 4 KiB), the first half used for reception, the second for frames copied
+// in from other interfaces. Four single-producer single-consumer rings are
+// shared with the kernel; producer and consumer indexes are accessed with
+// sync/atomic (see xsk_linux.go for why asavie/xdp's own ring code is not
+// used):
+//
+//   - fill ring (we produce, the kernel consumes): free RX chunks the kernel
+//     may receive into.
+//   - RX ring (the kernel produces, we consume): descriptors {addr, len} of
+//     received frames. A frame starts 256 bytes (XDP_PACKET_HEADROOM) into
+//     its chunk.
+//   - TX ring (we produce, the kernel consumes): descriptors of frames to
+//     send. The kernel is kicked with sendto only when the ring's
+//     need_wakeup flag is set (always in copy mode).
+//   - completion ring (the kernel produces, we consume): addresses of
+//     frames whose transmission is finished.
+//
+// # Frame lifecycle and ownership
+//
+// A UMEM chunk is owned by exactly one party at a time:
+//
+//  1. free in userspace (rxFree / txFree stacks) -- the dataplane;
+//  2. on the fill ring, or being received into -- the kernel;
+//  3. on the RX ring, then inside Processor.Process -- the poller and the
+//     Processor; Frame.Buf aliases the chunk;
+//  4. after Process returns, by verdict:
+//     drop: back to rxFree, then to the fill ring (state 2);
+//     TX on the receiving interface: the same chunk goes on the TX ring
+//     (kernel-owned) and comes back through the completion ring to rxFree;
+//     TX on another managed interface: the bytes are copied into a free TX
+//     chunk of a socket of that interface (its TX ring, then its completion
+//     ring, then its txFree), and the RX chunk goes back to rxFree at once.
+//
+// So a Frame, Frame.Buf, Frame.Data() and every slice taken from them are
+// valid only until Process returns. A Processor that needs bytes later must
+// copy them. There is no "pass to the kernel" verdict: the classifier must
+// pass what the kernel should see, because once redirected a frame belongs
+// to the socket.
+//
+// # Pollers
+//
+// Run starts one goroutine per socket, locked to its OS thread and pinned
+// to Config.CPUs when given. Each loop: take up to BatchSize descriptors
+// from the RX ring, call Process once, apply the verdicts (in-place TX under
+// the socket's TX lock, copies under the target socket's TX lock, both once
+// per batch), top up the fill ring. With nothing to receive it busy-polls
+// for Config.BusyPoll, then sleeps in poll(2) on the socket and a stop
+// eventfd, so an idle gateway does not burn a core. Counters are per queue
+// (Stats), drops per DropReason.
+//
+// # Egress
+//
+// Egress mirrors the kernel's main routing table and neighbour table
+// through netlink subscriptions into an immutable table published with an
+// atomic pointer; Lookup costs a few map lookups and no syscall. An
+// unresolved next hop is handed to a resolver goroutine that asks the kernel
+// to resolve it (RTM_NEWNEIGH with NTF_USE) and the frame is dropped with
+// DropNeighUnresolved.
+//
+// # Known limits
+//
+//   - The classifier matches first fragments by ports and later fragments
+//     by address only (dst a frontend address, src an endpoint address);
+//     later fragments of NodePort and SNAT flows are passed to the kernel.
+//     It walks at most four IPv6 extension headers (hop-by-hop, routing,
+//     destination options, fragment) and two VLAN tags; anything beyond is
+//     passed, so the userspace parser (package nat), which is more
+//     permissive, never sees it.
+//   - No shared UMEM: a frame leaving on another interface is copied once.
+//   - A socket of another interface is chosen as queue id modulo its queue
+//     count, and its TX ring is shared under a mutex (held once per batch).
+//   - Egress uses the main routing table only and the first next hop of a
+//     multipath route.
+//
+// # Requirements on the environment
+//
+// Managed interfaces must receive complete L4 checksums: a veth peer in
+// the same host sending with checksum offload leaves them partial (turn it
+// off with `ethtool -K DEV tx off`). The MTU must fit a frame (MTU+22 <=
+// FrameSize-256); multi-buffer (jumbo) frames are not supported.
+package dataplane
