@@ -120,3 +120,14 @@ func BenchmarkMaglev10(b *testing.B) {
 		buildMaglev(ids)
 	}
 }
+
+// mix64 is the splitmix64 finaliser: it spreads the bits of an already
+// hashed ID so that offset and skip are independent.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}

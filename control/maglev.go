@@ -4,6 +4,8 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+
+	"github.com/xdpgate/xdpgate/affinity"
 )
 
 // maglevSizes are the Maglev table sizes: for N backends the table has the
@@ -36,65 +38,28 @@ func MaglevSize(n int) uint32 {
 	return maglevSizes[len(maglevSizes)-1]
 }
 
-// buildMaglev fills a Maglev lookup table (Eisenbud et al., NSDI 2016,
-// section 3.4, "Populate") for backends identified by stable 64-bit IDs
-// (affinity.BackendID of "ip:port"), all with weight 1. table[slot] is the
-// index of the backend in ids. The result depends only on ids and their
-// order, so gateways agree.
+// buildMaglev returns the Maglev lookup table (affinity.BuildMaglev, Eisenbud
+// et al., NSDI 2016) of MaglevSize(len(ids)) slots for backends identified by
+// stable 64-bit IDs (affinity.BackendID of "ip:port"), all with weight 1.
+// table[slot] is the index of the backend in ids. affinity's tables do not
+// depend on the order of ids beyond that index mapping, so gateways agree.
 func buildMaglev(ids []uint64) []uint16 {
 	n := len(ids)
 	if n < 2 || n > maxMaglevBackends {
 		return nil
 	}
-	m := MaglevSize(n)
-	table := make([]uint16, m)
-	for i := range table {
-		table[i] = 0xFFFF
-	}
-	// offset = h1 mod M, skip = h2 mod (M-1) + 1: the permutation of
-	// backend i is offset, offset+skip, offset+2*skip, ... mod M, which
-	// visits every slot because M is prime.
-	pos := make([]uint32, n)
-	skip := make([]uint32, n)
+	backends := make([]affinity.Backend, n)
 	for i, id := range ids {
-		h1 := mix64(id)
-		h2 := mix64(id ^ 0x9e3779b97f4a7c15)
-		pos[i] = uint32(h1 % uint64(m))
-		skip[i] = uint32(h2%uint64(m-1)) + 1
+		backends[i] = affinity.Backend{ID: id, Weight: 1}
 	}
-	filled := uint32(0)
-	for {
-		for i := 0; i < n; i++ {
-			c := pos[i]
-			for table[c] != 0xFFFF {
-				c += skip[i]
-				if c >= m {
-					c -= m
-				}
-			}
-			table[c] = uint16(i)
-			c += skip[i]
-			if c >= m {
-				c -= m
-			}
-			pos[i] = c
-			filled++
-			if filled == m {
-				return table
-			}
-		}
+	m, err := affinity.BuildMaglev(backends, MaglevSize(n))
+	if err != nil {
+		// Unreachable: sizes are primes below affinity's maximum and
+		// endpoints are deduplicated on IP:port, so IDs are distinct.
+		// Without a table snapshot.Pick falls back to hash modulo n.
+		return nil
 	}
-}
-
-// mix64 is the splitmix64 finaliser: it spreads the bits of an already
-// hashed ID so that offset and skip are independent.
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
+	return m.Table()
 }
 
 // maglevCache keeps the tables of the previous build keyed by service port
