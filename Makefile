@@ -16,14 +16,20 @@ export XDPGATE_REQUIRE_APISERVER := 1
 endif
 
 FUZZTIME ?= 60s
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build test test-unit deps kube-apiserver lint fuzz generate clean
+.PHONY: all build demo test test-unit deps kube-apiserver lint fuzz generate clean
 
 all: build
 
 build:
 	$(GO) build -o bin/xdpgate ./cmd/xdpgate
+
+## demo: the README's first command. As root: namespaces, backends, the
+## gateway dataplane and live traffic for DEMO_FLAGS (default 30 s), then
+## everything is removed.
+demo: deps build
+	./bin/xdpgate demo $(DEMO_FLAGS)
 
 ## test: every test the project has (unit, -race, fuzz seeds, privileged
 ## network-namespace tests, real kube-apiserver integration tests).

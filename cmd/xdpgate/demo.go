@@ -1,0 +1,398 @@
+package main
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// `xdpgate demo` builds a throw-away topology of network namespaces, runs
+// the gateway dataplane (`xdpgate run` of this binary) in it, drives HTTP
+// traffic from many client addresses and shows a live view. The topology
+// (all addresses from the benchmarking range 198.18.0.0/15):
+//
+//	xgdemo-clients            xgdemo-gw (xdpgate run)             xgdemo-gwpods (node gw)
+//	lo: 198.19.0.1-64/32 --  dc 198.18.1.2 | gc 198.18.1.1   gp 198.18.2.1 | dp 198.18.2.2 -- lo: 198.18.3.x
+//	                                         gn 198.18.4.1 | dn 198.18.4.2   xgdemo-node2 (remote node)
+//	                                                                          lo: 198.18.5.x
+//
+// The gateway manages gc, gp and gn; its kernel does not forward. The
+// portable parts (flags, manifest, live view) are here, the namespaces and
+// processes in demo_linux.go.
+
+//go:embed demo/manifest.yaml.tmpl
+var demoManifestTmpl string
+
+var demoManifest = template.Must(template.New("manifest").Parse(demoManifestTmpl))
+
+// demoOptions are the flags of `xdpgate demo`.
+type demoOptions struct {
+	duration time.Duration
+	clients  int
+	rate     int
+	keep     bool
+	cleanup  bool
+}
+
+func init() {
+	subcommands["demo"] = subcommand{
+		summary: "run a self-contained demo in network namespaces (root)",
+		run:     demo,
+	}
+}
+
+func parseDemoFlags(args []string, stderr io.Writer) (demoOptions, error) {
+	var o demoOptions
+	fs := flag.NewFlagSet("xdpgate demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.DurationVar(&o.duration, "duration", 30*time.Second, "how long to drive traffic (one backend is removed halfway)")
+	fs.IntVar(&o.clients, "clients", 64, "client addresses (198.19.0.1 and up, /32s on the client namespace's loopback)")
+	fs.IntVar(&o.rate, "rate", 200, "HTTP connections per second, all clients together")
+	fs.BoolVar(&o.keep, "keep", false, "leave the topology and the gateway running afterwards (remove with --cleanup)")
+	fs.BoolVar(&o.cleanup, "cleanup", false, "remove a topology left by --keep (or by a killed demo) and exit")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `usage: xdpgate demo [--duration 30s] [--clients 64] [--rate 200] [--keep]
+       xdpgate demo --cleanup
+
+Builds network namespaces (clients, a gateway, backends on the gateway node
+and on a remote node), runs "xdpgate run" of this binary on the gateway,
+drives HTTP traffic through it and shows a live view. Needs root. Everything
+it creates is removed at the end, on Ctrl-C and on error.
+
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, errUsage
+	}
+	bad := func(format string, a ...any) (demoOptions, error) {
+		fmt.Fprintf(stderr, "xdpgate demo: "+format+"\n", a...)
+		return o, errUsage
+	}
+	switch {
+	case fs.NArg() > 0:
+		return bad("unexpected arguments %q", fs.Args())
+	case o.duration < 4*time.Second || o.duration > 24*time.Hour:
+		return bad("--duration %v: want 4s to 24h", o.duration)
+	case o.clients < 1 || o.clients > 250:
+		return bad("--clients %d: want 1 to 250", o.clients)
+	case o.rate < 1 || o.rate > 5000:
+		return bad("--rate %d: want 1 to 5000", o.rate)
+	case o.cleanup && o.keep:
+		return bad("--cleanup and --keep exclude each other")
+	}
+	return o, nil
+}
+
+// demoBackend is one HTTP server of the demo: a pod of a service.
+type demoBackend struct {
+	Name    string // what it answers with, also the pod name
+	Service string
+	Node    string // "gw" (the gateway node) or "node2"
+	Addr    netip.Addr
+}
+
+// The demo's services and addresses.
+var (
+	demoShopLB        = netip.MustParseAddr("198.18.200.1")
+	demoShopClusterIP = netip.MustParseAddr("198.18.100.1")
+	demoAPIClusterIP  = netip.MustParseAddr("198.18.100.2")
+	demoGWClientSide  = netip.MustParseAddr("198.18.1.1")
+)
+
+const (
+	demoShopNodePort   = 30080
+	demoAPINodePort    = 30081
+	demoHealthNodePort = 32000
+	demoBackendPort    = 8080
+	demoMetricsPort    = 10249
+	// demoRemoved is the backend taken out of the manifest halfway.
+	demoRemoved = "shop-b"
+)
+
+var demoBackends = []demoBackend{
+	{"shop-a", "shop", "gw", netip.MustParseAddr("198.18.3.11")},
+	{"shop-b", "shop", "gw", netip.MustParseAddr("198.18.3.12")},
+	{"shop-c", "shop", "gw", netip.MustParseAddr("198.18.3.13")},
+	{"shop-d", "shop", "node2", netip.MustParseAddr("198.18.5.11")},
+	{"api-a", "api", "gw", netip.MustParseAddr("198.18.3.21")},
+	{"api-b", "api", "node2", netip.MustParseAddr("198.18.5.21")},
+	{"api-c", "api", "node2", netip.MustParseAddr("198.18.5.22")},
+}
+
+// demoService is a frontend the clients connect to.
+type demoService struct {
+	name, frontend, policy string
+	dst                    netip.AddrPort
+}
+
+var demoServices = []demoService{
+	{"shop", "LoadBalancer 198.18.200.1:80", "ETP Local, ClientIP affinity", netip.AddrPortFrom(demoShopLB, 80)},
+	{"api", "NodePort 198.18.1.1:30081", "ETP Cluster (SNAT)", netip.AddrPortFrom(demoGWClientSide, demoAPINodePort)},
+}
+
+// renderDemoManifest returns the manifest with every backend except those
+// named in without.
+func renderDemoManifest(without ...string) ([]byte, error) {
+	data := struct {
+		ShopClusterIP, ShopLB, APIClusterIP            netip.Addr
+		ShopNodePort, APINodePort, HealthCheckNodePort int
+		Shop, API                                      []demoBackend
+	}{
+		ShopClusterIP: demoShopClusterIP, ShopLB: demoShopLB, APIClusterIP: demoAPIClusterIP,
+		ShopNodePort: demoShopNodePort, APINodePort: demoAPINodePort, HealthCheckNodePort: demoHealthNodePort,
+	}
+	for _, b := range demoBackends {
+		if containsString(without, b.Name) {
+			continue
+		}
+		if b.Service == "shop" {
+			data.Shop = append(data.Shop, b)
+		} else {
+			data.API = append(data.API, b)
+		}
+	}
+	var buf bytes.Buffer
+	if err := demoManifest.Execute(&buf, data); err != nil {
+		return nil, fmt.Errorf("render manifest: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// promSamples is a parsed Prometheus text exposition: "name{labels}" ->
+// value (labels as printed, sorted by the client library).
+type promSamples map[string]float64
+
+var errBadExposition = errors.New("bad metrics exposition")
+
+// parsePromText parses the text format's sample lines; comments and
+// histogram/summary details are kept like any other sample.
+func parsePromText(text string) (promSamples, error) {
+	out := promSamples{}
+	for _, l := range strings.Split(text, "\n") {
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(l, ' ')
+		if i < 0 {
+			return nil, fmt.Errorf("%w: %q", errBadExposition, l)
+		}
+		v, err := strconv.ParseFloat(l[i+1:], 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %q", errBadExposition, l)
+		}
+		out[l[:i]] = v
+	}
+	return out, nil
+}
+
+// sum adds the samples of metric name whose labels contain every given
+// `key="value"` pair.
+func (p promSamples) sum(name string, labels ...string) float64 {
+	var s float64
+	for k, v := range p {
+		n, rest, _ := strings.Cut(k, "{")
+		if n != name {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			if !strings.Contains(rest, l) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			s += v
+		}
+	}
+	return s
+}
+
+// has reports whether metric name is exported at all.
+func (p promSamples) has(name string) bool {
+	for k := range p {
+		if n, _, _ := strings.Cut(k, "{"); n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// byLabel sums metric name by the value of label.
+func (p promSamples) byLabel(name, label string) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range p {
+		n, rest, _ := strings.Cut(k, "{")
+		if n != name {
+			continue
+		}
+		_, after, ok := strings.Cut(rest, label+`="`)
+		if !ok {
+			continue
+		}
+		val, _, _ := strings.Cut(after, `"`)
+		out[val] += v
+	}
+	return out
+}
+
+// demoView is one frame's data: client-side counts and two scrapes of the
+// gateway one interval apart.
+type demoView struct {
+	elapsed, total time.Duration
+	gatewayPID     int
+	clients        int
+	interval       time.Duration // between prev and cur
+	prev, cur      promSamples   // nil when the scrape failed
+	scrapeErr      error
+	health         string // healthCheckNodePort answer, one line
+	svc            map[string]demoSvcCounts
+	svcPrev        map[string]demoSvcCounts
+	backends       map[string]demoBackendCounts
+	pinned         int                      // clients with a shop answer (client side)
+	removed        map[string]time.Duration // backend -> when it left the manifest
+	events         []string
+	final          bool
+}
+
+// demoSvcCounts are client-side counts per service.
+type demoSvcCounts struct {
+	ok, failed uint64
+	segments   uint64 // TCP segments in+out of the client sockets (TCP_INFO)
+}
+
+// demoBackendCounts are client-side counts per backend (from the
+// X-Backend header of the answers).
+type demoBackendCounts struct {
+	conns      uint64
+	sawClient  uint64 // answers whose X-Peer was the client's own address
+	lastOf     int    // clients whose latest answer came from this backend
+	lastPeerIP netip.Addr
+}
+
+func (v *demoView) rate(name string, labels ...string) float64 {
+	if v.prev == nil || v.cur == nil || v.interval <= 0 {
+		return 0
+	}
+	d := v.cur.sum(name, labels...) - v.prev.sum(name, labels...)
+	return max(d, 0) / v.interval.Seconds()
+}
+
+// render writes one frame of the live view.
+func (v *demoView) render(w io.Writer) {
+	title := "live"
+	if v.final {
+		title = "final"
+	}
+	fmt.Fprintf(w, "xdpgate demo (%s)  t=%.0fs of %.0fs  gateway pid %d  %d clients  Ctrl-C stops and cleans up\n\n",
+		title, v.elapsed.Seconds(), v.total.Seconds(), v.gatewayPID, v.clients)
+
+	fmt.Fprintf(w, "%-6s %-30s %-29s %7s %8s %8s %7s\n", "SERVICE", "FRONTEND", "POLICY", "CONN/S", "PKTS/S", "OK", "FAILED")
+	secs := v.interval.Seconds()
+	for _, s := range demoServices {
+		c, p := v.svc[s.name], v.svcPrev[s.name]
+		var cps, pps float64
+		if secs > 0 {
+			cps = float64(c.ok+c.failed-p.ok-p.failed) / secs
+			pps = float64(c.segments-p.segments) / secs
+		}
+		fmt.Fprintf(w, "%-6s %-30s %-29s %7.0f %8.0f %8d %7d\n", s.name, s.frontend, s.policy, cps, pps, c.ok, c.failed)
+	}
+	fmt.Fprintf(w, "  (client side: connections answered per second, TCP segments in+out of the client sockets)\n\n")
+
+	fmt.Fprintf(w, "%-7s %-6s %-12s %8s %8s  %s\n", "BACKEND", "NODE", "ADDRESS", "CONNS", "CLIENTS", "NOTE")
+	for _, b := range demoBackends {
+		c := v.backends[b.Name]
+		clients := "-"
+		if b.Service == "shop" {
+			clients = strconv.Itoa(c.lastOf)
+		}
+		var note string
+		switch {
+		case v.removed[b.Name] > 0:
+			note = fmt.Sprintf("removed at %.0fs", v.removed[b.Name].Seconds())
+		case b.Service == "shop" && b.Node != "gw":
+			note = "remote node: no external traffic (ETP Local)"
+		case c.conns > 0 && c.sawClient == c.conns:
+			note = "sees the client address"
+		case c.conns > 0 && c.lastPeerIP.IsValid():
+			note = "sees " + c.lastPeerIP.String() + " (SNAT)"
+		}
+		fmt.Fprintf(w, "%-7s %-6s %-12s %8d %8s  %s\n", b.Name, b.Node, b.Addr, c.conns, clients, note)
+	}
+	fmt.Fprintf(w, "  (CLIENTS: client addresses whose latest shop answer came from this backend)\n\n")
+
+	fmt.Fprintf(w, "gateway /metrics:\n")
+	if v.cur == nil {
+		fmt.Fprintf(w, "  not available: %v\n", v.scrapeErr)
+	} else {
+		m := v.cur
+		fmt.Fprintf(w, "  frames/s   rx %.0f  tx %.0f   new flows/s %.0f   forwarded/s %.0f\n",
+			v.rate("xdpgate_rx_frames_total"), v.rate("xdpgate_tx_frames_total"),
+			v.rate("xdpgate_pipeline_packets_total", `event="new_flow"`), v.rate("xdpgate_pipeline_packets_total", `event="forwarded"`))
+		entries := fmt.Sprintf("not exported (client side: %d clients pinned)", v.pinned)
+		if m.has("xdpgate_affinity_entries") {
+			entries = fmt.Sprintf("%.0f", m.sum("xdpgate_affinity_entries"))
+		}
+		fmt.Fprintf(w, "  affinity   hits %.0f (%.0f/s)  misses %.0f (%.0f/s)  entries %s\n",
+			m.sum("xdpgate_pipeline_packets_total", `event="affinity_hit"`), v.rate("xdpgate_pipeline_packets_total", `event="affinity_hit"`),
+			m.sum("xdpgate_pipeline_packets_total", `event="affinity_miss"`), v.rate("xdpgate_pipeline_packets_total", `event="affinity_miss"`),
+			entries)
+		fmt.Fprintf(w, "  conntrack  entries %.0f  inserts %.0f  expiries %.0f  deletes %.0f\n",
+			m.sum("xdpgate_conntrack_entries"), m.sum("xdpgate_conntrack_operations_total", `op="inserts"`),
+			m.sum("xdpgate_conntrack_operations_total", `op="expiries"`), m.sum("xdpgate_conntrack_operations_total", `op="deletes"`))
+		drops := m.byLabel("xdpgate_drops_total", "reason")
+		for r, n := range m.byLabel("xdpgate_pipeline_nat_drops_total", "reason") {
+			drops["nat:"+r] += n
+		}
+		fmt.Fprintf(w, "  drops      %s\n", formatCounts(drops))
+		fmt.Fprintf(w, "  snapshot   generation %.0f  endpoints %.0f\n", m.sum("xdpgate_snapshot_generation"), m.sum("xdpgate_snapshot_endpoints"))
+	}
+	if v.health != "" {
+		fmt.Fprintf(w, "  shop healthCheckNodePort %d: %s\n", demoHealthNodePort, v.health)
+	}
+	if len(v.events) > 0 {
+		fmt.Fprintf(w, "\nevents:\n")
+		for _, e := range v.events {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+	}
+}
+
+// formatCounts prints "a 3, b 1" sorted by name, or "none".
+func formatCounts(m map[string]float64) string {
+	keys := make([]string, 0, len(m))
+	for k, n := range m {
+		if n > 0 {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return "none"
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %.0f", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,321 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+func init() {
+	subcommands["inspect"] = subcommand{
+		summary: "show services, conntrack, affinity or stats of a running xdpgate",
+		run:     inspect,
+	}
+}
+
+// inspectUsage is printed for -h and bad arguments.
+const inspectUsage = `usage: xdpgate inspect services|conntrack|affinity|stats [flags]
+
+  services   frontends, endpoints (local/ready/terminating), policies, affinity timeout
+  conntrack  flows like conntrack -L (--host, --port, --proto, --service, --limit)
+  affinity   ClientIP entries: client -> endpoint, remaining time (--host, --service, --limit)
+  stats      per-queue counters and drops by reason
+
+flags:
+`
+
+// inspectOptions are the parsed flags of xdpgate inspect.
+type inspectOptions struct {
+	what    string
+	socket  string
+	output  string
+	query   url.Values
+	timeout time.Duration
+}
+
+func parseInspectFlags(args []string, stderr io.Writer) (inspectOptions, error) {
+	o := inspectOptions{query: url.Values{}}
+	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, inspectUsage); fs.PrintDefaults() }
+	fs.StringVar(&o.socket, "socket", "/run/xdpgate/admin.sock", "admin socket of the running xdpgate (its --admin-socket)")
+	fs.StringVar(&o.output, "o", "table", "output format: table or json")
+	host := fs.String("host", "", "only flows/entries with this address (either side, either direction)")
+	port := fs.Uint("port", 0, "only flows with this port (either side, either direction)")
+	proto := fs.String("proto", "", "only flows of this protocol: tcp, udp, sctp, icmp, icmpv6")
+	service := fs.String("service", "", "only flows/entries of this service (namespace/name)")
+	limit := fs.Int("limit", defaultConntrackLimit, "at most this many flows/entries (0: no limit)")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "give up after this long")
+	// Accept the command before or after the flags.
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		o.what, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, errUsage
+	}
+	if o.what == "" && fs.NArg() > 0 {
+		o.what = fs.Arg(0)
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return o, errUsage
+		}
+	}
+	bad := func(format string, a ...any) (inspectOptions, error) {
+		fmt.Fprintf(stderr, "xdpgate inspect: "+format+"\n", a...)
+		fs.Usage()
+		return o, errUsage
+	}
+	if fs.NArg() > 0 {
+		return bad("unexpected argument %q", fs.Arg(0))
+	}
+	switch o.what {
+	case "services", "conntrack", "affinity", "stats":
+	case "":
+		return bad("missing command")
+	default:
+		return bad("unknown command %q", o.what)
+	}
+	if o.output != "table" && o.output != "json" {
+		return bad("-o %q: want table or json", o.output)
+	}
+	if *port > 65535 {
+		return bad("--port %d: want 1-65535", *port)
+	}
+	if *limit < 0 {
+		return bad("--limit %d: want >= 0", *limit)
+	}
+	if o.timeout <= 0 {
+		return bad("--timeout must be positive")
+	}
+	set := func(k, v string) {
+		if v != "" {
+			o.query.Set(k, v)
+		}
+	}
+	set("host", *host)
+	if *port != 0 {
+		set("port", strconv.FormatUint(uint64(*port), 10))
+	}
+	set("proto", *proto)
+	set("service", *service)
+	set("limit", strconv.Itoa(*limit))
+	return o, nil
+}
+
+// adminClient returns an HTTP client whose every connection goes to the unix
+// socket path.
+func adminClient(path string, timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", path)
+			},
+			DisableKeepAlives: true,
+		},
+	}
+}
+
+// adminGet fetches /v1/<what>?query from the admin socket and returns the
+// body of a 200 answer.
+func adminGet(c *http.Client, socket, what string, query url.Values) ([]byte, error) {
+	u := "http://xdpgate/v1/" + what
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	resp, err := c.Get(u)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket %s (is xdpgate running with --admin-socket %s, and are you root?): %w", socket, socket, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", what, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+// inspect is `xdpgate inspect`.
+func inspect(args []string, stdout, stderr io.Writer) error {
+	o, err := parseInspectFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	q := o.query
+	if o.what == "services" || o.what == "stats" {
+		q = nil
+	}
+	body, err := adminGet(adminClient(o.socket, o.timeout), o.socket, o.what, q)
+	if err != nil {
+		return err
+	}
+	if o.output == "json" {
+		_, err := stdout.Write(body)
+		return err
+	}
+	return printTable(stdout, o.what, body)
+}
+
+// printTable renders an admin answer as a table.
+func printTable(stdout io.Writer, what string, body []byte) error {
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	var err error
+	switch what {
+	case "services":
+		err = printServices(tw, body)
+	case "conntrack":
+		err = printConntrack(tw, stdout, body)
+	case "affinity":
+		err = printAffinity(tw, body)
+	case "stats":
+		err = printStats(tw, body)
+	}
+	if err != nil {
+		return fmt.Errorf("decode %s answer: %w", what, err)
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func printServices(tw *tabwriter.Writer, body []byte) error {
+	var v adminServices
+	if err := json.Unmarshal(body, &v); err != nil {
+		return err
+	}
+	fmt.Fprintln(tw, "SERVICE\tPORT\tFRONTENDS\tNODEPORT\tEXT/INT POLICY\tAFFINITY\tENDPOINTS")
+	for _, s := range v.Services {
+		name := s.Namespace + "/" + s.Name
+		if s.PortName != "" {
+			name += ":" + s.PortName
+		}
+		fe := append(append(append([]string{}, strs(s.ClusterIPs)...), strs(s.ExternalIPs)...), strs(s.LoadBalancerIPs)...)
+		np := "-"
+		if s.NodePort != 0 {
+			np = strconv.Itoa(int(s.NodePort))
+		}
+		aff := "-"
+		if s.AffinitySeconds != 0 {
+			aff = (time.Duration(s.AffinitySeconds) * time.Second).String()
+		}
+		eps := make([]string, 0, len(s.Endpoints))
+		for _, ep := range s.Endpoints {
+			var flags []string
+			for _, f := range []struct {
+				on   bool
+				name string
+			}{{ep.Local, "local"}, {ep.Ready, "ready"}, {ep.Serving && !ep.Ready, "serving"}, {ep.Terminating, "terminating"}} {
+				if f.on {
+					flags = append(flags, f.name)
+				}
+			}
+			eps = append(eps, ep.Addr.String()+"("+orDash(strings.Join(flags, ","))+")")
+		}
+		fmt.Fprintf(tw, "%s\t%d/%s\t%s\t%s\t%s/%s\t%s\t%s\n", name, s.Port, s.Protocol, orDash(strings.Join(fe, ",")), np,
+			s.ExternalPolicy, s.InternalPolicy, aff, orDash(strings.Join(eps, " ")))
+	}
+	return nil
+}
+
+func strs[T fmt.Stringer](xs []T) []string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = x.String()
+	}
+	return s
+}
+
+func printConntrack(tw *tabwriter.Writer, stdout io.Writer, body []byte) error {
+	var v adminConntrack
+	if err := json.Unmarshal(body, &v); err != nil {
+		return err
+	}
+	fmt.Fprintln(tw, "PROTO\tSTATE\tORIG SRC\tORIG DST\tREPLY SRC\tREPLY DST\tSERVICE\tIDLE\tPACKETS\tBYTES")
+	for _, f := range v.Flows {
+		state := f.State
+		if !f.Replied && !strings.Contains(state, "UNREPLIED") {
+			state += " [UNREPLIED]"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%d/%d\n", f.Proto, orDash(state),
+			f.Orig.Src, f.Orig.Dst, f.Reply.Src, f.Reply.Dst, orDash(f.Service),
+			(time.Duration(f.IdleMilli) * time.Millisecond).String(),
+			f.Packets[0], f.Packets[1], f.Bytes[0], f.Bytes[1])
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if v.Truncated {
+		fmt.Fprintf(stdout, "%d of %d matching flows shown (raise --limit, 0: no limit)\n", len(v.Flows), v.Matched)
+	} else {
+		fmt.Fprintf(stdout, "%d flows\n", v.Matched)
+	}
+	return nil
+}
+
+func printAffinity(tw *tabwriter.Writer, body []byte) error {
+	var v []adminAffinity
+	if err := json.Unmarshal(body, &v); err != nil {
+		return err
+	}
+	fmt.Fprintln(tw, "SERVICE\tCLIENT\tENDPOINT\tREMAINING\tTIMEOUT")
+	for _, e := range v {
+		ep := e.Endpoint
+		if ep == "" {
+			ep = fmt.Sprintf("#%d (gone)", e.EndpointID)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%ds\n", orDash(e.Service), e.Client, ep,
+			(time.Duration(e.RemainingMilli) * time.Millisecond).Round(time.Second), e.TimeoutSeconds)
+	}
+	return nil
+}
+
+func printStats(tw *tabwriter.Writer, body []byte) error {
+	var v adminStats
+	if err := json.Unmarshal(body, &v); err != nil {
+		return err
+	}
+	fmt.Fprintln(tw, "INTERFACE\tQUEUE\tZEROCOPY\tRX FRAMES\tRX BYTES\tTX FRAMES\tTX BYTES\tTX RING FULL\tDROPS")
+	for _, q := range v.Queues {
+		var drops uint64
+		for _, n := range q.Drops {
+			drops += n
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%t\t%d\t%d\t%d\t%d\t%d\t%d\n", q.Interface, q.Queue, q.ZeroCopy,
+			q.RxFrames, q.RxBytes, q.TxFrames, q.TxBytes, q.TxRingFull, drops)
+	}
+	var sum struct{ est, rep, newf, fwd, rej uint64 }
+	for _, p := range v.Pipeline {
+		sum.est += p.Established
+		sum.rep += p.Replies
+		sum.newf += p.NewFlows
+		sum.fwd += p.Forwarded
+		sum.rej += p.Rejects
+	}
+	fmt.Fprintf(tw, "\nPIPELINE\tnew flows %d\testablished %d\treplies %d\tforwarded %d\trejects %d\n", sum.newf, sum.est, sum.rep, sum.fwd, sum.rej)
+	if len(v.Drops) > 0 {
+		fmt.Fprintln(tw, "\nDROP REASON\tFRAMES")
+		for _, r := range slices.Sorted(maps.Keys(v.Drops)) {
+			fmt.Fprintf(tw, "%s\t%d\n", r, v.Drops[r])
+		}
+	}
+	return nil
+}

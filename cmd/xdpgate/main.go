@@ -1,0 +1,121 @@
+// Command xdpgate is a Kubernetes Service dataplane for gateway nodes on
+// AF_XDP: kube-proxy's DNAT/SNAT/reverse NAT, conntrack, ClientIP session
+// affinity and traffic policies for the traffic entering the node on the
+// interfaces it manages.
+//
+// Usage:
+//
+//	xdpgate run --interfaces eth1,eth2 --manifests services.yaml   (standalone)
+//	xdpgate run --interfaces eth1 --kubeconfig /etc/kubeconfig      (cluster)
+//	xdpgate version
+//
+// `xdpgate run -h` lists every flag. It runs as root or with CAP_NET_ADMIN,
+// CAP_BPF, CAP_NET_RAW and CAP_IPC_LOCK, and exits 0 after SIGTERM or SIGINT
+// with every XDP program detached.
+//
+// Managed interfaces must receive complete L4 checksums: a veth peer sending
+// with checksum offload leaves them partial (`ethtool -K PEER tx off`).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"sort"
+)
+
+// version is set with -ldflags "-X main.version=..."; otherwise the module
+// build information is used.
+var version = ""
+
+func main() {
+	os.Exit(mainArgs(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// mainArgs runs a subcommand and returns the exit code.
+func mainArgs(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		err := run(args[1:], stderr)
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, errUsage):
+			return 2
+		default:
+			fmt.Fprintf(stderr, "xdpgate: %v\n", err)
+			return 1
+		}
+	case "version":
+		fmt.Fprintln(stdout, "xdpgate", versionString())
+		return 0
+	case "help", "-h", "-help", "--help":
+		usage(stdout)
+		return 0
+	default:
+		if c, ok := subcommands[args[0]]; ok {
+			err := c.run(args[1:], stdout, stderr)
+			switch {
+			case err == nil:
+				return 0
+			case errors.Is(err, errUsage):
+				return 2
+			default:
+				fmt.Fprintf(stderr, "xdpgate %s: %v\n", args[0], err)
+				return 1
+			}
+		}
+		fmt.Fprintf(stderr, "xdpgate: unknown command %q\n", args[0])
+		usage(stderr)
+		return 2
+	}
+}
+
+// subcommand is a command registered from its own file's init function, so
+// that commands stay in separate files: xdpgate <name> [flags].
+type subcommand struct {
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) error
+}
+
+// subcommands holds the registered commands besides run and version.
+var subcommands = map[string]subcommand{}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: xdpgate <command> [flags]
+
+commands:
+  run      run the dataplane (xdpgate run -h for flags)
+  version  print the version
+`)
+	names := make([]string, 0, len(subcommands))
+	for n := range subcommands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, subcommands[n].summary)
+	}
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v := bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				v += " " + s.Value
+			}
+		}
+		return v
+	}
+	return "unknown"
+}

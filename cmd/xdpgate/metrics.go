@@ -1,0 +1,120 @@
+package main
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xdpgate/xdpgate/affinity"
+	"github.com/xdpgate/xdpgate/conntrack"
+	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/nat"
+)
+
+// statsSource is what the collector reads: the I/O layer's and the
+// pipeline's per-queue counters and the flow table's.
+type statsSource struct {
+	queues   func() []dataplane.QueueStats
+	pipeline func() []dataplane.PipelineStats
+	ct       func() conntrack.Stats
+	aff      func() affinity.Stats
+}
+
+// collector exports the dataplane counters at scrape time (no per-packet
+// work: the pollers keep their own counters, this reads them).
+type collector struct {
+	src statsSource
+
+	rxFrames, rxBytes, txFrames, txBytes, drops *prometheus.Desc
+	pipe, natDrops, ctEntries, ctOps            *prometheus.Desc
+	affEntries, affOps                          *prometheus.Desc
+}
+
+func newCollector(src statsSource) *collector {
+	q := []string{"interface", "queue"}
+	return &collector{
+		src:        src,
+		rxFrames:   prometheus.NewDesc("xdpgate_rx_frames_total", "Frames received from the AF_XDP RX ring.", q, nil),
+		rxBytes:    prometheus.NewDesc("xdpgate_rx_bytes_total", "Bytes received from the AF_XDP RX ring.", q, nil),
+		txFrames:   prometheus.NewDesc("xdpgate_tx_frames_total", "Frames put on a TX ring by this queue's poller.", q, nil),
+		txBytes:    prometheus.NewDesc("xdpgate_tx_bytes_total", "Bytes put on a TX ring by this queue's poller.", q, nil),
+		drops:      prometheus.NewDesc("xdpgate_drops_total", "Frames dropped, by reason.", append(q, "reason"), nil),
+		pipe:       prometheus.NewDesc("xdpgate_pipeline_packets_total", "Pipeline events per queue: established, reply, new_flow, insert_race, affinity_hit, affinity_miss, reject, time_exceeded, icmp_error, fragment, forwarded, snat_retry.", []string{"queue", "event"}, nil),
+		natDrops:   prometheus.NewDesc("xdpgate_pipeline_nat_drops_total", "Malformed or unrewritable frames by exact nat reason.", []string{"queue", "reason"}, nil),
+		ctEntries:  prometheus.NewDesc("xdpgate_conntrack_entries", "Live flows by IP family.", []string{"family"}, nil),
+		ctOps:      prometheus.NewDesc("xdpgate_conntrack_operations_total", "Flow table events: inserts, insert_failures, conflicts, evictions, expiries, deletes.", []string{"op"}, nil),
+		affEntries: prometheus.NewDesc("xdpgate_affinity_entries", "Live ClientIP affinity entries (clients pinned to an endpoint).", nil, nil),
+		affOps:     prometheus.NewDesc("xdpgate_affinity_operations_total", "Affinity table events: hits, misses, inserts, refreshes, repins, expiries, evictions, deletes.", []string{"op"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.rxFrames, c.rxBytes, c.txFrames, c.txBytes, c.drops, c.pipe, c.natDrops, c.ctEntries, c.ctOps, c.affEntries, c.affOps} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	if c.src.queues != nil {
+		for _, s := range c.src.queues() {
+			q := strconv.Itoa(s.QueueID)
+			counter(c.rxFrames, s.RxFrames, s.Ifname, q)
+			counter(c.rxBytes, s.RxBytes, s.Ifname, q)
+			counter(c.txFrames, s.TxFrames, s.Ifname, q)
+			counter(c.txBytes, s.TxBytes, s.Ifname, q)
+			for r, n := range s.Drops {
+				if n != 0 {
+					counter(c.drops, n, s.Ifname, q, dataplane.DropReason(r).String())
+				}
+			}
+		}
+	}
+	if c.src.pipeline != nil {
+		for i, s := range c.src.pipeline() {
+			q := strconv.Itoa(i)
+			for _, e := range []struct {
+				name string
+				v    uint64
+			}{
+				{"established", s.Established}, {"reply", s.Replies}, {"new_flow", s.NewFlows},
+				{"insert_race", s.InsertRaces}, {"affinity_hit", s.AffinityHits}, {"affinity_miss", s.AffinityMisses},
+				{"reject", s.Rejects}, {"time_exceeded", s.TimeExceeded}, {"icmp_error", s.ICMPErrors},
+				{"fragment", s.Fragments}, {"forwarded", s.Forwarded}, {"snat_retry", s.SNATRetries},
+			} {
+				counter(c.pipe, e.v, q, e.name)
+			}
+			for r, n := range s.NATDrops {
+				if n != 0 {
+					counter(c.natDrops, n, q, nat.DropReason(r).String())
+				}
+			}
+		}
+	}
+	if c.src.ct != nil {
+		st := c.src.ct()
+		ch <- prometheus.MustNewConstMetric(c.ctEntries, prometheus.GaugeValue, float64(st.Entries4), "IPv4")
+		ch <- prometheus.MustNewConstMetric(c.ctEntries, prometheus.GaugeValue, float64(st.Entries6), "IPv6")
+		counter(c.ctOps, st.Inserts, "inserts")
+		counter(c.ctOps, st.InsertFailures, "insert_failures")
+		counter(c.ctOps, st.Conflicts, "conflicts")
+		counter(c.ctOps, st.Evictions, "evictions")
+		counter(c.ctOps, st.Expiries, "expiries")
+		counter(c.ctOps, st.Deletes, "deletes")
+	}
+	if c.src.aff != nil {
+		st := c.src.aff()
+		ch <- prometheus.MustNewConstMetric(c.affEntries, prometheus.GaugeValue, float64(st.Entries))
+		for _, op := range []struct {
+			name string
+			v    uint64
+		}{{"hits", st.Hits}, {"misses", st.Misses}, {"inserts", st.Inserts}, {"refreshes", st.Refreshes},
+			{"repins", st.Repins}, {"expiries", st.Expiries}, {"evictions", st.Evictions}, {"deletes", st.Deletes}} {
+			counter(c.affOps, op.v, op.name)
+		}
+	}
+}

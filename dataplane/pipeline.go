@@ -1,0 +1,436 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xdpgate/xdpgate/affinity"
+	"github.com/xdpgate/xdpgate/conntrack"
+	"github.com/xdpgate/xdpgate/nat"
+	"github.com/xdpgate/xdpgate/snapshot"
+)
+
+// Pipeline defaults, the one place they live (PipelineConfig.withDefaults).
+const (
+	// DefaultSNATPortMin and DefaultSNATPortMax bound the SNAT port range
+	// below Kubernetes' default NodePort range (30000-32767) and the
+	// kernel's default ip_local_port_range (32768-60999): the classifier
+	// redirects packets to a node address whose port is in the SNAT range,
+	// so an overlap would take replies of the node's own connections away
+	// from the kernel, or let a SNAT reply tuple collide with a NodePort.
+	DefaultSNATPortMin = 20000
+	DefaultSNATPortMax = 29999
+	// DefaultSNATProbes is how many SNAT ports a new masqueraded flow tries
+	// (Cilium tries 32 for NodePort SNAT, 128 for its BPF masquerading).
+	DefaultSNATProbes = 32
+	// pipelineChunk is how many frames one conntrack LookupBatch covers.
+	pipelineChunk = 64
+	// scratchSize holds the largest ICMP reply nat builds (IPv6: 1280 bytes
+	// plus Ethernet and two VLAN tags).
+	scratchSize = 2048
+)
+
+// ErrPipelineConfig is wrapped by NewPipeline for an invalid PipelineConfig.
+var ErrPipelineConfig = errors.New("invalid pipeline config")
+
+// PipelineConfig configures a Pipeline. Zero fields take defaults
+// (withDefaults), except the tables and the next hopper, which are required.
+type PipelineConfig struct {
+	// Conntrack is the flow table shared by every queue.
+	Conntrack *conntrack.Table
+	// Affinity is the ClientIP affinity table shared by every queue.
+	Affinity *affinity.Table
+	// Hops resolves next hops (an *Egress in production).
+	Hops NextHopper
+	// NumQueues bounds Queue.Index (Dataplane.NumQueues()).
+	NumQueues int
+	// SNATPortMin and SNATPortMax bound the SNAT port range, inclusive
+	// (defaults DefaultSNATPortMin, DefaultSNATPortMax).
+	SNATPortMin, SNATPortMax uint16
+	// SNATProbes bounds the ports one new flow tries (DefaultSNATProbes).
+	SNATProbes int
+	// Now returns monotonic nanoseconds; read once per batch. Default: time
+	// since NewPipeline (monotonic clock). The same clock must drive
+	// Housekeep's callers.
+	Now func() int64
+	// Logger defaults to slog.Default(); never used per packet.
+	Logger *slog.Logger
+}
+
+func (c PipelineConfig) withDefaults() PipelineConfig {
+	if c.SNATPortMin == 0 && c.SNATPortMax == 0 {
+		c.SNATPortMin, c.SNATPortMax = DefaultSNATPortMin, DefaultSNATPortMax
+	}
+	if c.SNATProbes == 0 {
+		c.SNATProbes = DefaultSNATProbes
+	}
+	if c.Now == nil {
+		start := time.Now()
+		c.Now = func() int64 { return int64(time.Since(start)) }
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Pipeline is the translation Processor: kube-proxy's job for the frames the
+// classifier redirects. Per frame:
+//
+//	nat.Parse -> TTL check (time exceeded back to the sender)
+//	  -> conntrack (fragments: the first fragment's flow; ICMP errors: the
+//	     quoted packet's flow, reversed)
+//	  hit:  rewrite to Flow.Rewrite, Touch
+//	  miss: snapshot.Classify -> reject (ICMP port unreachable, NEW only) |
+//	        drop by cause | forward: affinity or Maglev endpoint, SNAT port
+//	        from conntrack, Insert (a racing insert's winner is applied)
+//	  -> TTL-1 -> next hop -> Ethernet addresses -> TX
+//
+// Concurrency: Process runs on every poller at once. Shared state is the
+// published snapshot (an atomic pointer, loaded once per batch), the
+// conntrack and affinity tables (concurrent by design) and the next hopper.
+// Everything else a poller touches is its queue's pipeQueue (scratch and
+// counters), indexed by Queue.Index and written only by that poller; the
+// counters are plain integers published with atomic stores once per batch
+// (pipeQueue.publish) for Stats, so no two pollers ever write the same
+// cache line and no packet pays for a locked instruction. Queue.Index
+// must be below PipelineConfig.NumQueues (a wiring invariant: Process
+// panics otherwise).
+type Pipeline struct {
+	cfg    PipelineConfig
+	ct     *conntrack.Table
+	aff    *affinity.Table
+	hops   NextHopper
+	snap   atomic.Pointer[snapshot.Snapshot]
+	snatN  uint32 // size of the SNAT port range
+	queues []pipeQueue
+	log    *slog.Logger
+	// pubMu serialises Publish and guards retained.
+	pubMu sync.Mutex
+	// retained are endpoints that left the snapshot while TCP flows to
+	// them are kept (OnSnapshot): the classifier must keep redirecting
+	// their replies until those flows end (PruneRetained).
+	retained map[L4Addr]uint32
+	// capture is the running capture session, nil when none (one atomic
+	// load per batch in Process; see pipeline_capture.go).
+	capture atomic.Pointer[Capture]
+}
+
+// NewPipeline checks cfg and allocates every per-queue buffer.
+func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
+	cfg = cfg.withDefaults()
+	switch {
+	case cfg.Conntrack == nil || cfg.Affinity == nil || cfg.Hops == nil:
+		return nil, fmt.Errorf("conntrack, affinity and next hops are required: %w", ErrPipelineConfig)
+	case cfg.NumQueues < 1:
+		return nil, fmt.Errorf("num queues %d: %w", cfg.NumQueues, ErrPipelineConfig)
+	case cfg.SNATPortMin == 0 || cfg.SNATPortMax < cfg.SNATPortMin:
+		return nil, fmt.Errorf("snat ports %d-%d: %w", cfg.SNATPortMin, cfg.SNATPortMax, ErrPipelineConfig)
+	case cfg.SNATProbes < 1:
+		return nil, fmt.Errorf("snat probes %d: %w", cfg.SNATProbes, ErrPipelineConfig)
+	}
+	p := &Pipeline{
+		cfg: cfg, ct: cfg.Conntrack, aff: cfg.Affinity, hops: cfg.Hops, log: cfg.Logger,
+		snatN:    uint32(cfg.SNATPortMax-cfg.SNATPortMin) + 1,
+		queues:   make([]pipeQueue, cfg.NumQueues),
+		retained: make(map[L4Addr]uint32),
+	}
+	for i := range p.queues {
+		q := &p.queues[i]
+		q.scratch = make([]byte, scratchSize)
+		q.keys = make([]conntrack.Tuple, pipelineChunk)
+		q.flows = make([]conntrack.Flow, pipelineChunk)
+		q.found = make([]bool, pipelineChunk)
+		q.pkts = make([]nat.Packet, pipelineChunk)
+		q.reasons = make([]nat.DropReason, pipelineChunk)
+	}
+	return p, nil
+}
+
+// Snapshot returns the snapshot in use (nil before the first Publish).
+func (p *Pipeline) Snapshot() *snapshot.Snapshot { return p.snap.Load() }
+
+// pipeQueue is one poller's private state. Only that poller writes it.
+type pipeQueue struct {
+	scratch []byte // ICMP replies are built here, then copied into the frame
+	keys    []conntrack.Tuple
+	flows   []conntrack.Flow
+	found   []bool
+	pkts    []nat.Packet
+	reasons []nat.DropReason
+	c       pipeCounters
+	pub     pipePublished
+}
+
+// batch is what Process reads once per batch.
+type batch struct {
+	q    *Queue
+	pq   *pipeQueue
+	snap *snapshot.Snapshot
+	now  int64
+}
+
+// Process implements Processor.
+func (p *Pipeline) Process(q *Queue, frames []Frame) {
+	b := batch{q: q, pq: &p.queues[q.Index], snap: p.snap.Load(), now: p.cfg.Now()}
+	capt := p.capture.Load()
+	if capt != nil {
+		capt.frames(CapturePre, frames, false)
+	}
+	all := frames
+	for len(frames) > 0 {
+		n := min(len(frames), pipelineChunk)
+		p.chunk(&b, frames[:n])
+		frames = frames[n:]
+	}
+	if capt != nil {
+		capt.frames(CapturePost, all, true)
+	}
+	b.pq.publish()
+}
+
+// chunk parses up to pipelineChunk frames, looks all their tuples up in one
+// conntrack.LookupBatch (overlapping the cache misses of a big table), then
+// handles each frame.
+func (p *Pipeline) chunk(b *batch, frames []Frame) {
+	pq := b.pq
+	keys := pq.keys[:0]
+	for i := range frames {
+		f := &frames[i]
+		pk := &pq.pkts[i]
+		r := nat.Parse(f.Data(), pk)
+		pq.reasons[i] = r
+		var k conntrack.Tuple
+		if r == nat.DropNone {
+			k = lookupKey(pk)
+		}
+		keys = append(keys, k) // the zero Tuple never matches
+	}
+	p.ct.LookupBatch(keys, b.now, pq.flows, pq.found)
+	for i := range frames {
+		p.frame(b, &frames[i], &pq.pkts[i], pq.reasons[i], pq.flows[i], pq.found[i])
+	}
+}
+
+// lookupKey is the conntrack key of a parsed packet: its own 5-tuple, or,
+// for an ICMP error, the quoted packet's tuple reversed (the quote is a
+// packet of the flow going the other way). Packets without ports (non-first
+// fragments, ICMP other than echo) get the zero Tuple.
+func lookupKey(pk *nat.Packet) conntrack.Tuple {
+	if pk.ICMPError {
+		if !pk.InnerHasPorts || pk.InnerFragment {
+			return conntrack.Tuple{}
+		}
+		return conntrack.MakeTuple(pk.InnerDst, pk.InnerSrc, pk.InnerDstPort, pk.InnerSrcPort, pk.InnerProto)
+	}
+	if !pk.HasPorts {
+		return conntrack.Tuple{}
+	}
+	return conntrack.MakeTuple(pk.Src, pk.Dst, pk.SrcPort, pk.DstPort, pk.Proto)
+}
+
+// frame decides one frame.
+func (p *Pipeline) frame(b *batch, f *Frame, pk *nat.Packet, r nat.DropReason, fl conntrack.Flow, hit bool) {
+	pq := b.pq
+	if r != nat.DropNone {
+		p.natDrop(pq, f, r)
+		return
+	}
+	data := f.Data()
+	if pk.TTL <= 1 {
+		// Before any rewrite: the error quotes what the sender sent.
+		p.timeExceeded(b, f, pk)
+		return
+	}
+	switch {
+	case pk.ICMPError:
+		if !hit {
+			f.Drop(DropICMPErrorUntracked)
+			return
+		}
+		if rr := translateICMPError(data, pk, &fl); rr != nat.DropNone {
+			p.natDrop(pq, f, rr)
+			return
+		}
+		pq.c.icmpErrors++
+		p.emit(b, f, pk, nil)
+		return
+	case pk.Fragment && pk.FragOffset != 0:
+		p.laterFragment(b, f, pk)
+		return
+	}
+	var hop *Hop
+	if hit {
+		p.ct.Touch(fl.Handle, fl.Dir, pk.TCPFlags, int(pk.End-pk.L3Off), b.now)
+		if fl.Dir == conntrack.Reply {
+			pq.c.replies++
+		} else {
+			pq.c.established++
+		}
+	} else {
+		var h Hop
+		var st newFlowStatus
+		if fl, h, st = p.newFlow(b, f, pk); st == newFlowDone {
+			return
+		}
+		if st == newFlowHop {
+			hop = &h
+		}
+	}
+	if pk.Fragment { // first fragment: later ones (untranslated addresses) follow its flow
+		p.ct.RememberFragment(conntrack.MakeFragKey(pk.Src, pk.Dst, pk.Proto, pk.FragID), fl, b.now)
+	}
+	if rr := applyRewrite(data, pk, &fl.Rewrite); rr != nat.DropNone {
+		p.natDrop(pq, f, rr)
+		return
+	}
+	p.emit(b, f, pk, hop)
+}
+
+// natDrop drops f for a nat reason, counting the exact reason too.
+func (p *Pipeline) natDrop(pq *pipeQueue, f *Frame, r nat.DropReason) {
+	if r < nat.NumDropReasons {
+		pq.pub.natDrops[r].Add(1)
+		f.Drop(natDropGroup[r])
+		return
+	}
+	f.Drop(DropRewriteFailed)
+}
+
+// applyRewrite makes the packet carry rw: source and destination address
+// and port, changing only what differs.
+func applyRewrite(data []byte, pk *nat.Packet, rw *conntrack.Tuple) nat.DropReason {
+	if src := rw.SrcAddr(); src != pk.Src || rw.SrcPort != pk.SrcPort {
+		if r := nat.SetSrc(data, pk, src, rw.SrcPort); r != nat.DropNone {
+			return r
+		}
+	}
+	if dst := rw.DstAddr(); dst != pk.Dst || rw.DstPort != pk.DstPort {
+		if r := nat.SetDst(data, pk, dst, rw.DstPort); r != nat.DropNone {
+			return r
+		}
+	}
+	return nat.DropNone
+}
+
+// translateICMPError rewrites an ICMP error about flow fl. fl was found
+// with the quoted tuple reversed, so the quote travels opposite to fl.Dir
+// and must become reverse(fl.Rewrite): what the far end of that direction
+// sent. The outer destination is the quote's (new) source; the outer
+// source, when it was the quote's destination (the host itself reports),
+// becomes the quote's new destination, else (a router on the path) it is
+// kept, so traceroute and PMTU discovery name the real router.
+func translateICMPError(data []byte, pk *nat.Packet, fl *conntrack.Flow) nat.DropReason {
+	rw := &fl.Rewrite
+	newSrc, newSrcPort := rw.DstAddr(), rw.DstPort
+	newDst, newDstPort := rw.SrcAddr(), rw.SrcPort
+	reporterIsHost := pk.Src == pk.InnerDst
+	if r := nat.RewriteICMPErrorInnerSrc(data, pk, newSrc, newSrcPort); r != nat.DropNone {
+		return r
+	}
+	if r := nat.RewriteICMPErrorInnerDst(data, pk, newDst, newDstPort); r != nat.DropNone {
+		return r
+	}
+	if pk.Dst != newSrc {
+		if r := nat.SetDstAddr(data, pk, newSrc); r != nat.DropNone {
+			return r
+		}
+	}
+	if reporterIsHost && pk.Src != newDst {
+		if r := nat.SetSrcAddr(data, pk, newDst); r != nat.DropNone {
+			return r
+		}
+	}
+	return nat.DropNone
+}
+
+// laterFragment forwards a non-first fragment along its datagram's flow:
+// addresses only (it carries no ports).
+func (p *Pipeline) laterFragment(b *batch, f *Frame, pk *nat.Packet) {
+	fl, ok := p.ct.LookupFragment(conntrack.MakeFragKey(pk.Src, pk.Dst, pk.Proto, pk.FragID), b.now)
+	if !ok {
+		f.Drop(DropFragmentUnknown)
+		return
+	}
+	data := f.Data()
+	rw := &fl.Rewrite
+	if src := rw.SrcAddr(); src != pk.Src {
+		if r := nat.SetSrcAddr(data, pk, src); r != nat.DropNone {
+			p.natDrop(b.pq, f, r)
+			return
+		}
+	}
+	if dst := rw.DstAddr(); dst != pk.Dst {
+		if r := nat.SetDstAddr(data, pk, dst); r != nat.DropNone {
+			p.natDrop(b.pq, f, r)
+			return
+		}
+	}
+	b.pq.c.fragments++
+	p.emit(b, f, pk, nil)
+}
+
+// emit forwards a translated packet: TTL-1, next hop, Ethernet, TX. hop is
+// the next hop when the caller already resolved it (new flows), else nil.
+func (p *Pipeline) emit(b *batch, f *Frame, pk *nat.Packet, hop *Hop) {
+	data := f.Data()
+	if r := nat.DecrementTTL(data, pk); r != nat.DropNone {
+		p.natDrop(b.pq, f, r) // TTL was checked before; only a broken invariant lands here
+		return
+	}
+	var h Hop
+	st := LookupOK
+	if hop == nil {
+		h, st = p.hops.Lookup(pk.Dst)
+		hop = &h
+	}
+	switch st {
+	case LookupOK:
+	case LookupUnresolved:
+		f.Drop(DropNeighUnresolved)
+		return
+	default:
+		f.Drop(DropNoRoute)
+		return
+	}
+	nat.SetEthernet(data, hop.DstMAC, hop.SrcMAC)
+	f.TX(hop.Ifindex)
+	b.pq.c.forwarded++
+}
+
+// timeExceeded answers a packet whose TTL would expire with ICMP time
+// exceeded, from the address this node uses towards the sender (the
+// receiving interface's, with symmetric routing), out of the receiving
+// interface.
+func (p *Pipeline) timeExceeded(b *batch, f *Frame, pk *nat.Packet) {
+	h, st := p.hops.Lookup(pk.Src)
+	if st == LookupNoRoute || !h.Src.IsValid() {
+		f.Drop(DropTTLExpired)
+		return
+	}
+	p.reply(b, f, pk, h.Src, nat.BuildICMPTimeExceeded, DropTTLExpired)
+	if f.Verdict == VerdictTX {
+		b.pq.c.timeExceeded++
+	}
+}
+
+// reply builds an ICMP error answering pk into the queue's scratch buffer
+// and replaces the frame with it, to be sent back out of the receiving
+// interface (the builder swaps the Ethernet addresses).
+func (p *Pipeline) reply(b *batch, f *Frame, pk *nat.Packet, src netip.Addr,
+	build func(buf, frame []byte, p *nat.Packet, src netip.Addr) (int, error), fail DropReason) {
+	room := min(len(b.pq.scratch), len(f.Buf)-f.Off)
+	n, err := build(b.pq.scratch[:room], f.Data(), pk, src)
+	if err != nil {
+		f.Drop(fail)
+		return
+	}
+	copy(f.Buf[f.Off:], b.pq.scratch[:n])
+	f.Len = n
+	f.TX(0)
+}

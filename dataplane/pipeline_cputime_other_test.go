@@ -1,0 +1,8 @@
+//go:build !linux
+
+package dataplane
+
+import "testing"
+
+// pipeCPUTimer reports nothing outside Linux (no RUSAGE_THREAD).
+func pipeCPUTimer(*testing.B) (stop func()) { return func() {} }

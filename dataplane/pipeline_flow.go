@@ -1,0 +1,173 @@
+package dataplane
+
+import (
+	"net/netip"
+
+	"github.com/xdpgate/xdpgate/affinity"
+	"github.com/xdpgate/xdpgate/conntrack"
+	"github.com/xdpgate/xdpgate/nat"
+	"github.com/xdpgate/xdpgate/snapshot"
+)
+
+// newFlowStatus is what newFlow tells frame.
+type newFlowStatus uint8
+
+const (
+	// newFlowDone: the frame's verdict is set (drop or ICMP reply).
+	newFlowDone newFlowStatus = iota
+	// newFlowHop: forward along the flow; the returned Hop is the resolved
+	// next hop of the translated destination.
+	newFlowHop
+	// newFlowLookup: forward along the flow; resolve the next hop again
+	// (another poller's flow won the insert, or the neighbour was not
+	// resolved yet).
+	newFlowLookup
+)
+
+// opensConnection reports whether a packet without a flow is kube-proxy's
+// ct state NEW for the reject rule: a TCP SYN without ACK; any UDP or SCTP
+// packet (no flow exists). Mid-stream TCP is not rejected, only dropped.
+func opensConnection(pk *nat.Packet) bool {
+	if pk.Proto == nat.ProtoTCP {
+		return pk.TCPFlags&(conntrack.TCPSyn|conntrack.TCPAck) == conntrack.TCPSyn
+	}
+	return true
+}
+
+// newFlow handles the first packet of a flow (conntrack miss): classify,
+// choose the endpoint, allocate the SNAT port, insert. Any packet may start
+// a flow, as with nf_conntrack_tcp_loose=1: after a restart, mid-stream TCP
+// is picked up again and, the choice being Maglev, sent where the other
+// gateways send it.
+func (p *Pipeline) newFlow(b *batch, f *Frame, pk *nat.Packet) (conntrack.Flow, Hop, newFlowStatus) {
+	var fl conntrack.Flow
+	var hop Hop
+	pq, s := b.pq, b.snap
+	if !pk.HasPorts {
+		f.Drop(DropNotTracked)
+		return fl, hop, newFlowDone
+	}
+	if s == nil {
+		f.Drop(DropNotService)
+		return fl, hop, newFlowDone
+	}
+	d := s.Classify(pk.Src, pk.Dst, pk.DstPort, snapshot.Proto(pk.Proto))
+	switch d.Verdict {
+	case snapshot.Forward:
+	case snapshot.Reject:
+		if !opensConnection(pk) {
+			f.Drop(DropRejectNotNew)
+			return fl, hop, newFlowDone
+		}
+		// From the frontend address the client used (the VIP, or the
+		// node address of a NodePort).
+		p.reply(b, f, pk, pk.Dst, nat.BuildICMPPortUnreachable, DropRejectNotAllowed)
+		if f.Verdict == VerdictTX {
+			pq.c.rejects++
+		}
+		return fl, hop, newFlowDone
+	case snapshot.Drop:
+		if d.Cause == snapshot.CauseSourceRange {
+			f.Drop(DropSourceRange)
+		} else {
+			f.Drop(DropNoLocalEndpoints)
+		}
+		return fl, hop, newFlowDone
+	default:
+		f.Drop(DropNotService)
+		return fl, hop, newFlowDone
+	}
+
+	sp := &s.ServicePorts[d.ServicePort]
+	var ep *snapshot.Endpoint
+	var flowHash uint64
+	hashed := false
+	if sp.AffinitySeconds > 0 {
+		if id, ok := p.aff.Lookup(sp.ID, pk.Src, sp.AffinitySeconds, b.now); ok {
+			if e, ok := s.Usable(d, id); ok {
+				ep = e
+			}
+		}
+		if ep != nil {
+			pq.c.affinityHits++
+		} else {
+			pq.c.affinityMisses++
+			ep = s.Pick(d, affinity.HashClientIP(pk.Src))
+		}
+	} else {
+		flowHash, hashed = affinity.HashFlow(pk.Src, pk.Dst, pk.SrcPort, pk.DstPort, pk.Proto), true
+		ep = s.Pick(d, flowHash)
+	}
+	if ep == nil || ep.Addr.Is4() != pk.Dst.Is4() {
+		f.Drop(DropNoEndpoint)
+		return fl, hop, newFlowDone
+	}
+	hop, st := p.hops.Lookup(ep.Addr)
+	if st == LookupNoRoute {
+		f.Drop(DropNoRoute)
+		return fl, hop, newFlowDone
+	}
+
+	orig := conntrack.MakeTuple(pk.Src, pk.Dst, pk.SrcPort, pk.DstPort, pk.Proto)
+	dnat := ep.AddrPort()
+	var res conntrack.InsertResult
+	// Hairpin: an endpoint reaching itself through the service must see
+	// another source, or it would answer itself directly.
+	if !d.Masquerade && ep.Addr != pk.Src {
+		fl, res = p.ct.Insert(orig, conntrack.MakeTranslation(dnat, netip.AddrPort{}), sp.ID, ep.ID, b.now)
+	} else {
+		// Masquerade to the address this node uses towards the endpoint.
+		// conntrack is the port allocator: the reply tuple (endpoint ->
+		// node:port) must be unique, so try a port derived from the flow
+		// hash and probe linearly; Insert answers Conflict for a port in
+		// use. The start is a hash, not the client's port, so that many
+		// clients using the same source port spread over the range.
+		if !hop.Src.IsValid() || hop.Src.Is4() != ep.Addr.Is4() {
+			f.Drop(DropNoSNATAddr)
+			return fl, hop, newFlowDone
+		}
+		if !hashed {
+			flowHash = affinity.HashFlow(pk.Src, pk.Dst, pk.SrcPort, pk.DstPort, pk.Proto)
+		}
+		start := uint32(flowHash>>32) % p.snatN
+		res = conntrack.Conflict
+		for i := 0; i < p.cfg.SNATProbes && res == conntrack.Conflict; i++ {
+			port := p.cfg.SNATPortMin + uint16((start+uint32(i))%p.snatN)
+			fl, res = p.ct.Insert(orig, conntrack.MakeTranslation(dnat, netip.AddrPortFrom(hop.Src, port)), sp.ID, ep.ID, b.now)
+			if res == conntrack.Conflict {
+				pq.c.snatRetries++
+			}
+		}
+		if res == conntrack.Conflict {
+			f.Drop(DropSNATExhausted)
+			return fl, hop, newFlowDone
+		}
+	}
+	switch res {
+	case conntrack.Inserted:
+		pq.c.newFlows++
+		if sp.AffinitySeconds > 0 {
+			// Every new connection restarts the client's timer (recent --set).
+			p.aff.Pin(sp.ID, pk.Src, ep.ID, sp.AffinitySeconds, b.now)
+		}
+	case conntrack.Exists:
+		// Another poller (or an earlier frame of this batch) inserted the
+		// flow first: apply its translation, whatever this one chose.
+		pq.c.insertRaces++
+		st = LookupUnresolved // re-resolve: the winner's endpoint may differ
+	case conntrack.Conflict:
+		f.Drop(DropConntrackConflict)
+		return fl, hop, newFlowDone
+	case conntrack.Full:
+		f.Drop(DropConntrackFull)
+		return fl, hop, newFlowDone
+	default:
+		f.Drop(DropConntrackInvalid)
+		return fl, hop, newFlowDone
+	}
+	p.ct.Touch(fl.Handle, conntrack.Original, pk.TCPFlags, int(pk.End-pk.L3Off), b.now)
+	if st != LookupOK {
+		return fl, hop, newFlowLookup
+	}
+	return fl, hop, newFlowHop
+}

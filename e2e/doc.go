@@ -1,0 +1,34 @@
+// Package e2e holds xdpgate's end-to-end tests: real kernel TCP/UDP stacks
+// as clients and servers, in network namespaces, through the xdpgate binary.
+//
+// Every test is privileged (TestPriv..., via internal/testnet.RequirePriv:
+// skipped without root, a failure when CI=true or XDPGATE_REQUIRE_PRIV=1)
+// and builds its own topology, removed by t.Cleanup also on failure:
+//
+//	client ns                 gateway ns (xdpgate)              backend ns
+//	lo: 198.19.0.x/32  --  c0 198.18.1.2 | g0 198.18.1.1   g1 198.18.2.1 | b0 198.18.2.2 -- lo: 198.18.3.1x/32
+//	    2001:2:0:9::x       2001:2:0:1::2 | 2001:2:0:1::1 2001:2:0:2::1 | 2001:2:0:2::2      2001:2:0:3::1x
+//
+// Client addresses live on the client namespace's loopback behind one router
+// hop, so the gateway needs one neighbour entry, not one per client.
+// Transmit checksum offload is off on c0 and b0 (the veth ends feeding the
+// managed interfaces g0 and g1). The gateway's kernel does not forward
+// (ip_forward=0): only xdpgate does.
+//
+// The binary is built once (go build, in the first test that needs it)
+// and run with `ip netns exec GATEWAY xdpgate run --manifests FILE`, so
+// the tests exercise the real command: flags, wiring, signals (SIGTERM must
+// detach and exit 0). Services are Kubernetes YAML written by each test;
+// the manifest source polls the file every second, so a test changes
+// endpoints by rewriting it.
+//
+// Tests: TestPrivFrontends (ClusterIP, LB IP, externalIP, NodePort; TCP and
+// UDP; IPv4 and IPv6; SNAT or not; spread over endpoints), TestPrivOneArm
+// and TestPrivMultiQueue (the same on a one-arm gateway and with two
+// queues), TestPrivAffinity, TestPrivTrafficPolicy (Local: client address,
+// local endpoints only, drop, health check node ports), TestPrivEndpointRemoved
+// (TCP) and TestPrivUDPEndpointRemoved, TestPrivNoEndpoints (refused),
+// TestPrivNotServiceTraffic, TestPrivMalformed, TestPrivTTLExpired,
+// TestPrivPMTUThroughNAT, TestPrivMissingCapabilities, TestPrivVersion.
+// The whole package takes about 30 s.
+package e2e
