@@ -3,6 +3,8 @@ package dataplane
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // Forwarder is a Processor that routes IPv4/IPv6 frames like a plain router,
@@ -27,8 +29,6 @@ const (
 	ethTypeOff  = 12
 	etherIPv4   = 0x0800
 	etherIPv6   = 0x86DD
-	ipv4TTL     = 8
-	ipv4Csum    = 10
 	ipv4Dst     = 16
 	ipv6HopLim  = 7
 	ipv6Dst     = 24
@@ -60,11 +60,10 @@ func (fw *Forwarder) forward(f *Frame) {
 			f.Drop(DropMalformed)
 			return
 		}
-		if ip[ipv4TTL] <= 1 {
+		if !nat.DecrementTTL4(ip) {
 			f.Drop(DropTTLExceeded)
 			return
 		}
-		decTTL4(ip)
 		dst = netip.AddrFrom4([4]byte(ip[ipv4Dst : ipv4Dst+4]))
 	case etherIPv6:
 		ip := b[ethHdrLen:]
@@ -95,20 +94,4 @@ func (fw *Forwarder) forward(f *Frame) {
 	copy(b[0:6], hop.DstMAC[:])
 	copy(b[6:12], hop.SrcMAC[:])
 	f.TX(hop.Ifindex)
-}
-
-// decTTL4 decrements an IPv4 TTL and updates the header checksum
-// incrementally. The lead may replace this with the nat package's helper.
-//
-// RFC 1624, eqn. 3:  HC' = ~(~HC + ~m + m')
-// where m is the 16-bit word holding TTL and protocol.
-func decTTL4(ip []byte) {
-	old := binary.BigEndian.Uint16(ip[ipv4TTL:])
-	ip[ipv4TTL]--
-	nw := binary.BigEndian.Uint16(ip[ipv4TTL:])
-	hc := binary.BigEndian.Uint16(ip[ipv4Csum:])
-	sum := uint32(^hc) + uint32(^old) + uint32(nw)
-	sum = (sum & 0xffff) + (sum >> 16)
-	sum = (sum & 0xffff) + (sum >> 16)
-	binary.BigEndian.PutUint16(ip[ipv4Csum:], ^uint16(sum))
 }

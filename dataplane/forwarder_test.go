@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // fakeHops is a NextHopper backed by a map.
@@ -143,7 +145,7 @@ func TestForwarder(t *testing.T) {
 }
 
 // refIPv4Checksum recomputes the header checksum from scratch (RFC 791), the
-// obviously-correct reference for decTTL4.
+// obviously-correct reference for nat.DecrementTTL4.
 func refIPv4Checksum(h []byte) uint16 {
 	var sum uint32
 	for i := 0; i+1 < len(h); i += 2 {
@@ -165,16 +167,16 @@ func checkDecTTL4(t *testing.T, h []byte) {
 		return
 	}
 	ttl := h[8]
-	decTTL4(h)
+	nat.DecrementTTL4(h)
 	got := binary.BigEndian.Uint16(h[10:])
 	want := refIPv4Checksum(h)
 	// 0x0000 and 0xffff are the same value in one's complement; a valid
 	// header (RFC 1624 section 3) sums to 0xffff either way.
 	if got != want && !(got^want == 0xffff && (got == 0 || want == 0)) {
-		t.Fatalf("decTTL4(ttl %d, %x) checksum = %#04x, want %#04x", ttl, h, got, want)
+		t.Fatalf("nat.DecrementTTL4(ttl %d, %x) checksum = %#04x, want %#04x", ttl, h, got, want)
 	}
 	if h[8] != ttl-1 {
-		t.Fatalf("decTTL4 TTL = %d, want %d", h[8], ttl-1)
+		t.Fatalf("nat.DecrementTTL4 TTL = %d, want %d", h[8], ttl-1)
 	}
 }
 

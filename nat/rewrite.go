@@ -365,16 +365,11 @@ func DecrementTTL(frame []byte, p *Packet) DropReason {
 	l3 := int(p.L3Off)
 	switch p.Version {
 	case 4:
-		w := frame[l3+ipv4TTL : l3+ipv4TTL+2 : p.End] // TTL and protocol: one 16-bit word
-		old := binary.BigEndian.Uint16(w)
-		if old>>8 <= 1 {
+		ip := frame[l3:p.End]
+		if !DecrementTTL4(ip) {
 			return DropTTLExpired
 		}
-		n := old - 0x100
-		binary.BigEndian.PutUint16(w, n)
-		c := frame[l3+ipv4Checksum : l3+ipv4Checksum+2]
-		binary.BigEndian.PutUint16(c, checksumAdjust(binary.BigEndian.Uint16(c), diff16(old, n)))
-		p.TTL = uint8(n >> 8)
+		p.TTL = ip[ipv4TTL]
 	case 6:
 		h := &frame[l3+ipv6HopLimit]
 		if *h <= 1 {
@@ -386,4 +381,23 @@ func DecrementTTL(frame []byte, p *Packet) DropReason {
 		return NotIP
 	}
 	return DropNone
+}
+
+// DecrementTTL4 decrements the TTL of the IPv4 header at the start of ip and
+// updates its header checksum incrementally (RFC 1624, through the same
+// checksumAdjust as every other rewrite). It is for callers that have not
+// parsed the frame (the raw Forwarder): ip must hold at least the 20-byte
+// fixed header. It returns false, leaving ip unchanged, when the TTL is 1 or
+// less: the packet must not be forwarded.
+func DecrementTTL4(ip []byte) bool {
+	w := ip[ipv4TTL : ipv4TTL+2] // TTL and protocol: one 16-bit word
+	old := binary.BigEndian.Uint16(w)
+	if old>>8 <= 1 {
+		return false
+	}
+	n := old - 0x100
+	binary.BigEndian.PutUint16(w, n)
+	c := ip[ipv4Checksum : ipv4Checksum+2]
+	binary.BigEndian.PutUint16(c, checksumAdjust(binary.BigEndian.Uint16(c), diff16(old, n)))
+	return true
 }
