@@ -163,11 +163,20 @@ func refIPv4Checksum(h []byte) uint16 {
 func checkDecTTL4(t *testing.T, h []byte) {
 	t.Helper()
 	binary.BigEndian.PutUint16(h[10:], refIPv4Checksum(h))
-	if h[8] == 0 {
+	ttl := h[8]
+	if ttl <= 1 {
+		before := string(h)
+		if nat.DecrementTTL4(h) {
+			t.Fatalf("nat.DecrementTTL4(ttl %d) = true, want false (must not be forwarded)", ttl)
+		}
+		if string(h) != before {
+			t.Fatalf("nat.DecrementTTL4(ttl %d) changed the header %x, want it unchanged", ttl, h)
+		}
 		return
 	}
-	ttl := h[8]
-	nat.DecrementTTL4(h)
+	if !nat.DecrementTTL4(h) {
+		t.Fatalf("nat.DecrementTTL4(ttl %d) = false, want true", ttl)
+	}
 	got := binary.BigEndian.Uint16(h[10:])
 	want := refIPv4Checksum(h)
 	// 0x0000 and 0xffff are the same value in one's complement; a valid
