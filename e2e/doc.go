@@ -29,6 +29,8 @@
 // local endpoints only, drop, health check node ports), TestPrivEndpointRemoved
 // (TCP) and TestPrivUDPEndpointRemoved, TestPrivNoEndpoints (refused),
 // TestPrivNotServiceTraffic, TestPrivMalformed, TestPrivTTLExpired,
-// TestPrivPMTUThroughNAT, TestPrivMissingCapabilities, TestPrivVersion.
-// The whole package takes about 30 s.
+// TestPrivPMTUThroughNAT, TestPrivMissingCapabilities, TestPrivVersion,
+// TestPrivInspectCapture (xdpgate inspect and capture against a running
+// gateway) and TestPrivDemo (xdpgate demo end to end, nothing left behind).
+// The whole package takes about 45 s.
 package e2e
