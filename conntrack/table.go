@@ -209,12 +209,6 @@ func (t *Table) bucket(b uint64) []atomic.Uint64 {
 // header returns the header word of bucket b.
 func (t *Table) header(b uint64) *atomic.Uint64 { return &t.index[b*bucketWords] }
 
-// window returns the probe window of hash h: its two candidate buckets.
-func (t *Table) window(h uint64) (w0, w1 []atomic.Uint64) {
-	b1, b2 := t.buckets(h)
-	return t.bucket(b1), t.bucket(b2)
-}
-
 func (t *Table) lock(b uint64) {
 	hd := t.header(b)
 	for spins := 0; ; spins++ {

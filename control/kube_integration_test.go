@@ -145,7 +145,7 @@ func TestKubeIntegration(t *testing.T) {
 	}
 	rec.waitFor(t, "without the labelled service", func(s *snapshot.Snapshot) bool { return webEndpoints(s, ns) == "absent" })
 	svc.Labels = nil
-	if svc, err = cs.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
+	if _, err = cs.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	rec.waitFor(t, "with the unlabelled service", func(s *snapshot.Snapshot) bool { return webEndpoints(s, ns) == "[198.19.1.4:8080]" })

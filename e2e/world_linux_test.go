@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -46,8 +45,9 @@ func xdpgateBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(binDir, "xdpgate")
-		gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		cmd := exec.Command(gobin, "build", "-o", binPath, "../cmd/xdpgate")
+		// go test puts its own GOROOT/bin first on PATH, so "go" is the
+		// toolchain running the tests.
+		cmd := exec.Command("go", "build", "-o", binPath, "../cmd/xdpgate")
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {
