@@ -12,7 +12,6 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -273,48 +272,8 @@ func oneArm(t *testing.T) *topo {
 // echoServers starts TCP and UDP echo servers on port in the server
 // namespace; they stop at test cleanup.
 func echoServers(t *testing.T, ns *testnet.NS, addr string, port int) {
-	var ln net.Listener
-	var pc net.PacketConn
-	err := ns.Do(func() (err error) {
-		if ln, err = net.Listen("tcp", net.JoinHostPort(addr, fmt.Sprint(port))); err != nil {
-			return err
-		}
-		pc, err = net.ListenPacket("udp", net.JoinHostPort(addr, fmt.Sprint(port)))
-		return err
-	})
-	if err != nil {
-		t.Fatalf("echo servers: %v", err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); pc.Close(); wg.Wait() })
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(20 * time.Second))
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(buf[:n], from)
-		}
-	}()
+	t.Helper()
+	testnet.Servers(t, ns, netip.AddrPortFrom(netip.MustParseAddr(addr), uint16(port)), false)
 }
 
 // runGateway opens the dataplane and an Egress in the gateway namespace,

@@ -249,54 +249,7 @@ func addLoopback(t *testing.T, ns *testnet.NS, ps []netip.Prefix) {
 // the endpoint's address and the client address it sees.
 func identityServers(t *testing.T, ns *testnet.NS, addr netip.Addr) {
 	t.Helper()
-	ap := netip.AddrPortFrom(addr, 8080).String()
-	var ln net.Listener
-	var pc net.PacketConn
-	err := ns.Do(func() (err error) {
-		if ln, err = net.Listen("tcp", ap); err != nil {
-			return err
-		}
-		pc, err = net.ListenPacket("udp", ap)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("identity servers on %s: %v", ap, err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); pc.Close(); wg.Wait() })
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			peer := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(60 * time.Second))
-				fmt.Fprintf(c, "%s %s\n", addr, peer)
-				// Then echo until the client closes, so tests can check
-				// that an open connection still works.
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 2048)
-		for {
-			_, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			peer := from.(*net.UDPAddr).AddrPort().Addr().Unmap()
-			pc.WriteTo([]byte(fmt.Sprintf("%s %s\n", addr, peer)), from)
-		}
-	}()
+	testnet.Servers(t, ns, netip.AddrPortFrom(addr, 8080), true)
 }
 
 // writeManifest replaces the manifest file (atomically: the source polls it).

@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +22,8 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/xdpgate/xdpgate/internal/nsenter"
 )
 
 // Names of what the demo creates. They are fixed so that `--cleanup` finds a
@@ -360,27 +361,7 @@ func (d *demoRun) stopProcesses() {
 }
 
 // nsDo runs fn on a thread switched into ns; sockets fn creates stay there.
-func nsDo(ns netns.NsHandle, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		// Leave the thread locked: it ends with the goroutine instead of
-		// running others in the wrong namespace.
-		return errors.Join(ferr, err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
+func nsDo(ns netns.NsHandle, fn func() error) error { return nsenter.Do(ns, fn) }
 
 // waitDial connects to dst from ns until it works (or, with refusedOK,
 // is refused: the peer answered) within 10 s.

@@ -7,13 +7,14 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/xdpgate/xdpgate/internal/nsenter"
 	"golang.org/x/sys/unix"
 )
 
@@ -114,25 +115,10 @@ func (n *NS) Handle() netns.NsHandle { return n.handle }
 // namespace, then switches back. Sockets created in fn stay in the
 // namespace. Goroutines started by fn do not inherit it.
 func (n *NS) Do(fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("get current netns: %w", err)
+	if err := nsenter.Do(n.handle, fn); err != nil {
+		return fmt.Errorf("netns %s: %w", n.Name, err)
 	}
-	defer orig.Close()
-	if err := netns.Set(n.handle); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter netns %s: %w", n.Name, err)
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		// Leave the thread locked: it dies with the goroutine instead of
-		// running other goroutines in the wrong namespace.
-		return errors.Join(ferr, fmt.Errorf("restore netns: %w", err))
-	}
-	runtime.UnlockOSThread()
-	return ferr
+	return nil
 }
 
 // Run runs a command inside the namespace (ip netns exec) and returns its
