@@ -4,13 +4,41 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/xdpgate/xdpgate/control"
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/internal/config"
 )
 
+// writeConfig writes a --config file for the test.
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "xdpgate.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const cfgHeader = "apiVersion: xdpgate.io/v1alpha1\nkind: XdpgateConfiguration\n"
+
 func TestParseRunFlags(t *testing.T) {
+	file := writeConfig(t, cfgHeader+`
+hostnameOverride: file-node
+manifests: /etc/xdpgate/services.yaml
+metricsBindAddress: ""
+xdp:
+  interfaces: [eth0, eth1]
+  mode: generic
+  conntrackMax: 5000
+  snatPortRange: 1000-2000
+`)
 	tests := []struct {
 		name  string
 		args  []string
@@ -19,25 +47,50 @@ func TestParseRunFlags(t *testing.T) {
 	}{
 		{"standalone", []string{"--interfaces", "a, b", "--manifests", "m.yaml", "--node-name", "n1"}, true,
 			func(o options) bool {
-				return slices.Equal(o.interfaces, []string{"a", "b"}) && o.xdpMode == dataplane.AttachNative
+				return slices.Equal(o.interfaces, []string{"a", "b"}) && o.xdpMode == dataplane.AttachNative &&
+					o.snatMin == dataplane.DefaultSNATPortMin && o.snatMax == dataplane.DefaultSNATPortMax &&
+					o.healthzAddr == "0.0.0.0:10256" && o.metricsAddr == "127.0.0.1:10249" && o.adminSocket == "/run/xdpgate/admin.sock"
 			}},
 		{"all flags", []string{"--interfaces=a", "--kubeconfig=k", "--cpus=0,2-3", "--xdp-mode=generic", "--conntrack-max=100",
 			"--snat-ports=1000-2000", "--cluster-cidr=198.18.64.0/18", "--nodeport-addresses=primary", "--masquerade-all",
-			"--node-ips=198.18.0.2,2001:2::2", "--metrics-bind-address=off"}, true,
+			"--node-ips=198.18.0.2,2001:2::2", "--metrics-bind-address=off", "--master=https://198.18.0.1:6443", "--log-level=debug"}, true,
 			func(o options) bool {
 				return slices.Equal(o.cpus, []int{0, 2, 3}) && o.xdpMode == dataplane.AttachGeneric && o.conntrackMax == 100 &&
 					o.snatMin == 1000 && o.snatMax == 2000 && o.masqueradeAll && len(o.clusterCIDRs) == 1 &&
 					slices.Equal(o.nodeIPs, []netip.Addr{netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("2001:2::2")}) &&
-					o.metricsAddr == "off" && slices.Equal(o.nodePortAddresses, []string{"primary"})
+					o.metricsAddr == control.Disabled && slices.Equal(o.nodePortAddresses, []string{"primary"}) &&
+					o.kubeconfig == "k" && o.master == "https://198.18.0.1:6443" && o.logLevel.String() == "DEBUG"
+			}},
+		{"no source is in-cluster", []string{"--interfaces", "a", "--node-name", "n1"}, true,
+			func(o options) bool { return o.manifests == "" && o.kubeconfig == "" && o.master == "" }},
+		{"file only", []string{"--config", file}, true,
+			func(o options) bool {
+				return o.nodeName == "file-node" && o.manifests == "/etc/xdpgate/services.yaml" &&
+					slices.Equal(o.interfaces, []string{"eth0", "eth1"}) && o.xdpMode == dataplane.AttachGeneric &&
+					o.conntrackMax == 5000 && o.snatMin == 1000 && o.snatMax == 2000 && o.metricsAddr == control.Disabled
+			}},
+		{"flag overrides file", []string{"--config", file, "--interfaces=x", "--conntrack-max=9", "--metrics-bind-address=127.0.0.1:9"}, true,
+			func(o options) bool {
+				return slices.Equal(o.interfaces, []string{"x"}) && o.conntrackMax == 9 && o.metricsAddr == "127.0.0.1:9" &&
+					o.xdpMode == dataplane.AttachGeneric && o.nodeName == "file-node"
+			}},
+		{"flag set to its default overrides file", []string{"--config", file, "--xdp-mode=native", "--snat-ports=20000-29999"}, true,
+			func(o options) bool {
+				return o.xdpMode == dataplane.AttachNative && o.snatMin == 20000 && o.snatMax == 29999 && o.conntrackMax == 5000
+			}},
+		{`"" is off`, []string{"--config", file, "--healthz-bind-address=", "--admin-socket="}, true,
+			func(o options) bool {
+				return o.healthzAddr == control.Disabled && o.metricsAddr == control.Disabled && o.adminSocket == config.Off
 			}},
 		{"no interfaces", []string{"--manifests", "m"}, false, nil},
 		{"both sources", []string{"--interfaces", "a", "--manifests", "m", "--kubeconfig", "k"}, false, nil},
-		{"no source", []string{"--interfaces", "a"}, false, nil},
 		{"bad mode", []string{"--interfaces", "a", "--manifests", "m", "--xdp-mode", "turbo"}, false, nil},
 		{"bad snat range", []string{"--interfaces", "a", "--manifests", "m", "--snat-ports", "2000-1000"}, false, nil},
 		{"bad cpus", []string{"--interfaces", "a", "--manifests", "m", "--cpus", "x"}, false, nil},
 		{"bad cidr", []string{"--interfaces", "a", "--manifests", "m", "--cluster-cidr", "nope"}, false, nil},
+		{"bad master", []string{"--interfaces", "a", "--master", "198.18.0.1"}, false, nil},
 		{"stray argument", []string{"--interfaces", "a", "--manifests", "m", "extra"}, false, nil},
+		{"missing config file", []string{"--config", filepath.Join(t.TempDir(), "absent")}, false, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,10 +103,60 @@ func TestParseRunFlags(t *testing.T) {
 				if !tc.check(o) {
 					t.Errorf("parseRunFlags(%q) = %+v", tc.args, o)
 				}
-			} else if !errors.Is(err, errUsage) {
+				return
+			}
+			if !errors.Is(err, errUsage) {
 				t.Errorf("parseRunFlags(%q) = %v, want errUsage", tc.args, err)
 			}
+			if !strings.HasPrefix(stderr.String(), "xdpgate run: ") && !strings.Contains(stderr.String(), "usage: xdpgate run") {
+				t.Errorf("parseRunFlags(%q) stderr = %q, want the problem", tc.args, stderr.String())
+			}
 		})
+	}
+}
+
+// TestParseRunFlagsConfigErrors checks that file problems reach the user
+// with the file and the field named.
+func TestParseRunFlagsConfigErrors(t *testing.T) {
+	tests := []struct {
+		name, body string
+		want       []string
+	}{
+		{"unknown field", cfgHeader + "xdp: {interfaces: [eth0], queues: 4}\n", []string{"xdp.queues: unknown field"}},
+		{"wrong kind", "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n",
+			[]string{`kind: "KubeProxyConfiguration", want "XdpgateConfiguration"`, "apiVersion"}},
+		{"invalid value", cfgHeader + "hostnameOverride: n1\nxdp: {interfaces: [eth0], cpus: 3-1}\n", []string{"xdp.cpus: bad CPU range"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := writeConfig(t, tc.body)
+			var stderr bytes.Buffer
+			_, err := parseRunFlags([]string{"--config", p}, &stderr)
+			if !errors.Is(err, errUsage) {
+				t.Fatalf("parseRunFlags(--config %s) = %v, want errUsage", p, err)
+			}
+			for _, w := range append(tc.want, p) {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr = %q, want it to contain %q", stderr.String(), w)
+				}
+			}
+		})
+	}
+}
+
+// TestConfigRoundTrip checks that the printed defaults read back as the
+// defaults.
+func TestConfigRoundTrip(t *testing.T) {
+	b, err := config.Marshal(config.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := config.Decode(b)
+	if err != nil {
+		t.Fatalf("Decode(Marshal(Default())) = %v\n%s", err, b)
+	}
+	if !reflect.DeepEqual(got, config.Default()) {
+		t.Errorf("Decode(Marshal(Default())) = %+v, want %+v", got, config.Default())
 	}
 }
 

@@ -65,6 +65,22 @@ func run(args []string, stderr io.Writer) error {
 		nodeIPs = ifAddrs
 	}
 
+	// The source first: missing credentials are reported before any XDP
+	// program is attached.
+	var src control.Source
+	if o.manifests != "" {
+		src = &control.ManifestSource{Path: o.manifests, NodeName: o.nodeName, Logger: log}
+	} else if src, err = control.NewKubeSourceFromConfig(o.kubeconfig, o.master, o.nodeName, log); err != nil {
+		return err
+	}
+	if path := os.Getenv(cpuProfileEnv); path != "" {
+		stopProfile, err := startCPUProfile(path)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
+
 	ct, err := conntrack.New(conntrack.Config{MaxFlows: o.conntrackMax})
 	if err != nil {
 		return fmt.Errorf("conntrack: %w", err)
@@ -143,13 +159,6 @@ func run(args []string, stderr io.Writer) error {
 		applyRules(s)
 		log.Debug("snapshot applied", "generation", s.Generation, "service_ports", len(s.ServicePorts))
 	})
-	var src control.Source
-	if o.manifests != "" {
-		src = &control.ManifestSource{Path: o.manifests, NodeName: o.nodeName, Logger: log}
-	} else if src, err = kubeSource(o.kubeconfig, o.nodeName, log); err != nil {
-		return err
-	}
-
 	log.Info("xdpgate starting", "version", versionString(), "interfaces", o.interfaces, "queues", dp.NumQueues(),
 		"node", o.nodeName, "node_ips", nodeIPs, "snat_addrs", ifAddrs, "snat_ports", fmt.Sprintf("%d-%d", o.snatMin, o.snatMax),
 		"healthz", ctrl.HealthzAddr(), "metrics", ctrl.MetricsAddr())

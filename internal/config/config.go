@@ -1,0 +1,160 @@
+package config
+
+// APIVersion is the apiVersion a configuration file must declare.
+const APIVersion = "xdpgate.io/v1alpha1"
+
+// Kind is the kind a configuration file must declare.
+const Kind = "XdpgateConfiguration"
+
+// Off as a server address (healthzBindAddress, metricsBindAddress,
+// xdp.adminSocket) disables that server. The empty string means the same
+// (kube-proxy's spelling); Decode and Parse rewrite it to Off so the rest of
+// the program checks one value.
+const Off = "off"
+
+// Configuration is the file format of `xdpgate run --config`. Fields that
+// kube-proxy's KubeProxyConfiguration also has keep its names and meanings;
+// the dataplane settings kube-proxy lacks live under xdp.
+type Configuration struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	// ClientConnection says how to reach the API server.
+	ClientConnection ClientConnection `json:"clientConnection"`
+	// Master is the API server URL; it overrides the kubeconfig's server
+	// or the in-cluster address (kube-proxy --master).
+	Master string `json:"master"`
+	// HostnameOverride is this node's name (flag --node-name). Empty means
+	// the lower-cased hostname, filled in by Parse.
+	HostnameOverride string `json:"hostnameOverride"`
+	// NodeIPs are the node's addresses. Empty means the Node object's, or
+	// in standalone mode the managed interfaces' addresses.
+	NodeIPs []string `json:"nodeIPs"`
+	// Manifests selects standalone mode: a YAML file of Services,
+	// EndpointSlices and optionally the Node.
+	Manifests string `json:"manifests"`
+	// HealthzBindAddress serves /healthz and /livez; "" or "off" disables.
+	HealthzBindAddress string `json:"healthzBindAddress"`
+	// MetricsBindAddress serves /metrics; "" or "off" disables.
+	MetricsBindAddress string `json:"metricsBindAddress"`
+	// ClusterCIDR is the comma-separated pod CIDRs (kube-proxy's
+	// ClusterCIDR local traffic detector).
+	ClusterCIDR string `json:"clusterCIDR"`
+	// NodePortAddresses are CIDRs or "primary"/"all" selecting the node
+	// addresses that serve NodePorts; empty means all.
+	NodePortAddresses []string `json:"nodePortAddresses"`
+	// MasqueradeAll SNATs all traffic to ClusterIPs.
+	MasqueradeAll bool `json:"masqueradeAll"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"logLevel"`
+	// XDP holds the dataplane settings.
+	XDP XDPConfiguration `json:"xdp"`
+}
+
+// ClientConnection is the API server connection, as kube-proxy's
+// clientConnection (only the kubeconfig path: xdpgate has no QPS or
+// content-type knobs).
+type ClientConnection struct {
+	// Kubeconfig is the kubeconfig file. Empty, without manifests, means
+	// in-cluster credentials.
+	Kubeconfig string `json:"kubeconfig"`
+}
+
+// XDPConfiguration holds the AF_XDP dataplane settings.
+type XDPConfiguration struct {
+	// Interfaces are the managed interfaces (required).
+	Interfaces []string `json:"interfaces"`
+	// Mode is the XDP attach mode: native, generic or auto (native, else
+	// generic).
+	Mode string `json:"mode"`
+	// CPUs lists the CPUs the pollers are pinned to, e.g. "0,2,4-6";
+	// empty means no pinning.
+	CPUs string `json:"cpus"`
+	// ConntrackMax is the IPv4 flow table capacity (IPv6: an eighth).
+	ConntrackMax int `json:"conntrackMax"`
+	// AffinityMax is the ClientIP affinity table capacity (clients).
+	AffinityMax int `json:"affinityMax"`
+	// SNATPortRange is the SNAT source port range "MIN-MAX"; it must not
+	// overlap net.ipv4.ip_local_port_range.
+	SNATPortRange string `json:"snatPortRange"`
+	// AdminSocket is the unix socket of `xdpgate inspect` and `xdpgate
+	// capture`; "" or "off" disables.
+	AdminSocket string `json:"adminSocket"`
+}
+
+// Defaults, in one place. DefaultSNATPortRange repeats
+// dataplane.DefaultSNATPortMin/Max rather than importing dataplane, so that
+// this package stays a leaf (deploy tooling imports it); a test keeps the
+// two equal.
+const (
+	DefaultHealthzBindAddress = "0.0.0.0:10256"
+	DefaultMetricsBindAddress = "127.0.0.1:10249"
+	DefaultLogLevel           = "info"
+	DefaultXDPMode            = "native"
+	DefaultConntrackMax       = 1 << 20
+	DefaultAffinityMax        = 1 << 20
+	DefaultSNATPortRange      = "20000-29999"
+	DefaultAdminSocket        = "/run/xdpgate/admin.sock"
+)
+
+// Default returns the configuration used for every field that neither the
+// file nor a flag sets.
+func Default() Configuration {
+	return Configuration{
+		APIVersion:         APIVersion,
+		Kind:               Kind,
+		HealthzBindAddress: DefaultHealthzBindAddress,
+		MetricsBindAddress: DefaultMetricsBindAddress,
+		LogLevel:           DefaultLogLevel,
+		XDP: XDPConfiguration{
+			Mode:          DefaultXDPMode,
+			ConntrackMax:  DefaultConntrackMax,
+			AffinityMax:   DefaultAffinityMax,
+			SNATPortRange: DefaultSNATPortRange,
+			AdminSocket:   DefaultAdminSocket,
+		},
+	}
+}
+
+// Mode is where the service model comes from.
+type Mode string
+
+// The modes. Exactly one of manifests and clientConnection.kubeconfig may be
+// set; with neither, xdpgate runs in the cluster it is deployed in.
+const (
+	// ModeStandalone reads the manifests file.
+	ModeStandalone Mode = "standalone"
+	// ModeKubeconfig watches the API server named by a kubeconfig file.
+	ModeKubeconfig Mode = "kubeconfig"
+	// ModeInCluster watches the API server with the pod's service account
+	// (or, outside a pod, the master URL without credentials).
+	ModeInCluster Mode = "in-cluster"
+)
+
+// Mode returns the source mode c selects. With both manifests and a
+// kubeconfig set (which Validate rejects) it returns ModeStandalone.
+func (c Configuration) Mode() Mode {
+	switch {
+	case c.Manifests != "":
+		return ModeStandalone
+	case c.ClientConnection.Kubeconfig != "":
+		return ModeKubeconfig
+	default:
+		return ModeInCluster
+	}
+}
+
+// normalize rewrites equivalent spellings to one: "" to Off for the
+// servers, and empty lists to nil (a file's "[]" and an absent list mean
+// the same, and Default has nil).
+func (c *Configuration) normalize() {
+	for _, p := range []*string{&c.HealthzBindAddress, &c.MetricsBindAddress, &c.XDP.AdminSocket} {
+		if *p == "" {
+			*p = Off
+		}
+	}
+	for _, p := range []*[]string{&c.NodeIPs, &c.NodePortAddresses, &c.XDP.Interfaces} {
+		if len(*p) == 0 {
+			*p = nil
+		}
+	}
+}
