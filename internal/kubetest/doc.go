@@ -18,7 +18,7 @@
 // taken from $XDPGATE_KUBE_APISERVER, else <repo>/.build/kube-apiserver-v1.36.3
 // where <repo> is found by walking up from the working directory to xdpgate's
 // go.mod. The API server runs with token authentication (one user in
-// system:masters), AlwaysAllow authorization, a self-signed serving
+// system:masters), AlwaysAllow authorization (Opts.AuthorizationMode), a self-signed serving
 // certificate generated into its cert directory, a service-account key pair
 // generated with Go's crypto, and Service cluster IPs from ServiceCIDR.
 //

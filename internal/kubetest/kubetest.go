@@ -80,6 +80,11 @@ type Opts struct {
 	ReadyTimeout time.Duration
 	// StopTimeout bounds the wait after SIGTERM before SIGKILL. Default: 15s.
 	StopTimeout time.Duration
+	// AuthorizationMode is the API server's --authorization-mode.
+	// Default: AlwaysAllow. It is an option rather than an extra argument
+	// because the flag is a string slice: a second --authorization-mode
+	// appends to the chain (AlwaysAllow,RBAC still allows everything).
+	AuthorizationMode string
 	// ExtraAPIServerArgs are appended to the API server's flags
 	// (for example "--feature-gates=...").
 	ExtraAPIServerArgs []string
@@ -97,6 +102,9 @@ const (
 // withDefaults returns o with every unset field defaulted and the binaries
 // resolved; it fails with ErrAPIServerNotFound or ErrEtcdNotFound.
 func (o Opts) withDefaults() (Opts, error) {
+	if o.AuthorizationMode == "" {
+		o.AuthorizationMode = "AlwaysAllow"
+	}
 	if o.ReadyTimeout <= 0 {
 		o.ReadyTimeout = defaultReadyTimeout
 	}
@@ -241,7 +249,7 @@ func (e *Env) setAPIServerPort(port int, creds credentials) {
 	e.apiArgs = []string{
 		"--etcd-servers=" + e.EtcdURL,
 		"--service-cluster-ip-range=" + ServiceCIDR,
-		"--authorization-mode=AlwaysAllow",
+		"--authorization-mode=" + e.opts.AuthorizationMode,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
 		// The reconciler would publish the advertise address as the
