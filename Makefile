@@ -18,7 +18,7 @@ endif
 FUZZTIME ?= 60s
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build demo test test-unit deps kube-apiserver lint fuzz generate clean
+.PHONY: all build demo bench test test-unit deps kube-apiserver lint fuzz generate clean
 
 all: build
 
@@ -30,6 +30,14 @@ build:
 ## everything is removed.
 demo: deps build
 	./bin/xdpgate demo $(DEMO_FLAGS)
+
+## bench: the benchmark rig (as root, ~10 min): every scenario against
+## xdpgate, kube-proxy's nftables and iptables rulesets in the kernel, and the
+## raw AF_XDP forwarder, side by side. Results, plots and profiles go to
+## bench/results/ (latest.md, latest.json, latest/*.svg). BENCH_FLAGS are
+## passed through, e.g. BENCH_FLAGS="--scenarios udp64-1k-flows --duration 3s".
+bench: deps build
+	./bin/xdpgate bench $(BENCH_FLAGS)
 
 ## test: every test the project has (unit, -race, fuzz seeds, privileged
 ## network-namespace tests, real kube-apiserver integration tests).
@@ -64,7 +72,7 @@ fuzz:
 
 ## generate: rebuild the eBPF objects (needs clang, llvm, libbpf-dev).
 generate:
-	$(GO) generate ./dataplane/...
+	$(GO) generate ./dataplane/... ./bench/...
 
 clean:
 	rm -rf bin .build

@@ -80,6 +80,10 @@
 // to resolve it (RTM_NEWNEIGH with NTF_USE) and the frame is dropped with
 // DropNeighUnresolved.
 //
+// TxSocket is a transmit-only AF_XDP socket over the same ring code, for
+// packet generators (bench/pktgen): callers fill UMEM frames and submit
+// them in batches; completions are reclaimed whoever consumed them.
+//
 // # Known limits
 //
 //   - The classifier matches first fragments by ports and later fragments

@@ -26,6 +26,11 @@ var (
 	// ErrSocketBroken is returned by Run when a socket reports an error
 	// (e.g. its interface was deleted).
 	ErrSocketBroken = errors.New("AF_XDP socket error")
+	// ErrTxFrameLength is returned by TxSocket.Submit for a length outside
+	// [1, FrameSize()].
+	ErrTxFrameLength = errors.New("dataplane: tx frame length out of range")
+	// ErrTxSocketClosed is returned by TxSocket.Submit after Close.
+	ErrTxSocketClosed = errors.New("dataplane: tx socket closed")
 )
 
 // L4Addr is {address, port, IP protocol}: a frontend (ClusterIP, external IP,

@@ -1,0 +1,251 @@
+package report
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// dataplaneOrder is the row order of every table and the series order of
+// every plot: the thing under test, its ceiling, then the baselines. A
+// dataplane the package does not know comes after these, by name.
+var dataplaneOrder = []string{DataplaneXDPGate, DataplaneForwarder, DataplaneNFTables, DataplaneIPTables}
+
+func dataplaneRank(dp string) int {
+	if i := slices.Index(dataplaneOrder, dp); i >= 0 {
+		return i
+	}
+	return len(dataplaneOrder)
+}
+
+// compareResults orders results by dataplane, steered before unsteered;
+// results that tie keep run order (callers sort stably).
+func compareResults(a, b *Result) int {
+	if c := cmp.Compare(dataplaneRank(a.Dataplane), dataplaneRank(b.Dataplane)); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Dataplane, b.Dataplane); c != 0 {
+		return c
+	}
+	switch {
+	case a.Steered == b.Steered:
+		return 0
+	case a.Steered:
+		return -1
+	default:
+		return 1
+	}
+}
+
+// label names a result in tables and legends.
+func label(res *Result) string {
+	if res.Steered {
+		return res.Dataplane
+	}
+	return res.Dataplane + " (unsteered)"
+}
+
+// scenarioResults returns the scenario's results in table order.
+func scenarioResults(r *Run, scenario string) []*Result {
+	var out []*Result
+	for i := range r.Results {
+		if r.Results[i].Scenario == scenario {
+			out = append(out, &r.Results[i])
+		}
+	}
+	slices.SortStableFunc(out, compareResults)
+	return out
+}
+
+// plotLinks says which plots exist for a Markdown file, as paths relative
+// to it without the extension ("latest/throughput"); empty when none.
+type plotLinks struct {
+	throughput string
+	sweeps     map[string]string // scenario -> path
+}
+
+// WriteMarkdown renders: a header with host/settings/command, one table per
+// scenario (rows = dataplanes: delivered Mpps, offered Mpps, loss %, CPU
+// ms/Mpkt, ratio to nftables, ratio to iptables, ratio to the raw
+// forwarder, retention, checksum/translation errors, error if any), the
+// targets table (met / MISSED / no data), notes. Unsteered rows are marked;
+// ratios are against the baseline result targets use (Run.Lookup).
+func WriteMarkdown(w io.Writer, r *Run) error {
+	return writeMarkdown(w, r, plotLinks{})
+}
+
+func writeMarkdown(w io.Writer, r *Run, links plotLinks) error {
+	if r == nil {
+		return ErrNoRun
+	}
+	var b bytes.Buffer
+	writeHeader(&b, r)
+	if links.throughput != "" {
+		fmt.Fprintf(&b, "![Delivered Mpps per dataplane and scenario](%s.png)\n\n([SVG](%s.svg))\n\n", links.throughput, links.throughput)
+	}
+	b.WriteString("## Results\n\n")
+	b.WriteString("Ratios compare delivered rates with the baseline's steered result in the same scenario; " +
+		"\"(unsteered)\" marks a run without kernel softirq steered to the gateway CPU.\n\n")
+	scenarios := r.Scenarios()
+	if len(scenarios) == 0 {
+		b.WriteString("The run has no results.\n\n")
+	}
+	for _, sc := range scenarios {
+		writeScenario(&b, r, sc, links.sweeps[sc])
+	}
+	writeTargets(&b, Evaluate(r))
+	if len(r.Notes) > 0 {
+		b.WriteString("## Notes\n\n")
+		for _, n := range r.Notes {
+			fmt.Fprintf(&b, "- %s\n", oneLine(n))
+		}
+		b.WriteString("\n")
+	}
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+func writeHeader(b *bytes.Buffer, r *Run) {
+	fmt.Fprintf(b, "# xdpgate benchmark, %s\n\n", r.Started.UTC().Format(time.DateTime+" UTC"))
+	if r.Command != "" {
+		// A fence longer than any backtick run inside keeps the command
+		// verbatim whatever it contains.
+		fence := strings.Repeat("`", max(3, longestRun(r.Command, '`')+1))
+		fmt.Fprintf(b, "Reproduce with:\n\n%ssh\n%s\n%s\n\n", fence, r.Command, fence)
+	}
+	b.WriteString("| Host | |\n|---|---|\n")
+	fmt.Fprintf(b, "| Kernel | %s |\n", cell(r.Host.Kernel))
+	fmt.Fprintf(b, "| Go | %s |\n", cell(r.Host.GoVersion))
+	fmt.Fprintf(b, "| Commit | %s |\n", cell(r.Host.Commit))
+	fmt.Fprintf(b, "| CPUs | %d |\n\n", r.Host.CPUs)
+	if len(r.Settings) > 0 {
+		b.WriteString("| Setting | Value |\n|---|---|\n")
+		keys := make([]string, 0, len(r.Settings))
+		for k := range r.Settings {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			fmt.Fprintf(b, "| %s | %s |\n", cell(k), cell(r.Settings[k]))
+		}
+		b.WriteString("\n")
+	}
+}
+
+func writeScenario(b *bytes.Buffer, r *Run, sc, sweepLink string) {
+	fmt.Fprintf(b, "### %s\n\n", oneLine(sc))
+	b.WriteString("| Dataplane | Delivered Mpps | Offered Mpps | Loss % | CPU ms/Mpkt | vs nftables | vs iptables | vs afxdp-forwarder | Retention | Checksum / translation errors | Error |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	results := scenarioResults(r, sc)
+	bases := make([]*Result, 0, 3)
+	for _, dp := range []string{DataplaneNFTables, DataplaneIPTables, DataplaneForwarder} {
+		base, _ := baseline(r, sc, dp)
+		bases = append(bases, base)
+	}
+	var profiles []string
+	for _, res := range results {
+		if res.Profile != "" {
+			profiles = append(profiles, fmt.Sprintf("%s: `%s`", label(res), strings.ReplaceAll(oneLine(res.Profile), "`", "'")))
+		}
+		if res.Error != "" {
+			fmt.Fprintf(b, "| %s | – | – | – | – | – | – | – | – | – | %s |\n", cell(label(res)), cell(res.Error))
+			continue
+		}
+		ratios := make([]string, len(bases))
+		for i, base := range bases {
+			ratios[i] = "–"
+			if base != nil {
+				ratios[i] = fmtRatio(res.DeliveredPPS, base.DeliveredPPS)
+			}
+		}
+		ret := "–"
+		if res.Retention != nil {
+			ret = fmtRetention(res)
+		}
+		errs := fmt.Sprintf("%d / %d", res.ChecksumErrors, res.TranslationErrors)
+		if res.Sampled > 0 {
+			errs += fmt.Sprintf(" of %d sampled", res.Sampled)
+		}
+		fmt.Fprintf(b, "| %s | %.3f | %.3f | %.2f | %.1f | %s | %s | %s | %s | %s | |\n",
+			cell(label(res)), res.DeliveredPPS/1e6, res.OfferedPPS/1e6, res.LossPct, res.CPUMsPerMpkt,
+			ratios[0], ratios[1], ratios[2], cell(ret), errs)
+	}
+	b.WriteString("\n")
+	if len(profiles) > 0 {
+		fmt.Fprintf(b, "CPU profiles: %s.\n\n", strings.Join(profiles, "; "))
+	}
+	writeSweep(b, results, sweepLink)
+}
+
+// writeSweep lists every sweep point; the plot shows the shape, the table
+// the numbers behind it.
+func writeSweep(b *bytes.Buffer, results []*Result, link string) {
+	if !slices.ContainsFunc(results, func(res *Result) bool { return len(res.Sweep) > 0 }) {
+		return
+	}
+	b.WriteString("Sweep, delivered vs offered:\n\n")
+	if link != "" {
+		fmt.Fprintf(b, "![Delivered vs offered Mpps](%s.png)\n\n([SVG](%s.svg))\n\n", link, link)
+	}
+	b.WriteString("| Dataplane | Offered Mpps | Delivered Mpps | Loss % |\n|---|--:|--:|--:|\n")
+	for _, res := range results {
+		for _, p := range res.Sweep {
+			fmt.Fprintf(b, "| %s | %.3f | %.3f | %.2f |\n", cell(label(res)), p.OfferedPPS/1e6, p.DeliveredPPS/1e6, p.LossPct)
+		}
+	}
+	b.WriteString("\n")
+}
+
+// Status words of the targets table.
+const (
+	StatusMet    = "met"
+	StatusMissed = "**MISSED**"
+	StatusNoData = "no data"
+)
+
+// Status is how the targets table shows t.
+func (t Target) Status() string {
+	switch {
+	case !t.Known:
+		return StatusNoData
+	case t.Met:
+		return StatusMet
+	default:
+		return StatusMissed
+	}
+}
+
+func writeTargets(b *bytes.Buffer, targets []Target) {
+	b.WriteString("## Targets\n\n| Target | Want | Got | Status |\n|---|---|---|---|\n")
+	for _, t := range targets {
+		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", cell(t.Name), cell(t.Want), cell(t.Got), t.Status())
+	}
+	b.WriteString("\n")
+}
+
+// cell makes s safe inside a Markdown table cell: a pipe would end the
+// cell and a newline the row.
+func cell(s string) string {
+	return strings.ReplaceAll(oneLine(s), "|", `\|`)
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func longestRun(s string, c byte) int {
+	best, n := 0, 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			n++
+			best = max(best, n)
+		} else {
+			n = 0
+		}
+	}
+	return best
+}

@@ -1,0 +1,210 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"time"
+)
+
+// Dataplane names as the rig writes them into Result.Dataplane.
+const (
+	DataplaneXDPGate   = "xdpgate"
+	DataplaneNFTables  = "nftables"
+	DataplaneIPTables  = "iptables"
+	DataplaneForwarder = "afxdp-forwarder"
+)
+
+// Scenario names as the rig writes them into Result.Scenario.
+const (
+	ScenarioUDP1Flow     = "udp64-1-flow"
+	ScenarioUDP1kFlows   = "udp64-1k-flows"
+	ScenarioUDP100kFlows = "udp64-100k-flows"
+	ScenarioTCPSYN       = "tcp-syn"
+	ScenarioAffinity100k = "affinity-100k"
+	ScenarioConntrack1M  = "conntrack-1m"
+)
+
+var (
+	// ErrNoRun is returned for a nil *Run.
+	ErrNoRun = errors.New("report: no run")
+	// ErrNoResults is returned by Plot for a run without results.
+	ErrNoResults = errors.New("report: run has no results")
+)
+
+// Run is one invocation of the rig; it is what the JSON file holds.
+type Run struct {
+	Started  time.Time         `json:"started"`
+	Command  string            `json:"command"` // the command line that reproduces the run
+	Host     Host              `json:"host"`
+	Settings map[string]string `json:"settings"` // e.g. duration, frame size, steering
+	Results  []Result          `json:"results"`
+	Notes    []string          `json:"notes"`
+}
+
+// Host describes the machine a run was measured on.
+type Host struct {
+	Kernel    string `json:"kernel"`
+	GoVersion string `json:"go_version"`
+	Commit    string `json:"commit"`
+	CPUs      int    `json:"cpus"`
+}
+
+// Result is one (scenario, dataplane, steering) measurement.
+type Result struct {
+	Scenario          string   `json:"scenario"`
+	Dataplane         string   `json:"dataplane"` // "xdpgate", "nftables", "iptables", "afxdp-forwarder"
+	Steered           bool     `json:"steered"`   // kernel softirq steered to the gateway CPU
+	Offered           uint64   `json:"offered"`   // frames sent by the generator
+	Delivered         uint64   `json:"delivered"` // frames counted by the sink at endpoints
+	Seconds           float64  `json:"seconds"`
+	OfferedPPS        float64  `json:"offered_pps"`
+	DeliveredPPS      float64  `json:"delivered_pps"`
+	LossPct           float64  `json:"loss_pct"`
+	GatewayCPUSeconds float64  `json:"gateway_cpu_seconds"` // CPU time spent by the dataplane (process + softirq on the gateway CPU)
+	CPUMsPerMpkt      float64  `json:"cpu_ms_per_mpkt"`     // gateway CPU milliseconds per million delivered frames
+	PerEndpoint       []uint64 `json:"per_endpoint,omitempty"`
+	Clients           uint64   `json:"clients,omitempty"`
+	Retention         *float64 `json:"retention,omitempty"` // ClientIP scenarios: share of clients that stayed on one endpoint
+	Sampled           uint64   `json:"sampled"`
+	ChecksumErrors    uint64   `json:"checksum_errors"`
+	TranslationErrors uint64   `json:"translation_errors"`
+	Sweep             []Point  `json:"sweep,omitempty"`   // delivered vs offered at several offered rates
+	Profile           string   `json:"profile,omitempty"` // path of a pprof CPU profile taken during this result
+	Error             string   `json:"error,omitempty"`   // the scenario failed for this dataplane: why
+}
+
+// Point is one rate of a sweep: what was offered, what arrived.
+type Point struct {
+	OfferedPPS   float64 `json:"offered_pps"`
+	DeliveredPPS float64 `json:"delivered_pps"`
+	LossPct      float64 `json:"loss_pct"`
+}
+
+// Lookup returns the result for (scenario, dataplane) that comparisons use,
+// or nil: a steered result before an unsteered one, then one without an
+// error before one with, then the first in run order. Preferring a
+// successful unsteered result over a failed steered one would compare
+// different setups behind the reader's back, so steering decides first.
+func (r *Run) Lookup(scenario, dataplane string) *Result {
+	if r == nil {
+		return nil
+	}
+	var best *Result
+	rank := func(res *Result) int {
+		n := 0
+		if !res.Steered {
+			n += 2
+		}
+		if res.Error != "" {
+			n++
+		}
+		return n
+	}
+	for i := range r.Results {
+		res := &r.Results[i]
+		if res.Scenario != scenario || res.Dataplane != dataplane {
+			continue
+		}
+		if best == nil || rank(res) < rank(best) {
+			best = res
+		}
+	}
+	return best
+}
+
+// Scenarios returns the scenario names in the order they first appear in
+// the results: the rig measures in report order.
+func (r *Run) Scenarios() []string {
+	if r == nil {
+		return nil
+	}
+	var names []string
+	seen := make(map[string]bool)
+	for _, res := range r.Results {
+		if !seen[res.Scenario] {
+			seen[res.Scenario] = true
+			names = append(names, res.Scenario)
+		}
+	}
+	return names
+}
+
+// WriteJSON writes r as indented JSON. JSON has no NaN or infinity, so a
+// non-finite number is reported by field rather than by encoding/json's
+// bare "unsupported value".
+func WriteJSON(w io.Writer, r *Run) error {
+	if r == nil {
+		return ErrNoRun
+	}
+	if err := checkFinite(r); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode run: %w", err)
+	}
+	b = append(b, '\n')
+	_, err = w.Write(b)
+	return err
+}
+
+// ReadJSON reads a run written by WriteJSON. Anything but exactly one JSON
+// object (garbage, null, trailing data) is an error.
+func ReadJSON(rd io.Reader) (*Run, error) {
+	b, err := io.ReadAll(rd)
+	if err != nil {
+		return nil, fmt.Errorf("read run: %w", err)
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' {
+		return nil, errors.New("decode run: not a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var r Run
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("decode run: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("decode run: trailing data after the run object")
+	}
+	return &r, nil
+}
+
+type namedValue struct {
+	name string
+	v    float64
+}
+
+func checkFinite(r *Run) error {
+	for i, res := range r.Results {
+		fields := []namedValue{
+			{"seconds", res.Seconds},
+			{"offered_pps", res.OfferedPPS},
+			{"delivered_pps", res.DeliveredPPS},
+			{"loss_pct", res.LossPct},
+			{"gateway_cpu_seconds", res.GatewayCPUSeconds},
+			{"cpu_ms_per_mpkt", res.CPUMsPerMpkt},
+		}
+		if res.Retention != nil {
+			fields = append(fields, namedValue{"retention", *res.Retention})
+		}
+		for j, p := range res.Sweep {
+			fields = append(fields,
+				namedValue{fmt.Sprintf("sweep[%d].offered_pps", j), p.OfferedPPS},
+				namedValue{fmt.Sprintf("sweep[%d].delivered_pps", j), p.DeliveredPPS},
+				namedValue{fmt.Sprintf("sweep[%d].loss_pct", j), p.LossPct})
+		}
+		for _, f := range fields {
+			if !finite(f.v) {
+				return fmt.Errorf("result %d (%s/%s): %s is %v: JSON cannot hold it", i, res.Scenario, res.Dataplane, f.name, f.v)
+			}
+		}
+	}
+	return nil
+}
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

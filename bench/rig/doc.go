@@ -1,0 +1,40 @@
+// Package rig is the benchmark rig: it builds a three-namespace topology,
+// runs each scenario against each dataplane in the same run, and returns a
+// report.Run (bench/report renders it as JSON, Markdown and plots).
+//
+//	gen [gen0] ---veth--- [gw0] gw [gw1] ---veth--- [sink0] sink
+//
+// The generator (bench/pktgen, AF_XDP transmit, pinned to the generator
+// CPU) sends frames from client addresses 198.18.64.0 onwards to a
+// LoadBalancer VIP (198.18.3.1). The gateway namespace runs one of:
+//
+//   - xdpgate: `xdpgate run` from a manifest, its pollers pinned to the
+//     gateway CPU, exactly as a user runs it;
+//   - nftables: the kernel with kube-proxy's nftables-mode ruleset for the
+//     same snapshot (bench/baseline);
+//   - iptables: the kernel with kube-proxy's iptables-mode ruleset;
+//   - afxdp-forwarder: dataplane.Forwarder on the same AF_XDP sockets,
+//     rings and pollers with no translation: the ceiling of xdpgate's I/O
+//     path on this machine.
+//
+// The sink (bench/sink, an XDP program with per-CPU counters) counts what
+// arrives per endpoint, checks a sample of frames (checksums, translation)
+// and, for ClientIP scenarios, how many clients stayed on one endpoint.
+//
+// Fairness. Every dataplane gets the same gateway CPU. On veth, the
+// receiver's NAPI poll (the kernel's whole receive and forwarding path, or
+// the XDP program and the copy into an AF_XDP socket) runs in the sender's
+// softirq, i.e. on the generator's CPU, unless steered. The rig steers it
+// the same way for every dataplane: threaded NAPI on gw0, the thread
+// pinned to the gateway CPU (topology.steer says why not RPS). With
+// Options.Unsteered the rig also measures, once, xdpgate and nftables
+// without steering. CPU cost is the gateway CPU's busy time over the burst
+// (from /proc/stat), per million delivered frames; it includes the sink's
+// XDP program, which runs on whichever CPU transmits to it (the gateway's),
+// equally for every dataplane. xdpgate's pollers busy-poll briefly before
+// sleeping, so at low rates its CPU per packet is overstated.
+//
+// Each (scenario, dataplane) measurement gets fresh namespaces, so no state
+// (kernel conntrack entries above all) carries over. Namespaces are named
+// xgb-*; Cleanup removes leftovers of an interrupted run.
+package rig

@@ -1,0 +1,346 @@
+package rig
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/xdpgate/xdpgate/bench/pktgen"
+	"github.com/xdpgate/xdpgate/bench/report"
+	"github.com/xdpgate/xdpgate/bench/sink"
+)
+
+// Options configure a rig run. The zero value runs everything with the
+// defaults below.
+type Options struct {
+	// Binary is the xdpgate binary run as the gateway (default: this
+	// process's executable).
+	Binary string
+	// Scenarios and Dataplanes select what runs (default: all).
+	Scenarios  []string
+	Dataplanes []string
+	// Custom, when set, replaces Scenarios with these definitions (tests
+	// use small client counts).
+	Custom []Scenario
+	// Duration is the length of one measured burst (default 5s).
+	Duration time.Duration
+	// SweepPoint is the length of one sweep point (default 2s).
+	SweepPoint time.Duration
+	// SweepFractions are the offered rates of a sweep, as fractions of the
+	// ceiling measured by the raw forwarder in the same scenario (default
+	// 0.2 to 1.2).
+	SweepFractions []float64
+	// Unsteered also measures, once (udp64-1k-flows), xdpgate and nftables
+	// without steering, to show what steering changes.
+	Unsteered bool
+	// GeneratorCPU and GatewayCPU (default 0 and 1).
+	GeneratorCPU, GatewayCPU int
+	// WorkDir receives manifests and gateway logs (default a temporary
+	// directory, removed afterwards).
+	WorkDir string
+	// ProfileDir, when set, receives a CPU profile of each xdpgate run.
+	ProfileDir string
+	// Command is recorded in the report as the reproducing command line.
+	Command string
+	// Log receives progress lines (default io.Discard).
+	Log io.Writer
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return o, err
+		}
+		o.Binary = exe
+	}
+	if len(o.Custom) == 0 {
+		if len(o.Scenarios) == 0 {
+			for _, s := range Scenarios {
+				o.Scenarios = append(o.Scenarios, s.Name)
+			}
+		}
+		for _, name := range o.Scenarios {
+			sc, ok := ScenarioByName(name)
+			if !ok {
+				return o, fmt.Errorf("unknown scenario %q", name)
+			}
+			o.Custom = append(o.Custom, sc)
+		}
+	}
+	for _, sc := range o.Custom {
+		if err := sc.validate(); err != nil {
+			return o, err
+		}
+	}
+	if len(o.Dataplanes) == 0 {
+		o.Dataplanes = slices.Clone(Dataplanes)
+	}
+	for _, d := range o.Dataplanes {
+		if !slices.Contains(Dataplanes, d) {
+			return o, fmt.Errorf("unknown dataplane %q (want some of %v)", d, Dataplanes)
+		}
+	}
+	// Measure in the canonical order whatever order was asked.
+	var ordered []string
+	for _, d := range Dataplanes {
+		if slices.Contains(o.Dataplanes, d) {
+			ordered = append(ordered, d)
+		}
+	}
+	o.Dataplanes = ordered
+	if o.Duration <= 0 {
+		o.Duration = 5 * time.Second
+	}
+	if o.SweepPoint <= 0 {
+		o.SweepPoint = 2 * time.Second
+	}
+	if len(o.SweepFractions) == 0 {
+		o.SweepFractions = []float64{0.2, 0.4, 0.6, 0.8, 1.0, 1.2}
+	}
+	if o.GeneratorCPU == o.GatewayCPU {
+		if o.GeneratorCPU != 0 || o.GatewayCPU != 0 {
+			return o, fmt.Errorf("generator and gateway CPU are both %d", o.GatewayCPU)
+		}
+		o.GatewayCPU = 1
+	}
+	if n := runtime.NumCPU(); o.GatewayCPU >= n || o.GeneratorCPU >= n {
+		return o, fmt.Errorf("CPUs %d and %d: this machine has %d", o.GeneratorCPU, o.GatewayCPU, n)
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	return o, nil
+}
+
+// Run measures every selected scenario against every selected dataplane,
+// each in a fresh topology, and returns the report. A dataplane that fails
+// in one scenario gets a result carrying the error; the run goes on.
+func Run(ctx context.Context, opts Options) (*report.Run, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if o.WorkDir == "" {
+		dir, err := os.MkdirTemp("", "xdpgate-bench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		o.WorkDir = dir
+	}
+	if o.ProfileDir != "" {
+		if err := os.MkdirAll(o.ProfileDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	out := &report.Run{
+		Started: time.Now().UTC(),
+		Command: o.Command,
+		Host:    hostInfo(),
+		Settings: map[string]string{
+			"burst":          o.Duration.String(),
+			"sweep_point":    o.SweepPoint.String(),
+			"generator_cpu":  strconv.Itoa(o.GeneratorCPU),
+			"gateway_cpu":    strconv.Itoa(o.GatewayCPU),
+			"endpoints":      strconv.Itoa(numEndpoints),
+			"frame_size":     "64 (60 bytes + FCS)",
+			"steering":       "threaded NAPI on gw0 pinned to the gateway CPU (every dataplane)",
+			"cpu_accounting": "busy time of the gateway CPU (user+system+irq+softirq, /proc/stat) during the burst",
+		},
+	}
+	for _, sc := range o.Custom {
+		r := &scenarioRun{o: o, sc: sc}
+		for _, dp := range o.Dataplanes {
+			if sc.Dataplanes != nil && !slices.Contains(sc.Dataplanes, dp) {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return out, err
+			}
+			res := r.measure(ctx, dp, true)
+			out.Results = append(out.Results, res)
+			fmt.Fprintf(o.Log, "%-18s %-16s %s\n", sc.Name, dp, summary(res))
+			if o.Unsteered && sc.Name == "udp64-1k-flows" && (dp == DataplaneNFTables || dp == DataplaneXDPGate) {
+				res := r.measure(ctx, dp, false)
+				out.Results = append(out.Results, res)
+				fmt.Fprintf(o.Log, "%-18s %-16s %s (unsteered)\n", sc.Name, dp, summary(res))
+			}
+		}
+		if sc.Skipped != "" {
+			out.Notes = append(out.Notes, fmt.Sprintf("%s: only %v (%s)", sc.Name, sc.Dataplanes, sc.Skipped))
+		}
+	}
+	return out, nil
+}
+
+func summary(r report.Result) string {
+	if r.Error != "" {
+		return "ERROR " + r.Error
+	}
+	s := fmt.Sprintf("delivered %.3f Mpps of %.3f offered, loss %.1f%%, %.0f CPU-ms/Mpkt",
+		r.DeliveredPPS/1e6, r.OfferedPPS/1e6, r.LossPct, r.CPUMsPerMpkt)
+	if r.Retention != nil {
+		s += fmt.Sprintf(", retention %.4f over %d clients", *r.Retention, r.Clients)
+	}
+	return s
+}
+
+// scenarioRun carries what one scenario learns across dataplanes: the
+// forwarder's delivered rate scales the sweeps.
+type scenarioRun struct {
+	o       Options
+	sc      Scenario
+	ceiling float64
+}
+
+// measure runs one (scenario, dataplane) in a fresh topology.
+func (r *scenarioRun) measure(ctx context.Context, dp string, steered bool) (res report.Result) {
+	res = report.Result{Scenario: r.sc.Name, Dataplane: dp, Steered: steered}
+	fail := func(err error) report.Result {
+		res.Error = err.Error()
+		return res
+	}
+	t, err := newTopology(r.o.GatewayCPU)
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		if err := t.close(); err != nil && res.Error == "" {
+			res.Error = "cleanup: " + err.Error()
+		}
+	}()
+	var snk *sink.Sink
+	endpoints := make([]netip.AddrPort, 0, numEndpoints+1)
+	for i := range numEndpoints {
+		endpoints = append(endpoints, netip.AddrPortFrom(endpointAddr(i), targetPort))
+	}
+	// The last index counts untranslated frames: the raw forwarder's
+	// delivery, an error for every translating dataplane.
+	vipIndex := len(endpoints)
+	endpoints = append(endpoints, netip.AddrPortFrom(netip.MustParseAddr(vipAddr), servicePort))
+	scfg := sink.Config{Ifname: "sink0", Endpoints: endpoints, SampleEvery: 1024}
+	if dp != DataplaneForwarder {
+		scfg.ExpectSrc = r.sc.expectSrc()
+	}
+	if r.sc.Affinity {
+		scfg.TrackClients = 1 << 17
+	}
+	if err := t.do(t.sink, func() (err error) { snk, err = sink.Open(scfg); return err }); err != nil {
+		return fail(fmt.Errorf("sink: %w", err))
+	}
+	defer snk.Close()
+
+	gw, err := startGateway(dp, t, r.sc, r.o, r.o.WorkDir)
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		if err := gw.stop(); err != nil && res.Error == "" {
+			res.Error = err.Error()
+		}
+		res.Profile = gw.profile()
+	}()
+	delivered := func(c sink.Counts) uint64 {
+		if dp == DataplaneForwarder {
+			return c.PerEndpoint[vipIndex]
+		}
+		var n uint64
+		for _, v := range c.PerEndpoint[:vipIndex] {
+			n += v
+		}
+		return n
+	}
+	b := &burster{t: t, sc: r.sc, o: r.o, snk: snk, delivered: delivered}
+	if err := b.warmup(ctx, gw); err != nil {
+		return fail(err)
+	}
+	if steered {
+		if err := t.steer(); err != nil {
+			return fail(err)
+		}
+	}
+	if r.sc.Prefill > 0 {
+		if _, err := b.burst(ctx, burstSpec{prefill: true, count: r.sc.Prefill}); err != nil {
+			return fail(fmt.Errorf("prefill: %w", err))
+		}
+	}
+	if err := snk.ResetClients(); err != nil {
+		return fail(err)
+	}
+	m, err := b.burst(ctx, burstSpec{rate: r.sc.rate(), duration: r.o.Duration, count: r.sc.Count})
+	if err != nil {
+		return fail(err)
+	}
+	m.fill(&res)
+	if m.csum > 0 || m.xlat > 0 || m.other > 0 {
+		fmt.Fprintf(r.o.Log, "%s/%s: sink: %d frames to no endpoint; sample errors: %q\n", r.sc.Name, dp, m.other, snk.RecentErrors())
+	}
+	res.PerEndpoint = m.perEndpoint[:vipIndex]
+	if dp != DataplaneForwarder {
+		// Frames that reached the sink untranslated or to no endpoint.
+		res.TranslationErrors += m.perEndpoint[vipIndex] + m.other
+	}
+	if r.sc.Affinity {
+		res.Clients = m.clients
+		if m.clients > 0 {
+			ret := 1 - float64(m.clientsMoved)/float64(m.clients)
+			res.Retention = &ret
+		}
+	}
+	if dp == DataplaneForwarder {
+		r.ceiling = res.DeliveredPPS
+	}
+	if r.sc.Sweep && steered {
+		ceiling := r.ceiling
+		if ceiling == 0 {
+			ceiling = res.OfferedPPS
+		}
+		for _, f := range r.o.SweepFractions {
+			p, err := b.burst(ctx, burstSpec{rate: f * ceiling, duration: r.o.SweepPoint})
+			if err != nil {
+				return fail(fmt.Errorf("sweep at %.0f pps: %w", f*ceiling, err))
+			}
+			res.Sweep = append(res.Sweep, report.Point{OfferedPPS: p.offeredPPS(), DeliveredPPS: p.deliveredPPS(), LossPct: p.lossPct()})
+		}
+	}
+	return res
+}
+
+// rate is the scenario's offered rate (0: flat out).
+func (s Scenario) rate() float64 {
+	if s.Affinity {
+		// Slow enough that every dataplane takes (nearly) every frame:
+		// retention is about where frames go, not how many arrive.
+		return 100_000
+	}
+	return 0
+}
+
+// Generator configuration shared by every burst of a scenario.
+func (b *burster) genConfig(spec burstSpec) pktgen.Config {
+	mode := pktgen.UDP
+	if b.sc.TCP {
+		mode = pktgen.TCPSyn
+	}
+	c := pktgen.Config{
+		Ifname: "gen0", CPUs: []int{b.o.GeneratorCPU},
+		SrcMAC: b.t.genMAC, DstMAC: b.t.gw0MAC,
+		Src: netip.MustParseAddr(clientBase), Clients: b.sc.Clients, PortsPerClient: b.sc.PortsPerClient,
+		Dst: netip.AddrPortFrom(netip.MustParseAddr(vipAddr), servicePort), Mode: mode, FrameSize: 64,
+		RatePPS: spec.rate, Duration: spec.duration, Count: spec.count, Seed: 1,
+	}
+	if spec.prefill {
+		// Prefill flows come from other clients than the measured ones.
+		c.Src = netip.MustParseAddr("198.19.0.0")
+		c.Clients, c.PortsPerClient = 1024, 1024
+		c.RatePPS, c.Duration = 0, 0
+	}
+	return c
+}

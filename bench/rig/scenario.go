@@ -1,0 +1,218 @@
+package rig
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
+
+	"github.com/xdpgate/xdpgate/control"
+	"github.com/xdpgate/xdpgate/snapshot"
+)
+
+// Service layout shared by every scenario: one LoadBalancer Service with
+// numEndpoints endpoints, all on the gateway's node.
+const (
+	nodeName       = "gw"
+	servicePort    = 80
+	targetPort     = 8080
+	nodePort       = 30080
+	hcNodePort     = 30999
+	numEndpoints   = 4
+	maxEndpoints   = 16
+	affinityTTL    = 10800
+	benchNamespace = "bench"
+)
+
+// endpointAddr is the i-th endpoint address: 198.18.2.10 + i.
+func endpointAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 2, byte(10 + i)}) }
+
+// Scenario is one traffic pattern the rig measures every dataplane with.
+type Scenario struct {
+	// Name is the key in results and plots.
+	Name string
+	// Description says what the scenario measures, for the report.
+	Description string
+	// TCP selects TCP (SYNs); otherwise UDP.
+	TCP bool
+	// Clients and PortsPerClient give the flow count (their product).
+	Clients, PortsPerClient int
+	// Affinity enables sessionAffinity ClientIP.
+	Affinity bool
+	// Local sets externalTrafficPolicy Local (no SNAT, client address
+	// preserved); otherwise Cluster (masqueraded).
+	Local bool
+	// Count bounds the measured burst by frames instead of by time
+	// (0: the run's duration).
+	Count uint64
+	// Sweep also measures delivered vs offered rate at several rates.
+	Sweep bool
+	// Prefill sends this many frames over distinct flows before the
+	// measurement (a large conntrack table); the measured traffic then
+	// uses the scenario's own flows.
+	Prefill uint64
+	// Dataplanes limits the dataplanes (nil: all), with the reason the
+	// others are left out.
+	Dataplanes []string
+	Skipped    string
+}
+
+// Flows is the number of distinct flows the generator cycles through.
+func (s Scenario) Flows() int { return s.Clients * s.PortsPerClient }
+
+// Scenarios are the issue's scenarios, in report order.
+var Scenarios = []Scenario{
+	{Name: "udp64-1-flow", Description: "64-byte UDP, one flow (one client, one port), externalTrafficPolicy Cluster (SNAT)",
+		Clients: 1, PortsPerClient: 1},
+	{Name: "udp64-1k-flows", Description: "64-byte UDP, 1,000 flows (1,000 clients), externalTrafficPolicy Cluster (SNAT); also swept over offered rates",
+		Clients: 1000, PortsPerClient: 1, Sweep: true},
+	{Name: "udp64-100k-flows", Description: "64-byte UDP, 100,000 flows (1,000 clients x 100 ports), externalTrafficPolicy Cluster (SNAT)",
+		Clients: 1000, PortsPerClient: 100},
+	{Name: "tcp-syn", Description: "TCP SYNs over 4M distinct flows (every frame a new connection), externalTrafficPolicy Local (no SNAT: the new-flow path, not SNAT port exhaustion)",
+		TCP: true, Clients: 65536, PortsPerClient: 64, Local: true},
+	{Name: "affinity-100k", Description: "sessionAffinity ClientIP, 100,000 clients x 2 source ports, each flow sent twice (400k frames), externalTrafficPolicy Local; retention = share of clients seen at one endpoint only",
+		Clients: 100000, PortsPerClient: 2, Affinity: true, Local: true, Count: 400000,
+		Dataplanes: []string{DataplaneXDPGate, DataplaneNFTables, DataplaneIPTables},
+		Skipped:    "the raw forwarder does not balance"},
+	{Name: "conntrack-1m", Description: "64-byte UDP, 1,000 flows measured while the flow table holds 1M prefilled entries and the sweeper runs",
+		Clients: 1000, PortsPerClient: 1, Prefill: 1 << 20,
+		Dataplanes: []string{DataplaneXDPGate, DataplaneNFTables, DataplaneIPTables},
+		Skipped:    "the raw forwarder has no flow table"},
+}
+
+// maxClients is how many client addresses fit from clientBase to the end
+// of 198.18.0.0/15.
+const maxClients = 131072 - 16384
+
+func (s Scenario) validate() error {
+	switch {
+	case s.Name == "":
+		return fmt.Errorf("scenario without a name")
+	case s.Clients < 1 || s.Clients > maxClients:
+		return fmt.Errorf("scenario %s: Clients %d: want 1..%d", s.Name, s.Clients, maxClients)
+	case s.PortsPerClient < 1 || s.PortsPerClient > 50000:
+		return fmt.Errorf("scenario %s: PortsPerClient %d: want 1..50000", s.Name, s.PortsPerClient)
+	}
+	return nil
+}
+
+// ScenarioByName looks a scenario up.
+func ScenarioByName(name string) (Scenario, bool) {
+	for _, s := range Scenarios {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Scenario{}, false
+}
+
+// objects returns the Service and EndpointSlice of a scenario.
+func (s Scenario) objects() (*v1.Service, *discoveryv1.EndpointSlice) {
+	proto := v1.ProtocolUDP
+	if s.TCP {
+		proto = v1.ProtocolTCP
+	}
+	svc := &v1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: benchNamespace},
+		Spec: v1.ServiceSpec{
+			Type:                  v1.ServiceTypeLoadBalancer,
+			ClusterIP:             clusterIP,
+			ClusterIPs:            []string{clusterIP},
+			IPFamilies:            []v1.IPFamily{v1.IPv4Protocol},
+			ExternalTrafficPolicy: v1.ServiceExternalTrafficPolicyCluster,
+			SessionAffinity:       v1.ServiceAffinityNone,
+			Ports: []v1.ServicePort{{Name: "p", Port: servicePort, Protocol: proto,
+				TargetPort: intstr.FromInt32(targetPort), NodePort: nodePort}},
+		},
+		Status: v1.ServiceStatus{LoadBalancer: v1.LoadBalancerStatus{Ingress: []v1.LoadBalancerIngress{{IP: vipAddr}}}},
+	}
+	if s.Local {
+		svc.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+		svc.Spec.HealthCheckNodePort = hcNodePort
+	}
+	if s.Affinity {
+		ttl := int32(affinityTTL)
+		svc.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+		svc.Spec.SessionAffinityConfig = &v1.SessionAffinityConfig{ClientIP: &v1.ClientIPConfig{TimeoutSeconds: &ttl}}
+	}
+	yes, no := true, false
+	name, port := "p", int32(targetPort)
+	node := nodeName
+	slice := &discoveryv1.EndpointSlice{
+		TypeMeta: metav1.TypeMeta{APIVersion: "discovery.k8s.io/v1", Kind: "EndpointSlice"},
+		ObjectMeta: metav1.ObjectMeta{Name: "bench-1", Namespace: benchNamespace,
+			Labels: map[string]string{discoveryv1.LabelServiceName: "bench"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: &name, Port: &port, Protocol: &proto}},
+	}
+	for i := range numEndpoints {
+		slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
+			Addresses:  []string{endpointAddr(i).String()},
+			NodeName:   &node,
+			Conditions: discoveryv1.EndpointConditions{Ready: &yes, Serving: &yes, Terminating: &no},
+		})
+	}
+	return svc, slice
+}
+
+// Manifest renders the scenario's objects as the YAML stream `xdpgate run
+// --manifests` reads.
+func (s Scenario) Manifest() ([]byte, error) {
+	svc, slice := s.objects()
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# xdpgate bench scenario %s: %s\n", s.Name, s.Description)
+	for i, o := range []any{svc, slice} {
+		y, err := yaml.Marshal(o)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			b.WriteString("---\n")
+		}
+		b.Write(y)
+	}
+	return b.Bytes(), nil
+}
+
+// Snapshot builds, with xdpgate's own builder, the snapshot xdpgate
+// programs for the scenario; the kernel baselines render the same one.
+func (s Scenario) Snapshot() (*snapshot.Snapshot, error) {
+	b, err := control.NewBuilder(control.BuildOptions{NodeName: nodeName,
+		NodeIPs: []netip.Addr{netip.MustParseAddr(gw0Addr), netip.MustParseAddr(gw1Addr)}})
+	if err != nil {
+		return nil, err
+	}
+	svc, slice := s.objects()
+	b.SetService(svc.Namespace, svc.Name, svc)
+	b.SetEndpointSlice(slice.Namespace, slice.Name, slice)
+	res := b.Build()
+	if len(res.NewErrors) > 0 {
+		return nil, fmt.Errorf("scenario %s: %v", s.Name, res.NewErrors)
+	}
+	if len(res.Snapshot.ServicePorts) == 0 {
+		return nil, fmt.Errorf("scenario %s: the builder produced no service port", s.Name)
+	}
+	return res.Snapshot, nil
+}
+
+// expectSrc is what the sink accepts as a translated frame's source: the
+// clients with externalTrafficPolicy Local, the gateway's addresses
+// (masquerade) otherwise.
+func (s Scenario) expectSrc() []netip.Prefix {
+	if s.Local {
+		return []netip.Prefix{netip.MustParsePrefix("198.18.64.0/18"), netip.MustParsePrefix("198.18.128.0/17"),
+			netip.MustParsePrefix("198.19.0.0/16")}
+	}
+	return []netip.Prefix{netip.MustParsePrefix(gw0Addr + "/32"), netip.MustParsePrefix(gw1Addr + "/32")}
+}
+
+// settle is how long the rig waits after a burst for frames still in
+// flight before reading the sink.
+const settle = 300 * time.Millisecond

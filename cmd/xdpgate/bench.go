@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/xdpgate/xdpgate/internal/config"
+)
+
+func init() {
+	subcommands["bench"] = subcommand{
+		summary: "run the benchmark rig: xdpgate vs the kernel (nftables, iptables) vs the raw AF_XDP forwarder",
+		run:     bench,
+	}
+}
+
+// benchOptions are the flags of `xdpgate bench`.
+type benchOptions struct {
+	scenarios, dataplanes []string
+	duration, sweepPoint  time.Duration
+	out                   string
+	profiles              bool
+	unsteered             bool
+	cleanup               bool
+}
+
+func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
+	var o benchOptions
+	fs := flag.NewFlagSet("xdpgate bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var scenarios, dataplanes string
+	fs.StringVar(&scenarios, "scenarios", "", "comma-separated scenarios (default all: udp64-1-flow, udp64-1k-flows, udp64-100k-flows, tcp-syn, affinity-100k, conntrack-1m)")
+	fs.StringVar(&dataplanes, "dataplanes", "", "comma-separated dataplanes (default all: afxdp-forwarder, xdpgate, nftables, iptables)")
+	fs.DurationVar(&o.duration, "duration", 5*time.Second, "length of one measured burst")
+	fs.DurationVar(&o.sweepPoint, "sweep-point", 2*time.Second, "length of one point of a delivered-vs-offered sweep")
+	fs.StringVar(&o.out, "out", "bench/results", "directory for the JSON, Markdown and plots (latest.* are updated)")
+	fs.BoolVar(&o.profiles, "profiles", true, "write a CPU profile of each xdpgate run next to the results")
+	fs.BoolVar(&o.unsteered, "unsteered", true, "also measure xdpgate and nftables once without softirq steering")
+	fs.BoolVar(&o.cleanup, "cleanup", false, "only remove namespaces (xgb-*) left by an interrupted run, then exit")
+	if err := fs.Parse(args); err != nil {
+		return o, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "xdpgate bench: unexpected arguments %q\n", fs.Args())
+		return o, errUsage
+	}
+	if o.duration <= 0 || o.sweepPoint <= 0 {
+		fmt.Fprintln(stderr, "xdpgate bench: --duration and --sweep-point must be positive")
+		return o, errUsage
+	}
+	o.scenarios, o.dataplanes = config.SplitList(scenarios), config.SplitList(dataplanes)
+	return o, nil
+}
+
+func bench(args []string, stdout, stderr io.Writer) error {
+	o, err := parseBenchFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	return runBench(ctx, o, "xdpgate bench "+strings.Join(args, " "), stdout, stderr)
+}
