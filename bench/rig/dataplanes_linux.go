@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,11 +39,12 @@ type gateway interface {
 }
 
 // startGateway starts dataplane name for scenario sc in t's gateway
-// namespace. dir receives its manifest, log and profile.
-func startGateway(name string, t *topology, sc Scenario, o Options, dir string) (gateway, error) {
+// namespace. dir receives its manifest, log and profile, named after the
+// scenario and tag.
+func startGateway(name string, t *topology, sc Scenario, o Options, dir, tag string) (gateway, error) {
 	switch name {
 	case DataplaneXDPGate:
-		return startXDPGate(t, sc, o, dir)
+		return startXDPGate(t, sc, o, dir, tag)
 	case DataplaneNFTables, DataplaneIPTables:
 		kind := baseline.NFTables
 		if name == DataplaneIPTables {
@@ -60,7 +62,75 @@ func startGateway(name string, t *topology, sc Scenario, o Options, dir string) 
 	case DataplaneForwarder:
 		return startForwarder(t, sc, o)
 	}
+	if cmd, ok := o.External[name]; ok {
+		return startExternal(name, cmd, t, sc, o, dir, tag)
+	}
 	return nil, fmt.Errorf("unknown dataplane %q (want one of %v)", name, Dataplanes)
+}
+
+// startExternal runs a user's dataplane: cmd under sh in the gateway
+// namespace, with the scenario described in its environment.
+func startExternal(name, cmd string, t *topology, sc Scenario, o Options, dir, tag string) (*xdpgateProc, error) {
+	base := filepath.Join(dir, sc.Name+tag+"-"+name)
+	manifest, err := sc.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	snap, err := sc.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	nft, err := baseline.RenderNFT(snap, baseline.Options{})
+	if err != nil {
+		return nil, err
+	}
+	ipt, err := baseline.RenderIPTables(snap, baseline.Options{})
+	if err != nil {
+		return nil, err
+	}
+	files := map[string][]byte{".yaml": manifest, ".nft": []byte(nft), ".iptables": []byte(ipt)}
+	for ext, data := range files {
+		if err := os.WriteFile(base+ext, data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	proto := "udp"
+	if sc.TCP {
+		proto = "tcp"
+	}
+	var eps []string
+	for i := range numEndpoints {
+		eps = append(eps, netip.AddrPortFrom(endpointAddr(i), targetPort).String())
+	}
+	x := &xdpgateProc{done: make(chan error, 1), log: base + ".log"}
+	logf, err := os.Create(x.log)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	x.cmd = exec.Command("ip", "netns", "exec", t.gw, "sh", "-c", cmd)
+	x.cmd.Stdout, x.cmd.Stderr = logf, logf
+	// Its own process group, so SIGTERM reaches whatever the shell
+	// started, not only the shell.
+	x.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	x.cmd.Env = append(os.Environ(),
+		"XDPGATE_BENCH_SCENARIO="+sc.Name,
+		"XDPGATE_BENCH_INGRESS=gw0", "XDPGATE_BENCH_EGRESS=gw1",
+		"XDPGATE_BENCH_NODE_IPS="+gw0Addr+","+gw1Addr,
+		"XDPGATE_BENCH_VIP="+netip.AddrPortFrom(netip.MustParseAddr(vipAddr), servicePort).String(),
+		"XDPGATE_BENCH_PROTO="+proto,
+		"XDPGATE_BENCH_ENDPOINTS="+strings.Join(eps, ","),
+		"XDPGATE_BENCH_CPU="+strconv.Itoa(o.GatewayCPU),
+		"XDPGATE_BENCH_MANIFEST="+base+".yaml",
+		"XDPGATE_BENCH_NFT="+base+".nft",
+		"XDPGATE_BENCH_IPTABLES="+base+".iptables",
+	)
+	if err := x.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	x.name = name
+	go func() { x.done <- x.cmd.Wait() }()
+	return x, nil
 }
 
 type kernelGateway struct{ remove func() error }
@@ -73,13 +143,14 @@ func (*forwarderGateway) profile() string { return "" }
 // xdpgateProc is `xdpgate run` in the gateway namespace, exactly as a user
 // runs it, from a manifest file.
 type xdpgateProc struct {
+	name string // for messages; "" is xdpgate
 	cmd  *exec.Cmd
 	done chan error
 	prof string
 	log  string
 }
 
-func startXDPGate(t *topology, sc Scenario, o Options, dir string) (*xdpgateProc, error) {
+func startXDPGate(t *topology, sc Scenario, o Options, dir, tag string) (*xdpgateProc, error) {
 	manifest, err := sc.Manifest()
 	if err != nil {
 		return nil, err
@@ -92,7 +163,7 @@ func startXDPGate(t *topology, sc Scenario, o Options, dir string) (*xdpgateProc
 	if sc.Prefill > 0 {
 		ctMax = 2 * int(sc.Prefill)
 	}
-	x := &xdpgateProc{done: make(chan error, 1), log: filepath.Join(dir, sc.Name+"-xdpgate.log")}
+	x := &xdpgateProc{done: make(chan error, 1), log: filepath.Join(dir, sc.Name+tag+"-xdpgate.log")}
 	logf, err := os.Create(x.log)
 	if err != nil {
 		return nil, err
@@ -111,7 +182,7 @@ func startXDPGate(t *topology, sc Scenario, o Options, dir string) (*xdpgateProc
 	x.cmd = exec.Command("ip", args...)
 	x.cmd.Stdout, x.cmd.Stderr = logf, logf
 	if o.ProfileDir != "" {
-		x.prof = filepath.Join(o.ProfileDir, sc.Name+"-xdpgate.pprof")
+		x.prof = filepath.Join(o.ProfileDir, sc.Name+tag+"-xdpgate.pprof")
 		x.cmd.Env = append(os.Environ(), "XDPGATE_CPUPROFILE="+x.prof)
 	}
 	if err := x.cmd.Start(); err != nil {
@@ -133,20 +204,32 @@ func (x *xdpgateProc) exited() (bool, error) {
 }
 
 func (x *xdpgateProc) stop() error {
-	if done, err := x.exited(); done {
-		return fmt.Errorf("xdpgate exited early: %v (log %s)", err, x.log)
+	name := x.name
+	if name == "" {
+		name = DataplaneXDPGate
 	}
-	_ = x.cmd.Process.Signal(syscall.SIGTERM)
+	if done, err := x.exited(); done {
+		return fmt.Errorf("%s exited early: %v (log %s)", name, err, x.log)
+	}
+	if x.cmd.SysProcAttr != nil && x.cmd.SysProcAttr.Setpgid {
+		_ = syscall.Kill(-x.cmd.Process.Pid, syscall.SIGTERM)
+	} else {
+		_ = x.cmd.Process.Signal(syscall.SIGTERM)
+	}
 	select {
 	case err := <-x.done:
-		if err != nil {
-			return fmt.Errorf("xdpgate: %v (log %s)", err, x.log)
+		if err != nil && x.name == "" {
+			return fmt.Errorf("%s: %v (log %s)", name, err, x.log)
 		}
+		// A user's command killed by SIGTERM is a normal stop.
 		return nil
 	case <-time.After(15 * time.Second):
+		if x.cmd.SysProcAttr != nil && x.cmd.SysProcAttr.Setpgid {
+			_ = syscall.Kill(-x.cmd.Process.Pid, syscall.SIGKILL)
+		}
 		_ = x.cmd.Process.Kill()
 		<-x.done
-		return fmt.Errorf("xdpgate did not stop within 15s of SIGTERM (log %s)", x.log)
+		return fmt.Errorf("%s did not stop within 15s of SIGTERM (log %s)", name, x.log)
 	}
 }
 
@@ -162,11 +245,18 @@ type forwarderGateway struct {
 }
 
 func startForwarder(t *topology, sc Scenario, o Options) (*forwarderGateway, error) {
+	// The forwarder forwards by destination: the VIP is routed to the
+	// sink. Only here: with the route, a kernel dataplane would forward
+	// frames that arrive before its rules untranslated, and its conntrack
+	// would keep those flows untranslated.
+	if err := nsRun(t.gw, "ip", "route", "add", vipAddr+"/32", "via", sinkAddr, "dev", "gw1"); err != nil {
+		return nil, err
+	}
 	f := &forwarderGateway{done: make(chan error, 1)}
 	log := slog.New(slog.DiscardHandler)
 	err := t.do(t.gw, func() (err error) {
 		if f.dp, err = dataplane.Open(dataplane.Config{Interfaces: []string{"gw0", "gw1"},
-			CPUs: []int{o.GatewayCPU}, Logger: log}); err != nil {
+			CPUs: []int{o.GatewayCPU}, BusyPoll: -1, Logger: log}); err != nil {
 			return err
 		}
 		f.eg, err = dataplane.NewEgress(dataplane.EgressConfig{Logger: log})

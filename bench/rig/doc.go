@@ -17,6 +17,16 @@
 //     rings and pollers with no translation: the ceiling of xdpgate's I/O
 //     path on this machine.
 //
+// Options.External (xdpgate bench --external NAME=COMMAND) adds dataplanes
+// of your own: COMMAND runs under sh in the gateway namespace (in its own
+// process group, stopped with SIGTERM; end it with exec so the dataplane
+// itself receives the signal) and must forward what arrives on
+// XDPGATE_BENCH_INGRESS (gw0) for XDPGATE_BENCH_VIP (198.18.3.1:80) and
+// XDPGATE_BENCH_PROTO to XDPGATE_BENCH_ENDPOINTS through
+// XDPGATE_BENCH_EGRESS (gw1), on XDPGATE_BENCH_CPU. XDPGATE_BENCH_MANIFEST
+// is the scenario as Kubernetes objects, and XDPGATE_BENCH_NFT and
+// XDPGATE_BENCH_IPTABLES the kube-proxy rulesets the rig renders for it.
+//
 // The sink (bench/sink, an XDP program with per-CPU counters) counts what
 // arrives per endpoint, checks a sample of frames (checksums, translation)
 // and, for ClientIP scenarios, how many clients stayed on one endpoint.

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/xdpgate/xdpgate/bench/pktgen"
@@ -28,6 +29,11 @@ type Options struct {
 	// Custom, when set, replaces Scenarios with these definitions (tests
 	// use small client counts).
 	Custom []Scenario
+	// External adds dataplanes of your own: name -> shell command run in
+	// the gateway namespace for each scenario and stopped with SIGTERM
+	// (see the package documentation for its environment). They are
+	// measured after the built-in ones.
+	External map[string]string
 	// Duration is the length of one measured burst (default 5s).
 	Duration time.Duration
 	// SweepPoint is the length of one sweep point (default 2s).
@@ -79,17 +85,25 @@ func (o Options) withDefaults() (Options, error) {
 			return o, err
 		}
 	}
+	known := slices.Clone(Dataplanes)
+	for name, cmd := range o.External {
+		if name == "" || strings.TrimSpace(cmd) == "" || slices.Contains(Dataplanes, name) || strings.ContainsAny(name, " /") {
+			return o, fmt.Errorf("external dataplane %q: want a new name without spaces or slashes and a command", name)
+		}
+		known = append(known, name)
+	}
+	slices.Sort(known[len(Dataplanes):])
 	if len(o.Dataplanes) == 0 {
-		o.Dataplanes = slices.Clone(Dataplanes)
+		o.Dataplanes = slices.Clone(known)
 	}
 	for _, d := range o.Dataplanes {
-		if !slices.Contains(Dataplanes, d) {
-			return o, fmt.Errorf("unknown dataplane %q (want some of %v)", d, Dataplanes)
+		if !slices.Contains(known, d) {
+			return o, fmt.Errorf("unknown dataplane %q (want some of %v)", d, known)
 		}
 	}
 	// Measure in the canonical order whatever order was asked.
 	var ordered []string
-	for _, d := range Dataplanes {
+	for _, d := range known {
 		if slices.Contains(o.Dataplanes, d) {
 			ordered = append(ordered, d)
 		}
@@ -237,7 +251,11 @@ func (r *scenarioRun) measure(ctx context.Context, dp string, steered bool) (res
 	}
 	defer snk.Close()
 
-	gw, err := startGateway(dp, t, r.sc, r.o, r.o.WorkDir)
+	tag := ""
+	if !steered {
+		tag = "-unsteered"
+	}
+	gw, err := startGateway(dp, t, r.sc, r.o, r.o.WorkDir, tag)
 	if err != nil {
 		return fail(err)
 	}

@@ -78,7 +78,9 @@ func nsWrite(ns, path, value string) error {
 // newTopology builds the three namespaces and their links. On error,
 // everything already created is removed.
 func newTopology(gatewayCPU int) (t *topology, err error) {
-	id := fmt.Sprintf("%x%x", os.Getpid()&0xffff, topoSeq.Add(1))
+	// The owner's pid is part of the name, so Cleanup can tell a leftover
+	// from a topology another running rig is using.
+	id := fmt.Sprintf("%d-%d", os.Getpid(), topoSeq.Add(1))
 	t = &topology{
 		gen: nsPrefix + "gen-" + id, gw: nsPrefix + "gw-" + id, sink: nsPrefix + "sink-" + id,
 		gatewayCPU: gatewayCPU, handles: map[string]netns.NsHandle{},
@@ -154,8 +156,7 @@ func newTopology(gatewayCPU int) (t *topology, err error) {
 	}
 	// Gateway: forwarding, no reverse-path filter (clients are only
 	// routed, never configured), static neighbours so no frame waits for
-	// ARP, a route back to every client and to the VIP (the raw forwarder
-	// forwards by destination), and an ephemeral port range below the
+	// ARP, a route back to every client, and an ephemeral port range below the
 	// SNAT range xdpgate is given.
 	gwSteps := [][]string{
 		{"sysctl", "-qw", "net.ipv4.ip_forward=1"},
@@ -164,7 +165,6 @@ func newTopology(gatewayCPU int) (t *topology, err error) {
 		{"sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 19999"},
 		{"ip", "neigh", "replace", genAddr, "lladdr", t.genMAC.String(), "dev", "gw0", "nud", "permanent"},
 		{"ip", "neigh", "replace", sinkAddr, "lladdr", t.sinkMAC.String(), "dev", "gw1", "nud", "permanent"},
-		{"ip", "route", "add", vipAddr + "/32", "via", sinkAddr, "dev", "gw1"},
 	}
 	for _, r := range clientRoutes {
 		gwSteps = append(gwSteps, []string{"ip", "route", "add", r, "via", genAddr, "dev", "gw0"})
@@ -289,7 +289,9 @@ func nsIfindex(ns, dev string) (int, error) {
 }
 
 // Cleanup removes every namespace an earlier, interrupted rig run left
-// behind (names starting with xgb-). It returns the names removed.
+// behind: names starting with xgb- whose owning process (the pid in the
+// name) no longer exists. Namespaces of a rig still running, this process
+// included, are left alone. It returns the names removed.
 func Cleanup() ([]string, error) {
 	ents, err := os.ReadDir("/var/run/netns")
 	if err != nil {
@@ -301,7 +303,7 @@ func Cleanup() ([]string, error) {
 	var removed []string
 	var errs []error
 	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), nsPrefix) {
+		if !strings.HasPrefix(e.Name(), nsPrefix) || ownerAlive(e.Name()) {
 			continue
 		}
 		if err := run("ip", "netns", "del", e.Name()); err != nil {
@@ -311,4 +313,18 @@ func Cleanup() ([]string, error) {
 		removed = append(removed, e.Name())
 	}
 	return removed, errors.Join(errs...)
+}
+
+// ownerAlive reports whether the process named in xgb-<role>-<pid>-<seq>
+// exists. A name that does not parse has no owner.
+func ownerAlive(name string) bool {
+	parts := strings.Split(name, "-")
+	if len(parts) != 4 {
+		return false
+	}
+	pid, err := strconv.Atoi(parts[2])
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return unix.Kill(pid, 0) == nil
 }

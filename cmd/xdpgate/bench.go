@@ -29,6 +29,23 @@ type benchOptions struct {
 	profiles              bool
 	unsteered             bool
 	cleanup               bool
+	external              map[string]string
+}
+
+// externalFlag collects repeated --external NAME=COMMAND.
+type externalFlag map[string]string
+
+func (e externalFlag) String() string { return "" }
+func (e externalFlag) Set(v string) error {
+	name, cmd, ok := strings.Cut(v, "=")
+	if !ok || name == "" || cmd == "" {
+		return fmt.Errorf("want NAME=COMMAND, got %q", v)
+	}
+	if _, dup := e[name]; dup {
+		return fmt.Errorf("dataplane %q given twice", name)
+	}
+	e[name] = cmd
+	return nil
 }
 
 func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
@@ -43,6 +60,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	fs.StringVar(&o.out, "out", "bench/results", "directory for the JSON, Markdown and plots (latest.* are updated)")
 	fs.BoolVar(&o.profiles, "profiles", true, "write a CPU profile of each xdpgate run next to the results")
 	fs.BoolVar(&o.unsteered, "unsteered", true, "also measure xdpgate and nftables once without softirq steering")
+	o.external = map[string]string{}
+	fs.Var(externalFlag(o.external), "external", "NAME=COMMAND: also measure your own dataplane, COMMAND run by sh in the gateway namespace (repeatable; see bench/rig's documentation for its environment)")
 	fs.BoolVar(&o.cleanup, "cleanup", false, "only remove namespaces (xgb-*) left by an interrupted run, then exit")
 	if err := fs.Parse(args); err != nil {
 		return o, errUsage
