@@ -178,7 +178,12 @@ func startXDPGate(t *topology, sc Scenario, o Options, dir, tag string) (*xdpgat
 		// 32,768 ports per endpoint, as many flows as the kernel's
 		// masquerade gets in practice for 100k flows over 4 endpoints.
 		"--snat-ports", "32768-65535",
-		"--conntrack-max", strconv.Itoa(ctMax), "--log-level", "warn"}
+		"--conntrack-max", strconv.Itoa(ctMax), "--log-level", "warn",
+		// The pollers share the gateway CPU with gw0's NAPI thread, which
+		// fills their rings: spinning on an empty ring would only keep it
+		// off the CPU (measured on the raw forwarder: about 20% fewer
+		// frames delivered with the default 50us spin).
+		"--busy-poll", "0"}
 	x.cmd = exec.Command("ip", args...)
 	x.cmd.Stdout, x.cmd.Stderr = logf, logf
 	if o.ProfileDir != "" {
@@ -255,6 +260,7 @@ func startForwarder(t *topology, sc Scenario, o Options) (*forwarderGateway, err
 	f := &forwarderGateway{done: make(chan error, 1)}
 	log := slog.New(slog.DiscardHandler)
 	err := t.do(t.gw, func() (err error) {
+		// BusyPoll -1: never spin, as xdpgate in the rig (--busy-poll 0).
 		if f.dp, err = dataplane.Open(dataplane.Config{Interfaces: []string{"gw0", "gw1"},
 			CPUs: []int{o.GatewayCPU}, BusyPoll: -1, Logger: log}); err != nil {
 			return err

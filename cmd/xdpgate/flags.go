@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"time"
 
 	"github.com/xdpgate/xdpgate/control"
 	"github.com/xdpgate/xdpgate/dataplane"
@@ -46,6 +47,8 @@ type options struct {
 	// adminSocket is the unix socket `xdpgate inspect` and `xdpgate
 	// capture` talk to; "off" disables it.
 	adminSocket string
+	// busyPoll is the poller spin before sleeping; 0 never spins.
+	busyPoll time.Duration
 }
 
 // parseRunFlags parses the arguments of `xdpgate run` (flags and --config
@@ -96,6 +99,7 @@ func optionsFrom(c config.Configuration) (options, error) {
 		masqueradeAll:     c.MasqueradeAll,
 		logLevel:          r.LogLevel,
 		adminSocket:       c.XDP.AdminSocket,
+		busyPoll:          r.BusyPoll,
 	}
 	if o.adminSocket == "" {
 		o.adminSocket = config.Off

@@ -94,7 +94,12 @@ func run(args []string, stderr io.Writer) error {
 		return fmt.Errorf("egress: %w", err)
 	}
 	defer eg.Close()
-	dp, err := dataplane.Open(dataplane.Config{Interfaces: o.interfaces, Attach: o.xdpMode, CPUs: o.cpus, Logger: log})
+	busyPoll := o.busyPoll
+	if busyPoll == 0 {
+		busyPoll = -1 // dataplane.Config: negative never spins, 0 is the default
+	}
+	dp, err := dataplane.Open(dataplane.Config{Interfaces: o.interfaces, Attach: o.xdpMode, CPUs: o.cpus,
+		BusyPoll: busyPoll, Logger: log})
 	if err != nil {
 		return fmt.Errorf("dataplane: %w", err)
 	}

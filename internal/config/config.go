@@ -79,6 +79,13 @@ type XDPConfiguration struct {
 	// AdminSocket is the unix socket of `xdpgate inspect` and `xdpgate
 	// capture`; "" or "off" disables.
 	AdminSocket string `json:"adminSocket"`
+	// BusyPoll is how long a poller spins on an empty receive ring before
+	// it sleeps in poll(2), as a Go duration; "0" never spins. Spinning
+	// cuts latency when the pollers have their CPUs to themselves, and
+	// costs throughput when a poller shares its CPU with the interface's
+	// interrupt or NAPI processing (the spin keeps the CPU from the
+	// kernel work that would fill the ring).
+	BusyPoll string `json:"busyPoll"`
 }
 
 // Defaults, in one place. DefaultSNATPortRange repeats
@@ -94,6 +101,7 @@ const (
 	DefaultAffinityMax        = 1 << 20
 	DefaultSNATPortRange      = "20000-29999"
 	DefaultAdminSocket        = "/run/xdpgate/admin.sock"
+	DefaultBusyPoll           = "50us"
 )
 
 // Default returns the configuration used for every field that neither the
@@ -111,6 +119,7 @@ func Default() Configuration {
 			AffinityMax:   DefaultAffinityMax,
 			SNATPortRange: DefaultSNATPortRange,
 			AdminSocket:   DefaultAdminSocket,
+			BusyPoll:      DefaultBusyPoll,
 		},
 	}
 }

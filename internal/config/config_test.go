@@ -46,6 +46,7 @@ xdp:
   affinityMax: 2000
   snatPortRange: 1000-2000
   adminSocket: /tmp/a.sock
+  busyPoll: 0s
 `, Configuration{
 			APIVersion: APIVersion, Kind: Kind,
 			ClientConnection: ClientConnection{Kubeconfig: "/etc/k"},
@@ -57,6 +58,7 @@ xdp:
 			XDP: XDPConfiguration{
 				Interfaces: []string{"eth0", "eth1"}, Mode: "generic", CPUs: "0,2-3",
 				ConntrackMax: 1000, AffinityMax: 2000, SNATPortRange: "1000-2000", AdminSocket: "/tmp/a.sock",
+				BusyPoll: "0s",
 			},
 		}},
 		{"partial xdp keeps the other xdp defaults", header + "xdp: {mode: auto}\n",
@@ -181,6 +183,8 @@ func TestConfigValidate(t *testing.T) {
 		{"snat port 0", func(c *Configuration) { c.XDP.SNATPortRange = "0-10" }, "xdp.snatPortRange"},
 		{"snat not a range", func(c *Configuration) { c.XDP.SNATPortRange = "20000" }, "xdp.snatPortRange"},
 		{"admin socket too long", func(c *Configuration) { c.XDP.AdminSocket = "/" + strings.Repeat("a", 107) }, "xdp.adminSocket"},
+		{"busy poll not a duration", func(c *Configuration) { c.XDP.BusyPoll = "50" }, "xdp.busyPoll"},
+		{"busy poll negative", func(c *Configuration) { c.XDP.BusyPoll = "-1us" }, "xdp.busyPoll"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

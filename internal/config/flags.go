@@ -73,6 +73,8 @@ var flags = []flagDef{
 		func(c *Configuration) *bool { return &c.MasqueradeAll }, boolean),
 	def("log-level", "logLevel", "debug, info, warn or error",
 		func(c *Configuration) *string { return &c.LogLevel }, str),
+	def("busy-poll", "xdp.busyPoll", "how long a poller spins on an empty ring before sleeping, e.g. 50us; 0 never spins (best when pollers share CPUs with the NIC's interrupts)",
+		func(c *Configuration) *string { return &c.XDP.BusyPoll }, str),
 	def("admin-socket", "xdp.adminSocket", `unix socket (root only) for xdpgate inspect and capture; "off" or "" disables`,
 		func(c *Configuration) *string { return &c.XDP.AdminSocket }, str),
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Sentinel errors of the package.
@@ -59,6 +60,8 @@ type Resolved struct {
 	SNATPortMin, SNATPortMax uint16
 	// LogLevel is logLevel.
 	LogLevel slog.Level
+	// BusyPoll is xdp.busyPoll; 0 means never spin.
+	BusyPoll time.Duration
 }
 
 // Validate checks every field and returns all problems found, each a
@@ -180,6 +183,9 @@ func (c Configuration) Resolve() (Resolved, error) {
 	}
 	if r.SNATPortMin, r.SNATPortMax, err = ParsePortRange(x.SNATPortRange); err != nil {
 		add(fieldErr("xdp.snatPortRange", "%v", err))
+	}
+	if r.BusyPoll, err = time.ParseDuration(x.BusyPoll); err != nil || r.BusyPoll < 0 || r.BusyPoll > time.Second {
+		add(fieldErr("xdp.busyPoll", "%q: want a duration from 0 (never spin) to 1s, e.g. 50us", x.BusyPoll))
 	}
 	if x.AdminSocket != "" && x.AdminSocket != Off && len(x.AdminSocket) > maxUnixPath {
 		add(fieldErr("xdp.adminSocket", "%q: longer than %d bytes (a unix socket path)", x.AdminSocket, maxUnixPath))
