@@ -184,6 +184,7 @@ func startXDPGate(t *topology, sc Scenario, o Options, dir, tag string) (*xdpgat
 		// off the CPU (measured on the raw forwarder: about 20% fewer
 		// frames delivered with the default 50us spin).
 		"--busy-poll", "0"}
+	args = append(args, o.XDPGateArgs...)
 	x.cmd = exec.Command("ip", args...)
 	x.cmd.Stdout, x.cmd.Stderr = logf, logf
 	if o.ProfileDir != "" {

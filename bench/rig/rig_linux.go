@@ -52,6 +52,9 @@ type Options struct {
 	WorkDir string
 	// ProfileDir, when set, receives a CPU profile of each xdpgate run.
 	ProfileDir string
+	// XDPGateArgs are appended to the `xdpgate run` flags the rig passes
+	// (a later flag wins), e.g. to measure other --busy-poll settings.
+	XDPGateArgs []string
 	// Command is recorded in the report as the reproducing command line.
 	Command string
 	// Log receives progress lines (default io.Discard).

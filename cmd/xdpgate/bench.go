@@ -30,6 +30,7 @@ type benchOptions struct {
 	unsteered             bool
 	cleanup               bool
 	external              map[string]string
+	xdpgateArgs           []string
 }
 
 // externalFlag collects repeated --external NAME=COMMAND.
@@ -52,7 +53,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	var o benchOptions
 	fs := flag.NewFlagSet("xdpgate bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var scenarios, dataplanes string
+	var scenarios, dataplanes, xdpgateArgs string
 	fs.StringVar(&scenarios, "scenarios", "", "comma-separated scenarios (default all: udp64-1-flow, udp64-1k-flows, udp64-100k-flows, tcp-syn, affinity-100k, conntrack-1m)")
 	fs.StringVar(&dataplanes, "dataplanes", "", "comma-separated dataplanes (default all: afxdp-forwarder, xdpgate, nftables, iptables)")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "length of one measured burst")
@@ -60,6 +61,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	fs.StringVar(&o.out, "out", "bench/results", "directory for the JSON, Markdown and plots (latest.* are updated)")
 	fs.BoolVar(&o.profiles, "profiles", true, "write a CPU profile of each xdpgate run next to the results")
 	fs.BoolVar(&o.unsteered, "unsteered", true, "also measure xdpgate and nftables once without softirq steering")
+	fs.StringVar(&xdpgateArgs, "xdpgate-args", "", "extra `xdpgate run` flags for the xdpgate dataplane, space-separated (they override the rig's, e.g. \"--busy-poll 50us\")")
 	o.external = map[string]string{}
 	fs.Var(externalFlag(o.external), "external", "NAME=COMMAND: also measure your own dataplane, COMMAND run by sh in the gateway namespace (repeatable; see bench/rig's documentation for its environment)")
 	fs.BoolVar(&o.cleanup, "cleanup", false, "only remove namespaces (xgb-*) left by an interrupted run, then exit")
@@ -75,6 +77,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 		return o, errUsage
 	}
 	o.scenarios, o.dataplanes = config.SplitList(scenarios), config.SplitList(dataplanes)
+	o.xdpgateArgs = strings.Fields(xdpgateArgs)
 	return o, nil
 }
 
