@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
@@ -36,20 +33,7 @@ func BenchmarkPrivForwarderUDP(b *testing.B) {
 	g.MustRun(b, "ip", "neigh", "replace", "198.18.2.2", "lladdr", net.HardwareAddr(gs.BMAC[:]).String(), "dev", gs.AName, "nud", "permanent")
 
 	// Sink: XDP_DROP on the server end.
-	drop, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer drop.Close()
-	var sink link.Link
-	if err := s.Do(func() (err error) {
-		sink, err = link.AttachXDP(link.XDPOptions{Program: drop, Interface: gs.BIndex, Flags: link.XDPDriverMode})
-		return err
-	}); err != nil {
-		b.Fatalf("attach sink: %v", err)
-	}
-	defer sink.Close()
+	testnet.AttachXDP(b, s, gs.BIndex, testnet.Return(testnet.XDPDrop))
 
 	var dp *Dataplane
 	var eg *Egress

@@ -7,10 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
-
 	"github.com/xdpgate/xdpgate/internal/testnet"
 )
 
@@ -40,50 +36,11 @@ func TestTxSocketArgs(t *testing.T) {
 }
 
 // newDropCounter attaches to (ns, ifindex) an XDP program that counts
-// frames in a per-CPU array and drops them; it returns the reader.
+// frames and drops them; it returns the reader.
 func newDropCounter(t *testing.T, ns *testnet.NS, ifindex int) func() uint64 {
 	t.Helper()
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: asm.Instructions{
-		asm.StoreImm(asm.RFP, -4, 0, asm.Word),
-		asm.LoadMapPtr(asm.R1, m.FD()),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -4),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "drop"),
-		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
-		asm.Add.Imm(asm.R1, 1),
-		asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
-		asm.Mov.Imm(asm.R0, 1).WithSymbol("drop"), // XDP_DROP
-		asm.Return(),
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { prog.Close() })
-	var l link.Link
-	if err := ns.Do(func() (err error) {
-		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return func() uint64 {
-		var per []uint64
-		if err := m.Lookup(uint32(0), &per); err != nil {
-			t.Fatal(err)
-		}
-		var n uint64
-		for _, v := range per {
-			n += v
-		}
-		return n
-	}
+	received := testnet.AttachDropCounter(t, ns, ifindex)
+	return func() uint64 { return received(-1) }
 }
 
 // TestPrivTxSocket: every frame of the pool is usable and recycled through

@@ -4,14 +4,12 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -163,69 +161,17 @@ func newTopo(t *testing.T, extraClients int) *topo {
 	return tp
 }
 
-// startBackends starts, in the backend namespace, a TCP server on every
-// backend address (port backendPort) and a UDP server (port udpBackend).
-// Each answers "<its own address> <the peer's address>".
+// startBackends starts, in the backend namespace, TCP and UDP servers on
+// every backend address, ports backendPort and udpBackend. Each answers
+// "<its own address> <the peer's address>".
 func startBackends(t *testing.T, ns *testnet.NS) {
 	t.Helper()
-	var wg sync.WaitGroup
-	var closers []io.Closer
-	t.Cleanup(func() {
-		for _, c := range closers {
-			c.Close()
-		}
-		wg.Wait()
-	})
-	err := ns.Do(func() error {
-		for _, a := range backendAddrs {
-			ln, err := net.Listen("tcp4", net.JoinHostPort(a, strconv.Itoa(backendPort)))
-			if err != nil {
-				return err
-			}
-			closers = append(closers, ln)
-			pc, err := net.ListenPacket("udp4", net.JoinHostPort(a, strconv.Itoa(udpBackend)))
-			if err != nil {
-				return err
-			}
-			closers = append(closers, pc)
-			wg.Add(2)
-			go func() {
-				defer wg.Done()
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					c.SetDeadline(time.Now().Add(probeTimeout))
-					fmt.Fprintf(c, "%s %s\n", c.LocalAddr().(*net.TCPAddr).IP, c.RemoteAddr().(*net.TCPAddr).IP)
-					c.Close()
-				}
-			}()
-			go func() {
-				defer wg.Done()
-				buf := make([]byte, 64)
-				for {
-					_, from, err := pc.ReadFrom(buf)
-					if err != nil {
-						return
-					}
-					fmt.Fprintf(connWriter{pc, from}, "%s %s\n", pc.LocalAddr().(*net.UDPAddr).IP, from.(*net.UDPAddr).IP)
-				}
-			}()
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("start backends: %v", err)
+	for _, a := range backendAddrs {
+		addr := netip.MustParseAddr(a)
+		testnet.Servers(t, ns, netip.AddrPortFrom(addr, backendPort), true)
+		testnet.Servers(t, ns, netip.AddrPortFrom(addr, udpBackend), true)
 	}
 }
-
-type connWriter struct {
-	pc net.PacketConn
-	to net.Addr
-}
-
-func (w connWriter) Write(b []byte) (int, error) { return w.pc.WriteTo(b, w.to) }
 
 // reply is what a backend answered.
 type reply struct{ backend, peer string }

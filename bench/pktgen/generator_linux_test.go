@@ -13,9 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpgate/xdpgate/internal/testnet"
@@ -27,7 +24,7 @@ import (
 type testRig struct {
 	gen, peer *testnet.NS
 	v         *testnet.Veth
-	counts    *ebpf.Map
+	counts    func(queue int) uint64
 	base      uint64 // counted before any test traffic
 }
 
@@ -42,38 +39,7 @@ func newTestRig(tb testing.TB, queues int, counting bool) *testRig {
 	if !counting {
 		return r
 	}
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: 64})
-	if err != nil {
-		tb.Fatalf("counter map: %v", err)
-	}
-	tb.Cleanup(func() { m.Close() })
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: asm.Instructions{
-		asm.LoadMem(asm.R2, asm.R1, 16, asm.Word), // struct xdp_md.rx_queue_index
-		asm.StoreMem(asm.RFP, -4, asm.R2, asm.Word),
-		asm.LoadMapPtr(asm.R1, m.FD()),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -4),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "drop"),
-		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord), // per-CPU slot: no atomic needed
-		asm.Add.Imm(asm.R1, 1),
-		asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
-		asm.Mov.Imm(asm.R0, 1).WithSymbol("drop"), // XDP_DROP
-		asm.Return(),
-	}})
-	if err != nil {
-		tb.Fatalf("counter program: %v", err)
-	}
-	tb.Cleanup(func() { prog.Close() })
-	var l link.Link
-	if err := r.peer.Do(func() (err error) {
-		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: r.v.BIndex, Flags: link.XDPDriverMode})
-		return err
-	}); err != nil {
-		tb.Fatalf("attach counter: %v", err)
-	}
-	tb.Cleanup(func() { l.Close() })
-	r.counts = m
+	r.counts = testnet.AttachDropCounter(tb, r.peer, r.v.BIndex)
 	r.base = r.total(tb)
 	return r
 }
@@ -81,23 +47,12 @@ func newTestRig(tb testing.TB, queues int, counting bool) *testRig {
 // received returns the frames the peer's XDP program counted on queue q.
 func (r *testRig) received(tb testing.TB, q int) uint64 {
 	tb.Helper()
-	var per []uint64
-	if err := r.counts.Lookup(uint32(q), &per); err != nil {
-		tb.Fatalf("read counter %d: %v", q, err)
-	}
-	var n uint64
-	for _, v := range per {
-		n += v
-	}
-	return n
+	return r.counts(q)
 }
 
 // total returns the frames counted on every queue since the rig was set up.
 func (r *testRig) total(tb testing.TB) (n uint64) {
-	for q := 0; q < 64; q++ {
-		n += r.received(tb, q)
-	}
-	return n - r.base
+	return r.counts(-1) - r.base
 }
 
 // config is a valid config for this rig.

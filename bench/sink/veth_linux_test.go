@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpgate/xdpgate/internal/testnet"
@@ -226,18 +223,5 @@ func TestPrivVethReflect(t *testing.T) {
 // attachPass attaches an XDP_PASS program to the sender's end.
 func (p *vethPair) attachPass(t *testing.T) {
 	t.Helper()
-	pass, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, xdpPass), asm.Return()}})
-	if err != nil {
-		t.Fatalf("load pass program: %v", err)
-	}
-	t.Cleanup(func() { pass.Close() })
-	var l link.Link
-	if err := p.gen.Do(func() (err error) {
-		l, err = link.AttachXDP(link.XDPOptions{Program: pass, Interface: p.v.AIndex, Flags: link.XDPDriverMode})
-		return err
-	}); err != nil {
-		t.Fatalf("attach pass program: %v", err)
-	}
-	t.Cleanup(func() { l.Close() })
+	testnet.AttachXDP(t, p.gen, p.v.AIndex, testnet.Return(testnet.XDPPass))
 }
