@@ -138,8 +138,8 @@ func writeHeader(b *bytes.Buffer, r *Run) {
 
 func writeScenario(b *bytes.Buffer, r *Run, sc, sweepLink string) {
 	fmt.Fprintf(b, "### %s\n\n", oneLine(sc))
-	b.WriteString("| Dataplane | Delivered Mpps | Offered Mpps | Loss % | CPU ms/Mpkt | vs nftables | vs iptables | vs afxdp-forwarder | Retention | Checksum / translation errors | Error |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	b.WriteString("| Dataplane | Delivered Mpps | Offered Mpps | Loss % | CPU ms/Mpkt | vs nftables | vs iptables | vs afxdp-forwarder | Retention | Endpoint shares % | Checksum / translation errors | Error |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	results := scenarioResults(r, sc)
 	bases := make([]*Result, 0, 3)
 	for _, dp := range []string{DataplaneNFTables, DataplaneIPTables, DataplaneForwarder} {
@@ -152,7 +152,7 @@ func writeScenario(b *bytes.Buffer, r *Run, sc, sweepLink string) {
 			profiles = append(profiles, fmt.Sprintf("%s: `%s`", label(res), strings.ReplaceAll(oneLine(res.Profile), "`", "'")))
 		}
 		if res.Error != "" {
-			fmt.Fprintf(b, "| %s | – | – | – | – | – | – | – | – | – | %s |\n", cell(label(res)), cell(res.Error))
+			fmt.Fprintf(b, "| %s | – | – | – | – | – | – | – | – | – | – | %s |\n", cell(label(res)), cell(res.Error))
 			continue
 		}
 		ratios := make([]string, len(bases))
@@ -170,9 +170,9 @@ func writeScenario(b *bytes.Buffer, r *Run, sc, sweepLink string) {
 		if res.Sampled > 0 {
 			errs += fmt.Sprintf(" of %d sampled", res.Sampled)
 		}
-		fmt.Fprintf(b, "| %s | %.3f | %.3f | %.2f | %.1f | %s | %s | %s | %s | %s | |\n",
+		fmt.Fprintf(b, "| %s | %.3f | %.3f | %.2f | %.1f | %s | %s | %s | %s | %s | %s | |\n",
 			cell(label(res)), res.DeliveredPPS/1e6, res.OfferedPPS/1e6, res.LossPct, res.CPUMsPerMpkt,
-			ratios[0], ratios[1], ratios[2], cell(ret), errs)
+			ratios[0], ratios[1], ratios[2], cell(ret), shares(res.PerEndpoint), errs)
 	}
 	b.WriteString("\n")
 	if len(profiles) > 0 {
@@ -248,4 +248,21 @@ func longestRun(s string, c byte) int {
 		}
 	}
 	return best
+}
+
+// shares renders the distribution over endpoints as rounded percentages,
+// "25/25/25/25"; "–" without data.
+func shares(per []uint64) string {
+	var total uint64
+	for _, n := range per {
+		total += n
+	}
+	if total == 0 {
+		return "–"
+	}
+	parts := make([]string, len(per))
+	for i, n := range per {
+		parts[i] = fmt.Sprintf("%.0f", 100*float64(n)/float64(total))
+	}
+	return strings.Join(parts, "/")
 }

@@ -201,10 +201,10 @@ func TestMarkdownErrorRowAndEscaping(t *testing.T) {
 	md := render(t, r)
 	rows := table(t, md, "### conntrack-1m")
 	cells := rows["xdpgate"]
-	if len(cells) != 11 {
-		t.Fatalf("conntrack-1m xdpgate row has %d cells, want 11: %q", len(cells), cells)
+	if len(cells) != 12 {
+		t.Fatalf("conntrack-1m xdpgate row has %d cells, want 12: %q", len(cells), cells)
 	}
-	if got, want := cells[10], "prefill failed | table full"; got != want {
+	if got, want := cells[11], "prefill failed | table full"; got != want {
 		t.Errorf("error cell = %q, want %q", got, want)
 	}
 	if got := cells[1]; got != "–" {
@@ -219,5 +219,21 @@ func TestMarkdownEmptyAndNil(t *testing.T) {
 	}
 	if err := WriteMarkdown(&bytes.Buffer{}, nil); !errors.Is(err, ErrNoRun) {
 		t.Errorf("WriteMarkdown(nil) = %v, want ErrNoRun", err)
+	}
+}
+
+func TestShares(t *testing.T) {
+	for _, tc := range []struct {
+		per  []uint64
+		want string
+	}{
+		{nil, "–"},
+		{[]uint64{0, 0}, "–"},
+		{[]uint64{10, 20, 30, 40}, "10/20/30/40"},
+		{[]uint64{1, 2}, "33/67"},
+	} {
+		if got := shares(tc.per); got != tc.want {
+			t.Errorf("shares(%v) = %q, want %q", tc.per, got, tc.want)
+		}
 	}
 }

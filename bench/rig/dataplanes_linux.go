@@ -100,7 +100,7 @@ func startExternal(name, cmd string, t *topology, sc Scenario, o Options, dir, t
 	}
 	var eps []string
 	for i := range numEndpoints {
-		eps = append(eps, netip.AddrPortFrom(endpointAddr(i), targetPort).String())
+		eps = append(eps, netip.AddrPortFrom(sc.endpoint(i), targetPort).String())
 	}
 	x := &xdpgateProc{done: make(chan error, 1), log: base + ".log"}
 	logf, err := os.Create(x.log)
@@ -115,8 +115,8 @@ func startExternal(name, cmd string, t *topology, sc Scenario, o Options, dir, t
 	x.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	x.cmd.Env = append(os.Environ(),
 		"XDPGATE_BENCH_SCENARIO="+sc.Name,
-		"XDPGATE_BENCH_INGRESS=gw0", "XDPGATE_BENCH_EGRESS=gw1",
-		"XDPGATE_BENCH_NODE_IPS="+gw0Addr+","+gw1Addr,
+		"XDPGATE_BENCH_INGRESS=gw0", "XDPGATE_BENCH_EGRESS="+t.egress,
+		"XDPGATE_BENCH_NODE_IPS="+t.nodeIPs(),
 		"XDPGATE_BENCH_VIP="+netip.AddrPortFrom(netip.MustParseAddr(vipAddr), servicePort).String(),
 		"XDPGATE_BENCH_PROTO="+proto,
 		"XDPGATE_BENCH_ENDPOINTS="+strings.Join(eps, ","),
@@ -170,8 +170,8 @@ func startXDPGate(t *topology, sc Scenario, o Options, dir, tag string) (*xdpgat
 	}
 	defer logf.Close()
 	args := []string{"netns", "exec", t.gw, o.Binary, "run",
-		"--interfaces", "gw0,gw1", "--manifests", mpath, "--node-name", nodeName,
-		"--node-ips", gw0Addr + "," + gw1Addr, "--cpus", strconv.Itoa(o.GatewayCPU),
+		"--interfaces", strings.Join(t.gatewayIfaces(), ","), "--manifests", mpath, "--node-name", nodeName,
+		"--node-ips", t.nodeIPs(), "--cpus", strconv.Itoa(o.GatewayCPU),
 		"--metrics-bind-address", "off", "--healthz-bind-address", "off", "--admin-socket", "off",
 		// The gateway namespace's ephemeral ports are 10000-19999 (see
 		// newTopology), so SNAT may use the upper half of the port space:
@@ -255,14 +255,14 @@ func startForwarder(t *topology, sc Scenario, o Options) (*forwarderGateway, err
 	// sink. Only here: with the route, a kernel dataplane would forward
 	// frames that arrive before its rules untranslated, and its conntrack
 	// would keep those flows untranslated.
-	if err := nsRun(t.gw, "ip", "route", "add", vipAddr+"/32", "via", sinkAddr, "dev", "gw1"); err != nil {
+	if err := nsRun(t.gw, "ip", "route", "add", vipAddr+"/32", "via", t.nextHop, "dev", t.egress); err != nil {
 		return nil, err
 	}
 	f := &forwarderGateway{done: make(chan error, 1)}
 	log := slog.New(slog.DiscardHandler)
 	err := t.do(t.gw, func() (err error) {
 		// BusyPoll -1: never spin, as xdpgate in the rig (--busy-poll 0).
-		if f.dp, err = dataplane.Open(dataplane.Config{Interfaces: []string{"gw0", "gw1"},
+		if f.dp, err = dataplane.Open(dataplane.Config{Interfaces: t.gatewayIfaces(),
 			CPUs: []int{o.GatewayCPU}, BusyPoll: -1, Logger: log}); err != nil {
 			return err
 		}

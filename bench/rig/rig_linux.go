@@ -224,7 +224,7 @@ func (r *scenarioRun) measure(ctx context.Context, dp string, steered bool) (res
 		res.Error = err.Error()
 		return res
 	}
-	t, err := newTopology(r.o.GatewayCPU)
+	t, err := newTopology(r.o.GatewayCPU, r.sc)
 	if err != nil {
 		return fail(err)
 	}
@@ -236,13 +236,13 @@ func (r *scenarioRun) measure(ctx context.Context, dp string, steered bool) (res
 	var snk *sink.Sink
 	endpoints := make([]netip.AddrPort, 0, numEndpoints+1)
 	for i := range numEndpoints {
-		endpoints = append(endpoints, netip.AddrPortFrom(endpointAddr(i), targetPort))
+		endpoints = append(endpoints, netip.AddrPortFrom(r.sc.endpoint(i), targetPort))
 	}
 	// The last index counts untranslated frames: the raw forwarder's
 	// delivery, an error for every translating dataplane.
 	vipIndex := len(endpoints)
 	endpoints = append(endpoints, netip.AddrPortFrom(netip.MustParseAddr(vipAddr), servicePort))
-	scfg := sink.Config{Ifname: "sink0", Endpoints: endpoints, SampleEvery: 1024}
+	scfg := sink.Config{Ifname: t.sinkIf, Endpoints: endpoints, SampleEvery: 1024}
 	if dp != DataplaneForwarder {
 		scfg.ExpectSrc = r.sc.expectSrc()
 	}

@@ -48,6 +48,8 @@ func TestPrivRig(t *testing.T) {
 		External: map[string]string{"own-nft": `nft -f "$XDPGATE_BENCH_NFT" && sysctl -qw net.ipv4.ip_forward=1 && exec sleep 600`},
 		Custom: []Scenario{
 			{Name: "udp", Description: "small UDP", Clients: 200, PortsPerClient: 2, Sweep: true},
+			{Name: "one-arm", Description: "small UDP, one-arm", Clients: 200, PortsPerClient: 2, OneArm: true,
+				Dataplanes: []string{DataplaneForwarder, DataplaneXDPGate, DataplaneNFTables}},
 			{Name: "syn", Description: "small SYN", TCP: true, Clients: 256, PortsPerClient: 64, Local: true},
 			{Name: "affinity", Description: "2,000 ClientIP clients", Clients: 2000, PortsPerClient: 2,
 				Affinity: true, Local: true, Count: 8000,
@@ -96,9 +98,12 @@ func TestPrivRig(t *testing.T) {
 			t.Errorf("%s: no gateway CPU time measured", key)
 		}
 	}
-	for _, sc := range []string{"udp", "syn", "affinity"} {
+	for _, sc := range []string{"udp", "one-arm", "syn", "affinity"} {
 		for _, dp := range append(slices.Clone(Dataplanes), "own-nft") {
 			if sc == "affinity" && (dp == DataplaneForwarder || dp == "own-nft") {
+				continue
+			}
+			if sc == "one-arm" && (dp == DataplaneIPTables || dp == "own-nft") {
 				continue
 			}
 			if _, ok := seen[sc+"/"+dp]; !ok {

@@ -30,8 +30,15 @@ const (
 	benchNamespace = "bench"
 )
 
-// endpointAddr is the i-th endpoint address: 198.18.2.10 + i.
-func endpointAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 2, byte(10 + i)}) }
+// endpoint is the i-th endpoint address: 198.18.2.10 + i behind the
+// gateway's second interface, or 198.18.1.10 + i on the generator's side
+// in one-arm scenarios.
+func (s Scenario) endpoint(i int) netip.Addr {
+	if s.OneArm {
+		return netip.AddrFrom4([4]byte{198, 18, 1, byte(10 + i)})
+	}
+	return netip.AddrFrom4([4]byte{198, 18, 2, byte(10 + i)})
+}
 
 // Scenario is one traffic pattern the rig measures every dataplane with.
 type Scenario struct {
@@ -45,6 +52,9 @@ type Scenario struct {
 	Clients, PortsPerClient int
 	// Affinity enables sessionAffinity ClientIP.
 	Affinity bool
+	// OneArm runs the gateway with one interface: it forwards back out
+	// of the interface it received on (the one-arm topology).
+	OneArm bool
 	// Local sets externalTrafficPolicy Local (no SNAT, client address
 	// preserved); otherwise Cluster (masqueraded).
 	Local bool
@@ -72,6 +82,8 @@ var Scenarios = []Scenario{
 		Clients: 1, PortsPerClient: 1},
 	{Name: "udp64-1k-flows", Description: "64-byte UDP, 1,000 flows (1,000 clients), externalTrafficPolicy Cluster (SNAT); also swept over offered rates",
 		Clients: 1000, PortsPerClient: 1, Sweep: true},
+	{Name: "udp64-1k-flows-one-arm", Description: "as udp64-1k-flows, one-arm: the gateway forwards back out of its only interface",
+		Clients: 1000, PortsPerClient: 1, OneArm: true},
 	{Name: "udp64-100k-flows", Description: "64-byte UDP, 100,000 flows (1,000 clients x 100 ports), externalTrafficPolicy Cluster (SNAT)",
 		Clients: 1000, PortsPerClient: 100},
 	{Name: "tcp-syn", Description: "TCP SYNs over 4M distinct flows (every frame a new connection), externalTrafficPolicy Local (no SNAT: the new-flow path, not SNAT port exhaustion)",
@@ -154,7 +166,7 @@ func (s Scenario) objects() (*v1.Service, *discoveryv1.EndpointSlice) {
 	}
 	for i := range numEndpoints {
 		slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
-			Addresses:  []string{endpointAddr(i).String()},
+			Addresses:  []string{s.endpoint(i).String()},
 			NodeName:   &node,
 			Conditions: discoveryv1.EndpointConditions{Ready: &yes, Serving: &yes, Terminating: &no},
 		})

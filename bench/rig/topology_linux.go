@@ -37,20 +37,46 @@ const (
 // clientRoutes cover every possible client address.
 var clientRoutes = []string{"198.18.64.0/18", "198.18.128.0/17", "198.19.0.0/16"}
 
-// topology is one instance of the rig's three namespaces:
+// topology is one instance of the rig's namespaces, two-arm:
 //
 //	gen [gen0] --- [gw0] gw [gw1] --- [sink0] sink
+//
+// or one-arm, where the gateway forwards back out of the interface it
+// received on and the sink counts on the generator's interface (the
+// endpoints are on the generator's side, 198.18.1.0/24):
+//
+//	gen+sink [gen0] --- [gw0] gw
 //
 // Each (scenario, dataplane) measurement gets a fresh one, so no state
 // (kernel conntrack entries above all) leaks from one dataplane to the next.
 type topology struct {
-	gen, gw, sink   string
-	genMAC, gw0MAC  net.HardwareAddr
-	gw1MAC, sinkMAC net.HardwareAddr
-	gw0Index        int
-	gatewayCPU      int
-	handles         map[string]netns.NsHandle
-	created         []string
+	gen, gw, sink  string
+	genMAC, gw0MAC net.HardwareAddr
+	sinkMAC        net.HardwareAddr
+	gatewayCPU     int
+	oneArm         bool
+	// sinkIf is the interface the sink counts on; egress is the
+	// gateway's interface towards the endpoints, nextHop the address
+	// behind it.
+	sinkIf, egress, nextHop string
+	handles                 map[string]netns.NsHandle
+	created                 []string
+}
+
+// nodeIPs are the gateway's addresses, comma-separated.
+func (t *topology) nodeIPs() string {
+	if t.oneArm {
+		return gw0Addr
+	}
+	return gw0Addr + "," + gw1Addr
+}
+
+// gatewayIfaces are the interfaces a dataplane manages.
+func (t *topology) gatewayIfaces() []string {
+	if t.oneArm {
+		return []string{"gw0"}
+	}
+	return []string{"gw0", "gw1"}
 }
 
 var topoSeq atomic.Uint32
@@ -75,22 +101,28 @@ func nsWrite(ns, path, value string) error {
 	return nsRun(ns, "sh", "-c", fmt.Sprintf("echo %s > %s", value, path))
 }
 
-// newTopology builds the three namespaces and their links. On error,
-// everything already created is removed.
-func newTopology(gatewayCPU int) (t *topology, err error) {
+// newTopology builds the namespaces and their links for scenario sc. On
+// error, everything already created is removed.
+func newTopology(gatewayCPU int, sc Scenario) (t *topology, err error) {
 	// The owner's pid is part of the name, so Cleanup can tell a leftover
 	// from a topology another running rig is using.
 	id := fmt.Sprintf("%d-%d", os.Getpid(), topoSeq.Add(1))
 	t = &topology{
 		gen: nsPrefix + "gen-" + id, gw: nsPrefix + "gw-" + id, sink: nsPrefix + "sink-" + id,
-		gatewayCPU: gatewayCPU, handles: map[string]netns.NsHandle{},
+		gatewayCPU: gatewayCPU, oneArm: sc.OneArm, handles: map[string]netns.NsHandle{},
+		sinkIf: "sink0", egress: "gw1", nextHop: sinkAddr,
+	}
+	namespaces := []string{t.gen, t.gw, t.sink}
+	if t.oneArm {
+		t.sink, t.sinkIf, t.egress, t.nextHop = t.gen, "gen0", "gw0", genAddr
+		namespaces = namespaces[:2]
 	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, t.close())
 		}
 	}()
-	for _, ns := range []string{t.gen, t.gw, t.sink} {
+	for _, ns := range namespaces {
 		if err := run("ip", "netns", "add", ns); err != nil {
 			return nil, err
 		}
@@ -113,16 +145,19 @@ func newTopology(gatewayCPU int) (t *topology, err error) {
 	}
 	steps := [][]string{
 		{"ip", "link", "add", "gen0", "netns", t.gen, "type", "veth", "peer", "name", "gw0", "netns", t.gw},
-		{"ip", "link", "add", "gw1", "netns", t.gw, "type", "veth", "peer", "name", "sink0", "netns", t.sink},
+	}
+	type linkCfg struct{ ns, dev, cidr string }
+	links := []linkCfg{{t.gen, "gen0", genAddr + "/24"}, {t.gw, "gw0", gw0Addr + "/24"}}
+	if !t.oneArm {
+		steps = append(steps, []string{"ip", "link", "add", "gw1", "netns", t.gw, "type", "veth", "peer", "name", "sink0", "netns", t.sink})
+		links = append(links, linkCfg{t.gw, "gw1", gw1Addr + "/24"}, linkCfg{t.sink, "sink0", sinkAddr + "/24"})
 	}
 	for _, s := range steps {
 		if err := run(s[0], s[1:]...); err != nil {
 			return nil, err
 		}
 	}
-	type linkCfg struct{ ns, dev, cidr string }
-	for _, l := range []linkCfg{{t.gen, "gen0", genAddr + "/24"}, {t.gw, "gw0", gw0Addr + "/24"},
-		{t.gw, "gw1", gw1Addr + "/24"}, {t.sink, "sink0", sinkAddr + "/24"}} {
+	for _, l := range links {
 		if err := nsRun(l.ns, "ip", "addr", "add", l.cidr, "dev", l.dev); err != nil {
 			return nil, err
 		}
@@ -145,41 +180,37 @@ func newTopology(gatewayCPU int) (t *topology, err error) {
 	if t.gw0MAC, err = nsMAC(t.gw, "gw0"); err != nil {
 		return nil, err
 	}
-	if t.gw1MAC, err = nsMAC(t.gw, "gw1"); err != nil {
-		return nil, err
-	}
-	if t.sinkMAC, err = nsMAC(t.sink, "sink0"); err != nil {
-		return nil, err
-	}
-	if t.gw0Index, err = nsIfindex(t.gw, "gw0"); err != nil {
+	if t.sinkMAC, err = nsMAC(t.sink, t.sinkIf); err != nil {
 		return nil, err
 	}
 	// Gateway: forwarding, no reverse-path filter (clients are only
-	// routed, never configured), static neighbours so no frame waits for
-	// ARP, a route back to every client, and an ephemeral port range below the
-	// SNAT range xdpgate is given.
+	// routed, never configured), no ICMP redirects (one-arm forwards out
+	// of the receiving interface on purpose), static neighbours so no
+	// frame waits for ARP, a route back to every client, and an ephemeral
+	// port range below the SNAT range xdpgate is given.
 	gwSteps := [][]string{
 		{"sysctl", "-qw", "net.ipv4.ip_forward=1"},
 		{"sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"},
 		{"sysctl", "-qw", "net.ipv4.conf.default.rp_filter=0"},
+		{"sysctl", "-qw", "net.ipv4.conf.all.send_redirects=0"},
 		{"sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 19999"},
 		{"ip", "neigh", "replace", genAddr, "lladdr", t.genMAC.String(), "dev", "gw0", "nud", "permanent"},
-		{"ip", "neigh", "replace", sinkAddr, "lladdr", t.sinkMAC.String(), "dev", "gw1", "nud", "permanent"},
+		{"ip", "neigh", "replace", t.nextHop, "lladdr", t.sinkMAC.String(), "dev", t.egress, "nud", "permanent"},
 	}
 	for _, r := range clientRoutes {
 		gwSteps = append(gwSteps, []string{"ip", "route", "add", r, "via", genAddr, "dev", "gw0"})
 	}
 	for i := range maxEndpoints {
-		gwSteps = append(gwSteps, []string{"ip", "neigh", "replace", endpointAddr(i).String(), "lladdr",
-			t.sinkMAC.String(), "dev", "gw1", "nud", "permanent"})
+		gwSteps = append(gwSteps, []string{"ip", "neigh", "replace", sc.endpoint(i).String(), "lladdr",
+			t.sinkMAC.String(), "dev", t.egress, "nud", "permanent"})
 	}
 	for _, s := range gwSteps {
 		if err := nsRun(t.gw, s[0], s[1:]...); err != nil {
 			return nil, err
 		}
 	}
-	for _, dev := range []string{"gw0", "gw1"} {
-		for _, k := range []string{"rp_filter=0", "forwarding=1"} {
+	for _, dev := range t.gatewayIfaces() {
+		for _, k := range []string{"rp_filter=0", "forwarding=1", "send_redirects=0"} {
 			if err := nsRun(t.gw, "sysctl", "-qw", "net.ipv4.conf."+dev+"."+k); err != nil {
 				return nil, err
 			}
@@ -278,14 +309,6 @@ func nsMAC(ns, dev string) (net.HardwareAddr, error) {
 		return nil, fmt.Errorf("%s/%s address: %w", ns, dev, err)
 	}
 	return net.ParseMAC(strings.TrimSpace(string(out)))
-}
-
-func nsIfindex(ns, dev string) (int, error) {
-	out, err := exec.Command("ip", "netns", "exec", ns, "cat", "/sys/class/net/"+dev+"/ifindex").Output()
-	if err != nil {
-		return 0, fmt.Errorf("%s/%s ifindex: %w", ns, dev, err)
-	}
-	return strconv.Atoi(strings.TrimSpace(string(out)))
 }
 
 // Cleanup removes every namespace an earlier, interrupted rig run left
