@@ -21,7 +21,14 @@ type pollerScratch struct {
 // poll is one poller goroutine: RX batch -> Process -> TX/copy/drop -> fill.
 func (d *Dataplane) poll(qs *queueState, p Processor) (err error) {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	// A pinned thread is not handed back to the runtime: it ends with
+	// this goroutine instead of running others on the poller's CPU.
+	pinned := false
+	defer func() {
+		if !pinned {
+			runtime.UnlockOSThread()
+		}
+	}()
 	log := d.log.With("ifname", qs.q.Ifname, "queue", qs.q.QueueID, "index", qs.q.Index, "cpu", qs.q.CPU)
 	if qs.q.CPU >= 0 {
 		var set unix.CPUSet
@@ -29,6 +36,7 @@ func (d *Dataplane) poll(qs *queueState, p Processor) (err error) {
 		if err := unix.SchedSetaffinity(0, &set); err != nil {
 			return fmt.Errorf("pin poller %s/%d to cpu %d: %w", qs.q.Ifname, qs.q.QueueID, qs.q.CPU, err)
 		}
+		pinned = true
 	}
 	log.Info("poller started")
 	defer func() { log.Info("poller stopped", "err", err) }()

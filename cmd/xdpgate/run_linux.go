@@ -50,6 +50,14 @@ func run(args []string, stderr io.Writer) error {
 			errMissingCaps, strings.Join(missing, ", "))
 	}
 
+	if len(o.cpus) > 0 {
+		moved, err := keepOffCPUs(o.cpus)
+		if err != nil {
+			return fmt.Errorf("keep the runtime off the poller CPUs %v: %w", o.cpus, err)
+		}
+		log.Debug("runtime threads kept off the poller CPUs", "cpus", o.cpus, "threads", moved)
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
