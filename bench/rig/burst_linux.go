@@ -26,6 +26,9 @@ type burster struct {
 	o         Options
 	snk       *sink.Sink
 	delivered func(sink.Counts) uint64
+	// replies, in reply scenarios, counts what comes back to the
+	// generator's interface; it then defines delivered.
+	replies *sink.Sink
 }
 
 type burstSpec struct {
@@ -102,6 +105,12 @@ func (b *burster) burst(ctx context.Context, spec burstSpec) (measurement, error
 	if err != nil {
 		return m, err
 	}
+	var r0 sink.Counts
+	if b.replies != nil {
+		if r0, err = b.replies.Counts(); err != nil {
+			return m, err
+		}
+	}
 	cpu0, err := cpuBusy(b.o.GatewayCPU)
 	if err != nil {
 		return m, err
@@ -141,6 +150,17 @@ func (b *burster) burst(ctx context.Context, spec burstSpec) (measurement, error
 		m.perEndpoint[i] = c1.PerEndpoint[i] - c0.PerEndpoint[i]
 	}
 	m.sampled, m.csum, m.xlat = c1.Sampled-c0.Sampled, c1.ChecksumErrors-c0.ChecksumErrors, c1.TranslationErrors-c0.TranslationErrors
+	if b.replies != nil {
+		r1, err := b.replies.Counts()
+		if err != nil {
+			return m, err
+		}
+		ip := func(c sink.Counts) uint64 { return c.Total - c.NonIP }
+		m.delivered = ip(r1) - ip(r0)
+		m.sampled += r1.Sampled - r0.Sampled
+		m.csum += r1.ChecksumErrors - r0.ChecksumErrors
+		m.xlat += r1.TranslationErrors - r0.TranslationErrors
+	}
 	// The client counters are monotonic across ResetClients: deltas.
 	m.clients, m.clientsMoved = c1.Clients-c0.Clients, c1.ClientsMoved-c0.ClientsMoved
 	return m, nil

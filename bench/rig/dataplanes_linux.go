@@ -279,8 +279,10 @@ func startForwarder(t *topology, sc Scenario, o Options) (*forwarderGateway, err
 	if sc.TCP {
 		proto = 6
 	}
-	if err := f.dp.Classifier().Update(dataplane.Rules{Frontends: []dataplane.L4Addr{
-		{Addr: netip.MustParseAddr(vipAddr), Port: servicePort, Proto: proto}}}); err != nil {
+	vip := dataplane.L4Addr{Addr: netip.MustParseAddr(vipAddr), Port: servicePort, Proto: proto}
+	// Frames to the VIP, and (reply scenarios) the sink's reflections,
+	// which come from the VIP.
+	if err := f.dp.Classifier().Update(dataplane.Rules{Frontends: []dataplane.L4Addr{vip}, Endpoints: []dataplane.L4Addr{vip}}); err != nil {
 		f.dp.Close()
 		f.eg.Close()
 		return nil, err

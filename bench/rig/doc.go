@@ -27,6 +27,13 @@
 // is the scenario as Kubernetes objects, and XDPGATE_BENCH_NFT and
 // XDPGATE_BENCH_IPTABLES the kube-proxy rulesets the rig renders for it.
 //
+// Scenarios run two-arm unless OneArm is set: then the gateway has one
+// interface and forwards back out of it, and the sink counts on the
+// generator's interface. Reply scenarios make the sink reflect every frame
+// (Ethernet, addresses and ports swapped), so the gateway translates the
+// replies back; a second sink on the generator's interface counts them and
+// checks that they come from the VIP.
+//
 // The sink (bench/sink, an XDP program with per-CPU counters) counts what
 // arrives per endpoint, checks a sample of frames (checksums, translation)
 // and, for ClientIP scenarios, how many clients stayed on one endpoint.

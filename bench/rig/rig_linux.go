@@ -242,7 +242,11 @@ func (r *scenarioRun) measure(ctx context.Context, dp string, steered bool) (res
 	// delivery, an error for every translating dataplane.
 	vipIndex := len(endpoints)
 	endpoints = append(endpoints, netip.AddrPortFrom(netip.MustParseAddr(vipAddr), servicePort))
-	scfg := sink.Config{Ifname: t.sinkIf, Endpoints: endpoints, SampleEvery: 1024}
+	scfg := sink.Config{Ifname: t.sinkIf, Endpoints: endpoints, SampleEvery: 1024,
+		// Reflected frames leave a native-mode veth XDP_TX only when the
+		// peer runs XDP too, which the kernel baselines' gw1 does not;
+		// generic mode sends them through the peer's normal receive path.
+		Reflect: r.sc.Reply, Generic: r.sc.Reply}
 	if dp != DataplaneForwarder {
 		scfg.ExpectSrc = r.sc.expectSrc()
 	}
@@ -279,6 +283,16 @@ func (r *scenarioRun) measure(ctx context.Context, dp string, steered bool) (res
 		return n
 	}
 	b := &burster{t: t, sc: r.sc, o: r.o, snk: snk, delivered: delivered}
+	if r.sc.Reply {
+		// Replies come back from the VIP (reverse NAT undone); the
+		// sink on the generator's interface counts and checks them.
+		rcfg := sink.Config{Ifname: "gen0", SampleEvery: 1024, Generic: true,
+			ExpectSrc: []netip.Prefix{netip.MustParsePrefix(vipAddr + "/32")}}
+		if err := t.do(t.gen, func() (err error) { b.replies, err = sink.Open(rcfg); return err }); err != nil {
+			return fail(fmt.Errorf("reply sink: %w", err))
+		}
+		defer b.replies.Close()
+	}
 	if err := b.warmup(ctx, gw); err != nil {
 		return fail(err)
 	}

@@ -32,7 +32,8 @@ func buildXDPGate(t *testing.T) string {
 
 // TestPrivRig runs the rig end to end on small scenarios and checks what
 // each dataplane did, not how fast: every dataplane delivers, translated
-// frames carry correct checksums and addresses, flows spread over the
+// frames (and, reflected, their replies) carry correct checksums and
+// addresses, one-arm works, flows spread over the
 // endpoints, and ClientIP affinity holds for xdpgate and nftables but not
 // for iptables once an endpoint has more clients than xt_recent's list
 // holds (100).
@@ -48,6 +49,8 @@ func TestPrivRig(t *testing.T) {
 		External: map[string]string{"own-nft": `nft -f "$XDPGATE_BENCH_NFT" && sysctl -qw net.ipv4.ip_forward=1 && exec sleep 600`},
 		Custom: []Scenario{
 			{Name: "udp", Description: "small UDP", Clients: 200, PortsPerClient: 2, Sweep: true},
+			{Name: "reply", Description: "small UDP, reflected", Clients: 200, PortsPerClient: 2, Reply: true,
+				Dataplanes: []string{DataplaneForwarder, DataplaneXDPGate, DataplaneNFTables}},
 			{Name: "one-arm", Description: "small UDP, one-arm", Clients: 200, PortsPerClient: 2, OneArm: true,
 				Dataplanes: []string{DataplaneForwarder, DataplaneXDPGate, DataplaneNFTables}},
 			{Name: "syn", Description: "small SYN", TCP: true, Clients: 256, PortsPerClient: 64, Local: true},
@@ -98,12 +101,12 @@ func TestPrivRig(t *testing.T) {
 			t.Errorf("%s: no gateway CPU time measured", key)
 		}
 	}
-	for _, sc := range []string{"udp", "one-arm", "syn", "affinity"} {
+	for _, sc := range []string{"udp", "reply", "one-arm", "syn", "affinity"} {
 		for _, dp := range append(slices.Clone(Dataplanes), "own-nft") {
 			if sc == "affinity" && (dp == DataplaneForwarder || dp == "own-nft") {
 				continue
 			}
-			if sc == "one-arm" && (dp == DataplaneIPTables || dp == "own-nft") {
+			if (sc == "one-arm" || sc == "reply") && (dp == DataplaneIPTables || dp == "own-nft") {
 				continue
 			}
 			if _, ok := seen[sc+"/"+dp]; !ok {

@@ -52,6 +52,11 @@ type Scenario struct {
 	Clients, PortsPerClient int
 	// Affinity enables sessionAffinity ClientIP.
 	Affinity bool
+	// Reply makes the sink reflect every frame back to its client, so
+	// the gateway's reverse translation is exercised in the same run;
+	// Delivered then counts replies that made it back to the generator's
+	// interface (complete round trips, two gateway passes each).
+	Reply bool
 	// OneArm runs the gateway with one interface: it forwards back out
 	// of the interface it received on (the one-arm topology).
 	OneArm bool
@@ -82,6 +87,8 @@ var Scenarios = []Scenario{
 		Clients: 1, PortsPerClient: 1},
 	{Name: "udp64-1k-flows", Description: "64-byte UDP, 1,000 flows (1,000 clients), externalTrafficPolicy Cluster (SNAT); also swept over offered rates",
 		Clients: 1000, PortsPerClient: 1, Sweep: true},
+	{Name: "udp64-1k-flows-reply", Description: "as udp64-1k-flows with the sink reflecting every frame: delivered counts replies back at the generator (round trips through the gateway's DNAT+SNAT and reverse NAT; both sinks in generic XDP mode)",
+		Clients: 1000, PortsPerClient: 1, Reply: true},
 	{Name: "udp64-1k-flows-one-arm", Description: "as udp64-1k-flows, one-arm: the gateway forwards back out of its only interface",
 		Clients: 1000, PortsPerClient: 1, OneArm: true},
 	{Name: "udp64-100k-flows", Description: "64-byte UDP, 100,000 flows (1,000 clients x 100 ports), externalTrafficPolicy Cluster (SNAT)",
@@ -110,6 +117,8 @@ func (s Scenario) validate() error {
 		return fmt.Errorf("scenario %s: Clients %d: want 1..%d", s.Name, s.Clients, maxClients)
 	case s.PortsPerClient < 1 || s.PortsPerClient > 50000:
 		return fmt.Errorf("scenario %s: PortsPerClient %d: want 1..50000", s.Name, s.PortsPerClient)
+	case s.Reply && s.OneArm:
+		return fmt.Errorf("scenario %s: Reply needs the two-arm topology (OneArm puts the sink on the generator's interface)", s.Name)
 	}
 	return nil
 }
