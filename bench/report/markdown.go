@@ -170,8 +170,8 @@ func writeScenario(b *bytes.Buffer, r *Run, sc, sweepLink string) {
 		if res.Sampled > 0 {
 			errs += fmt.Sprintf(" of %d sampled", res.Sampled)
 		}
-		fmt.Fprintf(b, "| %s | %.3f | %.3f | %.2f | %.1f | %s | %s | %s | %s | %s | %s | |\n",
-			cell(label(res)), res.DeliveredPPS/1e6, res.OfferedPPS/1e6, res.LossPct, res.CPUMsPerMpkt,
+		fmt.Fprintf(b, "| %s | %s | %.3f | %.2f | %.1f | %s | %s | %s | %s | %s | %s | |\n",
+			cell(label(res)), fmtDelivered(res), res.OfferedPPS/1e6, res.LossPct, res.CPUMsPerMpkt,
 			ratios[0], ratios[1], ratios[2], cell(ret), shares(res.PerEndpoint), errs)
 	}
 	b.WriteString("\n")
@@ -265,4 +265,18 @@ func shares(per []uint64) string {
 		parts[i] = fmt.Sprintf("%.0f", 100*float64(n)/float64(total))
 	}
 	return strings.Join(parts, "/")
+}
+
+// fmtDelivered is the delivered Mpps, with the range over the repetitions
+// when there were several: "0.412 (0.350-0.498)".
+func fmtDelivered(res *Result) string {
+	d := fmt.Sprintf("%.3f", res.DeliveredPPS/1e6)
+	if len(res.Repeats) < 2 {
+		return d
+	}
+	lo, hi := res.Repeats[0], res.Repeats[0]
+	for _, v := range res.Repeats[1:] {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	return fmt.Sprintf("%s (%.3f-%.3f)", d, lo/1e6, hi/1e6)
 }

@@ -237,3 +237,14 @@ func TestShares(t *testing.T) {
 		}
 	}
 }
+
+func TestFmtDelivered(t *testing.T) {
+	r := &Result{DeliveredPPS: 412_000}
+	if got := fmtDelivered(r); got != "0.412" {
+		t.Errorf("no repeats: %q", got)
+	}
+	r.Repeats = []float64{498_000, 350_000, 412_000}
+	if got, want := fmtDelivered(r), "0.412 (0.350-0.498)"; got != want {
+		t.Errorf("repeats: %q, want %q", got, want)
+	}
+}

@@ -72,9 +72,12 @@ type Result struct {
 	Sampled           uint64   `json:"sampled"`
 	ChecksumErrors    uint64   `json:"checksum_errors"`
 	TranslationErrors uint64   `json:"translation_errors"`
-	Sweep             []Point  `json:"sweep,omitempty"`   // delivered vs offered at several offered rates
-	Profile           string   `json:"profile,omitempty"` // path of a pprof CPU profile taken during this result
-	Error             string   `json:"error,omitempty"`   // the scenario failed for this dataplane: why
+	Sweep             []Point  `json:"sweep,omitempty"` // delivered vs offered at several offered rates
+	// Repeats are the delivered rates of every repetition of the burst;
+	// the other fields describe the median one.
+	Repeats []float64 `json:"repeats,omitempty"`
+	Profile string    `json:"profile,omitempty"` // path of a pprof CPU profile taken during this result
+	Error   string    `json:"error,omitempty"`   // the scenario failed for this dataplane: why
 }
 
 // Point is one rate of a sweep: what was offered, what arrived.
@@ -197,6 +200,9 @@ func checkFinite(r *Run) error {
 				namedValue{fmt.Sprintf("sweep[%d].offered_pps", j), p.OfferedPPS},
 				namedValue{fmt.Sprintf("sweep[%d].delivered_pps", j), p.DeliveredPPS},
 				namedValue{fmt.Sprintf("sweep[%d].loss_pct", j), p.LossPct})
+		}
+		for j, v := range res.Repeats {
+			fields = append(fields, namedValue{fmt.Sprintf("repeats[%d]", j), v})
 		}
 		for _, f := range fields {
 			if !finite(f.v) {

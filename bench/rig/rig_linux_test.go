@@ -42,7 +42,7 @@ func TestPrivRig(t *testing.T) {
 	bin := buildXDPGate(t)
 	var logBuf bytes.Buffer
 	opts := Options{
-		Binary: bin, Duration: time.Second, SweepPoint: 300 * time.Millisecond, SweepFractions: []float64{0.5},
+		Binary: bin, Duration: time.Second, Repeat: 2, SweepPoint: 300 * time.Millisecond, SweepFractions: []float64{0.5},
 		WorkDir: t.TempDir(), Log: &logBuf,
 		// A dataplane of one's own: here the kernel with the nftables
 		// ruleset the rig renders for it.
@@ -114,8 +114,8 @@ func TestPrivRig(t *testing.T) {
 			}
 		}
 	}
-	if r := seen["udp/"+DataplaneXDPGate]; len(r.Sweep) != 1 {
-		t.Errorf("udp/xdpgate: %d sweep points, want 1", len(r.Sweep))
+	if r := seen["udp/"+DataplaneXDPGate]; len(r.Sweep) != 1 || len(r.Repeats) != 2 {
+		t.Errorf("udp/xdpgate: %d sweep points and %d repeats, want 1 and 2", len(r.Sweep), len(r.Repeats))
 	}
 	retention := func(dp string) float64 {
 		r := seen["affinity/"+dp]

@@ -25,6 +25,7 @@ func init() {
 type benchOptions struct {
 	scenarios, dataplanes []string
 	duration, sweepPoint  time.Duration
+	repeat                int
 	out                   string
 	profiles              bool
 	unsteered             bool
@@ -56,7 +57,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	var scenarios, dataplanes, xdpgateArgs string
 	fs.StringVar(&scenarios, "scenarios", "", "comma-separated scenarios (default all: udp64-1-flow, udp64-1k-flows, udp64-100k-flows, tcp-syn, affinity-100k, conntrack-1m)")
 	fs.StringVar(&dataplanes, "dataplanes", "", "comma-separated dataplanes (default all: afxdp-forwarder, xdpgate, nftables, iptables)")
-	fs.DurationVar(&o.duration, "duration", 5*time.Second, "length of one measured burst")
+	fs.DurationVar(&o.duration, "duration", 3*time.Second, "length of one measured burst")
+	fs.IntVar(&o.repeat, "repeat", 3, "bursts per scenario and dataplane; the median is reported with the range")
 	fs.DurationVar(&o.sweepPoint, "sweep-point", 2*time.Second, "length of one point of a delivered-vs-offered sweep")
 	fs.StringVar(&o.out, "out", "bench/results", "directory for the JSON, Markdown and plots (latest.* are updated)")
 	fs.BoolVar(&o.profiles, "profiles", true, "write a CPU profile of each xdpgate run next to the results")
@@ -72,8 +74,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 		fmt.Fprintf(stderr, "xdpgate bench: unexpected arguments %q\n", fs.Args())
 		return o, errUsage
 	}
-	if o.duration <= 0 || o.sweepPoint <= 0 {
-		fmt.Fprintln(stderr, "xdpgate bench: --duration and --sweep-point must be positive")
+	if o.duration <= 0 || o.sweepPoint <= 0 || o.repeat < 1 {
+		fmt.Fprintln(stderr, "xdpgate bench: --duration, --sweep-point and --repeat must be positive")
 		return o, errUsage
 	}
 	o.scenarios, o.dataplanes = config.SplitList(scenarios), config.SplitList(dataplanes)

@@ -25,7 +25,7 @@ func runBench(ctx context.Context, o benchOptions, command string, stdout, stder
 	} else if len(missing) > 0 {
 		return fmt.Errorf("%w: %s (the rig creates namespaces and attaches XDP: run as root)", errMissingCaps, strings.Join(missing, ", "))
 	}
-	ro := rig.Options{Scenarios: o.scenarios, Dataplanes: o.dataplanes, Duration: o.duration,
+	ro := rig.Options{Scenarios: o.scenarios, Dataplanes: o.dataplanes, Duration: o.duration, Repeat: o.repeat,
 		SweepPoint: o.sweepPoint, Unsteered: o.unsteered, External: o.external, XDPGateArgs: o.xdpgateArgs, Command: command, Log: stderr}
 	if o.profiles {
 		ro.ProfileDir = filepath.Join(o.out, "profiles")
