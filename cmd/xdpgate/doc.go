@@ -7,12 +7,16 @@
 //
 //	xdpgate run --interfaces eth1,eth2 --manifests services.yaml   (standalone)
 //	xdpgate run --interfaces eth1 --kubeconfig /etc/kubeconfig      (cluster)
+//	xdpgate run --config /etc/xdpgate/config.yaml                   (flags override the file; no source: in-cluster)
+//	xdpgate config print-defaults | validate FILE [run flags]
 //	xdpgate inspect services|conntrack|affinity|stats [-o json]     (a running gateway)
 //	xdpgate capture -w out.pcap [--point pre|post|both] [filters]   (a running gateway)
 //	xdpgate demo [--duration 30s] [--keep] | --cleanup              (make demo)
+//	xdpgate bench [--scenarios ...] [--external NAME=CMD] [--out dir] (make bench, as root)
 //	xdpgate version
 //
-// `xdpgate run -h` lists every flag. It runs as root or with CAP_NET_ADMIN,
+// `xdpgate run -h` lists every flag; with --cpus the pollers are pinned and
+// the process's other threads are kept off those CPUs. It runs as root or with CAP_NET_ADMIN,
 // CAP_BPF, CAP_NET_RAW and CAP_IPC_LOCK, and exits 0 after SIGTERM or SIGINT
 // with every XDP program detached.
 //
