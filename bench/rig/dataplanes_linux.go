@@ -18,18 +18,6 @@ import (
 	"github.com/xdpgate/xdpgate/dataplane"
 )
 
-// The dataplanes the rig compares.
-const (
-	DataplaneXDPGate   = "xdpgate"
-	DataplaneNFTables  = "nftables"
-	DataplaneIPTables  = "iptables"
-	DataplaneForwarder = "afxdp-forwarder"
-)
-
-// Dataplanes lists them in measurement order: the raw forwarder first, so
-// a sweep can be scaled to the ceiling it measures.
-var Dataplanes = []string{DataplaneForwarder, DataplaneXDPGate, DataplaneNFTables, DataplaneIPTables}
-
 // gateway is a running dataplane in the gateway namespace.
 type gateway interface {
 	// stop stops it and removes what it installed.

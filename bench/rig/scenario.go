@@ -16,6 +16,22 @@ import (
 	"github.com/xdpgate/xdpgate/snapshot"
 )
 
+// Addresses of the rig (RFC 2544 benchmarking range only).
+const (
+	gw0Addr   = "198.18.1.1"
+	genAddr   = "198.18.1.2"
+	gw1Addr   = "198.18.2.1"
+	sinkAddr  = "198.18.2.2"
+	vipAddr   = "198.18.3.1"
+	clusterIP = "198.18.4.1"
+	// clientBase is the first client (frame source) address; clients run
+	// up to 198.19.255.255 at most (114,688 addresses).
+	clientBase = "198.18.64.0"
+	// nsPrefix names every namespace the rig creates, so `xdpgate bench
+	// --cleanup` can find leftovers of an interrupted run.
+	nsPrefix = "xgb-"
+)
+
 // Service layout shared by every scenario: one LoadBalancer Service with
 // numEndpoints endpoints, all on the gateway's node.
 const (
@@ -29,6 +45,18 @@ const (
 	affinityTTL    = 10800
 	benchNamespace = "bench"
 )
+
+// The dataplanes the rig compares.
+const (
+	DataplaneXDPGate   = "xdpgate"
+	DataplaneNFTables  = "nftables"
+	DataplaneIPTables  = "iptables"
+	DataplaneForwarder = "afxdp-forwarder"
+)
+
+// Dataplanes lists them in measurement order: the raw forwarder first, so
+// a sweep can be scaled to the ceiling it measures.
+var Dataplanes = []string{DataplaneForwarder, DataplaneXDPGate, DataplaneNFTables, DataplaneIPTables}
 
 // endpoint is the i-th endpoint address: 198.18.2.10 + i behind the
 // gateway's second interface, or 198.18.1.10 + i on the generator's side

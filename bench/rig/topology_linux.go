@@ -18,22 +18,6 @@ import (
 	"github.com/xdpgate/xdpgate/internal/nsenter"
 )
 
-// Addresses of the rig (RFC 2544 benchmarking range only).
-const (
-	gw0Addr   = "198.18.1.1"
-	genAddr   = "198.18.1.2"
-	gw1Addr   = "198.18.2.1"
-	sinkAddr  = "198.18.2.2"
-	vipAddr   = "198.18.3.1"
-	clusterIP = "198.18.4.1"
-	// clientBase is the first client (frame source) address; clients run
-	// up to 198.19.255.255 at most (114,688 addresses).
-	clientBase = "198.18.64.0"
-	// nsPrefix names every namespace the rig creates, so `xdpgate bench
-	// --cleanup` can find leftovers of an interrupted run.
-	nsPrefix = "xgb-"
-)
-
 // clientRoutes cover every possible client address.
 var clientRoutes = []string{"198.18.64.0/18", "198.18.128.0/17", "198.19.0.0/16"}
 

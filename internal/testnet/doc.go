@@ -1,4 +1,4 @@
-// Package testnet builds throw-away network topologies for privileged tests:
+// Package testnet (Linux only) builds throw-away network topologies for privileged tests:
 // network namespaces, veth pairs (optionally multi-queue), addresses, routes,
 // and checksum-offload settings, all removed by t.Cleanup, also when the test
 // fails.
