@@ -46,6 +46,8 @@ func TestEvaluate(t *testing.T) {
 			want: with(map[string]verdict{"T4": missed})},
 		{name: "T5 missed by one client", run: edit(goodRun(), ScenarioAffinity100k, DataplaneXDPGate, true, withRetention(0.99999, 100000)),
 			want: with(map[string]verdict{"T5": missed}), gotHas: map[string]string{"T5": "0.99999"}},
+		{name: "T5 over too few clients", run: edit(goodRun(), ScenarioAffinity100k, DataplaneXDPGate, true, withRetention(1, 73346)),
+			want: with(map[string]verdict{"T5": missed}), gotHas: map[string]string{"T5": "fewer than 100000 clients"}},
 		{name: "T5 without iptables still judged", run: drop(goodRun(), ScenarioAffinity100k, DataplaneIPTables),
 			want: allMet, gotHas: map[string]string{"T5": "no iptables result"}},
 		{name: "T5 without retention", run: edit(goodRun(), ScenarioAffinity100k, DataplaneXDPGate, true, func(res *Result) { res.Retention = nil }),

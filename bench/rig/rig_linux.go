@@ -325,8 +325,14 @@ func (r *scenarioRun) measure(ctx context.Context, dp string, steered bool) (res
 		n = 1 // a fixed-count burst (retention counts every client once)
 	}
 	var ms []measurement
+	spec := burstSpec{rate: r.sc.rate(), duration: r.o.Duration, count: r.sc.Count}
+	if spec.count > 0 && spec.rate > 0 {
+		// A fixed-count burst must send all of its frames (every client
+		// twice, for retention): the time bound is only a safety net.
+		spec.duration = max(spec.duration, 2*time.Duration(float64(spec.count)/spec.rate*float64(time.Second)))
+	}
 	for range n {
-		m, err := b.burst(ctx, burstSpec{rate: r.sc.rate(), duration: r.o.Duration, count: r.sc.Count})
+		m, err := b.burst(ctx, spec)
 		if err != nil {
 			return fail(err)
 		}
