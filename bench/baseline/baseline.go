@@ -98,6 +98,20 @@ type portView struct {
 func (v *portView) usesCluster() bool { return len(v.cluster) > 0 }
 func (v *portView) usesLocal() bool   { return len(v.local) > 0 }
 
+// policyChains picks, from the renderer's cluster and local chain names,
+// the chain internal traffic and external traffic go to (the traffic
+// policies).
+func (v *portView) policyChains(cluster, local string) (internal, external string) {
+	internal, external = cluster, cluster
+	if v.internalLocal {
+		internal = local
+	}
+	if v.externalLocal {
+		external = local
+	}
+	return internal, external
+}
+
 // protoName is the lower-case protocol kube-proxy puts in names and rules.
 func protoName(p snapshot.Proto) (string, bool) {
 	switch p {

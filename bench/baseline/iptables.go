@@ -97,6 +97,16 @@ type iptRuleset struct {
 // built-in chains are included (for a namespace of one's own, or
 // iptables-restore --test); without, they are left to Install.
 func (r *iptRuleset) restore(jumps bool) string {
+	return r.render(jumps, "-A", func(b *strings.Builder, t *iptTable) {
+		for _, l := range t.rules {
+			b.WriteString(l + "\n")
+		}
+	})
+}
+
+// render writes, per table, the chain declarations, the built-in chains'
+// jumps (op -A or -D, when jumps) and then body's lines.
+func (r *iptRuleset) render(jumps bool, op string, body func(*strings.Builder, *iptTable)) string {
 	var b strings.Builder
 	for _, t := range []*iptTable{r.filter, r.nat} {
 		fmt.Fprintf(&b, "*%s\n", t.name)
@@ -106,13 +116,11 @@ func (r *iptRuleset) restore(jumps bool) string {
 		if jumps {
 			for _, j := range iptJumps {
 				if j.table == t.name {
-					b.WriteString(j.restoreLine("-A") + "\n")
+					b.WriteString(j.restoreLine(op) + "\n")
 				}
 			}
 		}
-		for _, l := range t.rules {
-			b.WriteString(l + "\n")
-		}
+		body(&b, t)
 		b.WriteString("COMMIT\n")
 	}
 	return b.String()
@@ -122,25 +130,11 @@ func (r *iptRuleset) restore(jumps bool) string {
 // (when jumps) and every chain of r: declaring a chain flushes it, after
 // which nothing references it and -X deletes it.
 func (r *iptRuleset) removal(jumps bool) string {
-	var b strings.Builder
-	for _, t := range []*iptTable{r.filter, r.nat} {
-		fmt.Fprintf(&b, "*%s\n", t.name)
+	return r.render(jumps, "-D", func(b *strings.Builder, t *iptTable) {
 		for _, c := range t.chains {
-			fmt.Fprintf(&b, ":%s - [0:0]\n", c)
+			fmt.Fprintf(b, "-X %s\n", c)
 		}
-		if jumps {
-			for _, j := range iptJumps {
-				if j.table == t.name {
-					b.WriteString(j.restoreLine("-D") + "\n")
-				}
-			}
-		}
-		for _, c := range t.chains {
-			fmt.Fprintf(&b, "-X %s\n", c)
-		}
-		b.WriteString("COMMIT\n")
-	}
-	return b.String()
+	})
 }
 
 // RenderIPTables renders iptables-restore input with kube-proxy's
@@ -254,13 +248,7 @@ func iptServicePort(r *iptRuleset, v *portView, podCIDR string, masqueradeAll bo
 	if v.usesLocal() {
 		n.chain(svlChain)
 	}
-	internalChain, externalPolicyChain := svcChain, svcChain
-	if v.internalLocal {
-		internalChain = svlChain
-	}
-	if v.externalLocal {
-		externalPolicyChain = svlChain
-	}
+	internalChain, externalPolicyChain := v.policyChains(svcChain, svlChain)
 	if v.usesExternal {
 		n.chain(extChain)
 	}

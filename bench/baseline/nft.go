@@ -248,13 +248,7 @@ func (w *nftWriter) servicePort(v *portView, cidrs []netip.Prefix, masqueradeAll
 	if v.usesLocal() {
 		w.chain(localChain)
 	}
-	internalChain, externalPolicyChain := clusterChain, clusterChain
-	if v.internalLocal {
-		internalChain = localChain
-	}
-	if v.externalLocal {
-		externalPolicyChain = localChain
-	}
+	internalChain, externalPolicyChain := v.policyChains(clusterChain, localChain)
 	if v.usesExternal {
 		w.chain(externalChain)
 	}
