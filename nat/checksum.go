@@ -5,10 +5,12 @@ import (
 	"hash/crc32"
 )
 
-// checksumAdjust is the one place where a one's complement checksum field is
+// ChecksumAdjust is the one place where a one's complement checksum field is
 // updated incrementally. diff is the one's complement sum, over every 16-bit
 // word of the covered data that changed, of the complement of its old value
-// and its new value (~m + m'), accumulated in 32 bits by the helpers below.
+// and its new value (~m + m'), accumulated in 32 bits by the helpers below
+// (below 2^24). Exported for the packet generator (bench/pktgen), which
+// precomputes the sum of ~m over a template's words.
 //
 // RFC 1624, section 3, eqn. 3:
 //
@@ -19,7 +21,7 @@ import (
 // warns about. The UDP exceptions (RFC 768: a zero field means "no
 // checksum"; a computed zero is sent as all ones) are applied by the caller,
 // adjustUDP.
-func checksumAdjust(hc uint16, diff uint32) uint16 {
+func ChecksumAdjust(hc uint16, diff uint32) uint16 {
 	s := uint32(^hc) + diff
 	s = (s & 0xffff) + (s >> 16) // end-around carry, twice: diff < 2^24
 	s = (s & 0xffff) + (s >> 16)
@@ -33,7 +35,7 @@ func adjustUDP(hc uint16, diff uint32) uint16 {
 	if hc == 0 {
 		return 0
 	}
-	if n := checksumAdjust(hc, diff); n != 0 {
+	if n := ChecksumAdjust(hc, diff); n != 0 {
 		return n
 	}
 	return 0xffff
@@ -63,12 +65,12 @@ func diff16B(old, new []byte) uint32 {
 	return s
 }
 
-// sum32 adds b to acc as a sequence of big-endian 16-bit words (an odd last
+// SumWords adds b to acc as a sequence of big-endian 16-bit words (an odd last
 // byte is padded with zero), reading four bytes at a time: because
 // 2^16 = 1 (mod 2^16-1), summing 32-bit words and folding gives the same
-// one's complement sum. Used only to build new headers (reply builders);
-// rewrites never re-sum a packet.
-func sum32(b []byte, acc uint64) uint64 {
+// one's complement sum (RFC 1071). Used only to build new headers (reply
+// builders) and to verify them (bench/sink); rewrites never re-sum a packet.
+func SumWords(b []byte, acc uint64) uint64 {
 	for len(b) >= 4 {
 		acc += uint64(binary.BigEndian.Uint32(b))
 		b = b[4:]
@@ -85,8 +87,9 @@ func sum32(b []byte, acc uint64) uint64 {
 	return acc
 }
 
-// fold reduces a sum from sum32 to the 16-bit one's complement sum.
-func fold(acc uint64) uint16 {
+// FoldSum reduces a sum from SumWords to the 16-bit one's complement sum;
+// a header whose checksum is right folds to 0xFFFF.
+func FoldSum(acc uint64) uint16 {
 	acc = (acc & 0xffffffff) + (acc >> 32)
 	acc = (acc & 0xffffffff) + (acc >> 32)
 	acc = (acc & 0xffff) + (acc >> 16)

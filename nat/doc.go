@@ -50,7 +50,7 @@
 // # Checksums
 //
 // All one's complement checksums are updated incrementally in one function,
-// checksumAdjust, with RFC 1624's equation 3:
+// ChecksumAdjust, with RFC 1624's equation 3:
 //
 //	HC' = ~(~HC + ~m + m')
 //

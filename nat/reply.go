@@ -136,8 +136,8 @@ func buildICMPError(buf, frame []byte, p *Packet, src netip.Addr, typ, code uint
 		s4, d4 := src.As4(), p.Src.As4()
 		copy(ip[ipv4Src:], s4[:])
 		copy(ip[ipv4Dst:], d4[:])
-		binary.BigEndian.PutUint16(ip[ipv4Checksum:], ^fold(sum32(ip, 0)))
-		binary.BigEndian.PutUint16(msg[icmpChecksum:], ^fold(sum32(msg, 0)))
+		binary.BigEndian.PutUint16(ip[ipv4Checksum:], ^FoldSum(SumWords(ip, 0)))
+		binary.BigEndian.PutUint16(msg[icmpChecksum:], ^FoldSum(SumWords(msg, 0)))
 		return n, nil
 	}
 	binary.BigEndian.PutUint32(ip[0:], 6<<28) // version 6, traffic class 0, flow label 0
@@ -149,7 +149,7 @@ func buildICMPError(buf, frame []byte, p *Packet, src netip.Addr, typ, code uint
 	copy(ip[ipv6Dst:], d16[:])
 	// RFC 4443 section 2.3: pseudo-header of source, destination, upper-layer
 	// length and next header.
-	acc := sum32(ip[ipv6Src:ipv6Src+32], uint64(len(msg))+ProtoICMPv6)
-	binary.BigEndian.PutUint16(msg[icmpChecksum:], ^fold(sum32(msg, acc)))
+	acc := SumWords(ip[ipv6Src:ipv6Src+32], uint64(len(msg))+ProtoICMPv6)
+	binary.BigEndian.PutUint16(msg[icmpChecksum:], ^FoldSum(SumWords(msg, acc)))
 	return n, nil
 }

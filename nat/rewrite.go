@@ -6,7 +6,7 @@ import (
 )
 
 // Rewrites change a parsed frame in place and keep every checksum that
-// covers the changed bytes consistent, incrementally (checksumAdjust). They
+// covers the changed bytes consistent, incrementally (ChecksumAdjust). They
 // check every precondition before writing, so a rewrite that returns a drop
 // reason has not changed the frame. They update p to match the frame.
 //
@@ -50,14 +50,14 @@ func rewrite4(frame []byte, p *Packet, addr netip.Addr, port uint16, dst bool) D
 		d := diff32(binary.BigEndian.Uint32(f), n)
 		binary.BigEndian.PutUint32(f, n)
 		c := b[l3+ipv4Checksum : l3+ipv4Checksum+2]
-		binary.BigEndian.PutUint16(c, checksumAdjust(binary.BigEndian.Uint16(c), d))
+		binary.BigEndian.PutUint16(c, ChecksumAdjust(binary.BigEndian.Uint16(c), d))
 		if old := binary.BigEndian.Uint16(b[po:]); old != port {
 			d += diff16(old, port)
 			binary.BigEndian.PutUint16(b[po:], port)
 		}
 		if p.Proto == ProtoTCP {
 			c = b[l4+tcpChecksum : l4+tcpChecksum+2]
-			binary.BigEndian.PutUint16(c, checksumAdjust(binary.BigEndian.Uint16(c), d))
+			binary.BigEndian.PutUint16(c, ChecksumAdjust(binary.BigEndian.Uint16(c), d))
 		} else {
 			c = b[l4+udpChecksum : l4+udpChecksum+2]
 			binary.BigEndian.PutUint16(c, adjustUDP(binary.BigEndian.Uint16(c), d))
@@ -138,7 +138,7 @@ func rewrite(frame []byte, p *Packet, addr netip.Addr, port uint16, dst, withPor
 		d = diff4(f, a[:])
 		copy(f, a[:])
 		c := b[l3+ipv4Checksum : l3+ipv4Checksum+2]
-		binary.BigEndian.PutUint16(c, checksumAdjust(binary.BigEndian.Uint16(c), d))
+		binary.BigEndian.PutUint16(c, ChecksumAdjust(binary.BigEndian.Uint16(c), d))
 	} else {
 		a := addr.As16()
 		o := l3 + ipv6Src
@@ -181,19 +181,19 @@ func rewrite(frame []byte, p *Packet, addr netip.Addr, port uint16, dst, withPor
 	switch p.Proto {
 	case ProtoTCP:
 		c := b[l4+tcpChecksum : l4+tcpChecksum+2]
-		binary.BigEndian.PutUint16(c, checksumAdjust(binary.BigEndian.Uint16(c), d+pd))
+		binary.BigEndian.PutUint16(c, ChecksumAdjust(binary.BigEndian.Uint16(c), d+pd))
 	case ProtoUDP:
 		c := b[l4+udpChecksum : l4+udpChecksum+2]
 		binary.BigEndian.PutUint16(c, adjustUDP(binary.BigEndian.Uint16(c), d+pd))
 	case ProtoICMPv6:
 		// RFC 4443 section 2.3: the checksum covers an IPv6 pseudo-header.
 		c := b[l4+icmpChecksum : l4+icmpChecksum+2]
-		binary.BigEndian.PutUint16(c, checksumAdjust(binary.BigEndian.Uint16(c), d+pd))
+		binary.BigEndian.PutUint16(c, ChecksumAdjust(binary.BigEndian.Uint16(c), d+pd))
 	case ProtoICMP:
 		// RFC 792: the checksum covers the ICMP message only.
 		if pd != 0 {
 			c := b[l4+icmpChecksum : l4+icmpChecksum+2]
-			binary.BigEndian.PutUint16(c, checksumAdjust(binary.BigEndian.Uint16(c), pd))
+			binary.BigEndian.PutUint16(c, ChecksumAdjust(binary.BigEndian.Uint16(c), pd))
 		}
 	}
 	return DropNone
@@ -261,7 +261,7 @@ func rewriteInner(frame []byte, p *Packet, addr netip.Addr, port uint16, dst boo
 		copy(f, a[:])
 		c := b[il3+ipv4Checksum : il3+ipv4Checksum+2]
 		old := binary.BigEndian.Uint16(c)
-		n := checksumAdjust(old, d)
+		n := ChecksumAdjust(old, d)
 		binary.BigEndian.PutUint16(c, n)
 		body = d + diff16(old, n)
 	} else {
@@ -321,16 +321,16 @@ func rewriteInner(frame []byte, p *Packet, addr netip.Addr, port uint16, dst boo
 		switch p.InnerProto {
 		case ProtoTCP:
 			co = il4 + tcpChecksum
-			n = checksumAdjust(binary.BigEndian.Uint16(b[co:]), d+pd)
+			n = ChecksumAdjust(binary.BigEndian.Uint16(b[co:]), d+pd)
 		case ProtoUDP:
 			co = il4 + udpChecksum
 			n = adjustUDP(binary.BigEndian.Uint16(b[co:]), d+pd)
 		case ProtoICMPv6:
 			co = il4 + icmpChecksum
-			n = checksumAdjust(binary.BigEndian.Uint16(b[co:]), d+pd)
+			n = ChecksumAdjust(binary.BigEndian.Uint16(b[co:]), d+pd)
 		default: // ICMP echo: no pseudo-header
 			co = il4 + icmpChecksum
-			n = checksumAdjust(binary.BigEndian.Uint16(b[co:]), pd)
+			n = ChecksumAdjust(binary.BigEndian.Uint16(b[co:]), pd)
 		}
 		old := binary.BigEndian.Uint16(b[co:])
 		binary.BigEndian.PutUint16(b[co:], n)
@@ -338,7 +338,7 @@ func rewriteInner(frame []byte, p *Packet, addr netip.Addr, port uint16, dst boo
 	}
 
 	c := b[int(p.L4Off)+icmpChecksum : int(p.L4Off)+icmpChecksum+2]
-	binary.BigEndian.PutUint16(c, checksumAdjust(binary.BigEndian.Uint16(c), body))
+	binary.BigEndian.PutUint16(c, ChecksumAdjust(binary.BigEndian.Uint16(c), body))
 
 	switch {
 	case dst:
@@ -385,7 +385,7 @@ func DecrementTTL(frame []byte, p *Packet) DropReason {
 
 // DecrementTTL4 decrements the TTL of the IPv4 header at the start of ip and
 // updates its header checksum incrementally (RFC 1624, through the same
-// checksumAdjust as every other rewrite). It is for callers that have not
+// ChecksumAdjust as every other rewrite). It is for callers that have not
 // parsed the frame (the raw Forwarder): ip must hold at least the 20-byte
 // fixed header. It returns false, leaving ip unchanged, when the TTL is 1 or
 // less: the packet must not be forwarded.
@@ -398,6 +398,6 @@ func DecrementTTL4(ip []byte) bool {
 	n := old - 0x100
 	binary.BigEndian.PutUint16(w, n)
 	c := ip[ipv4Checksum : ipv4Checksum+2]
-	binary.BigEndian.PutUint16(c, checksumAdjust(binary.BigEndian.Uint16(c), diff16(old, n)))
+	binary.BigEndian.PutUint16(c, ChecksumAdjust(binary.BigEndian.Uint16(c), diff16(old, n)))
 	return true
 }

@@ -1,37 +1,26 @@
 package pktgen
 
-// The one place where checksum fields are updated incrementally.
-//
-// RFC 1624, section 3, eqn. 3:
-//
-//	HC' = ~(~HC + ~m + m')
+// Checksums are updated incrementally with nat.ChecksumAdjust (RFC 1624,
+// eqn. 3: HC' = ~(~HC + ~m + m')).
 //
 // A frame differs from the template only in a few 16-bit words (source
 // address, source port, TCP sequence number). Every frame is derived from
 // the template, never from the frame previously sent in the same UMEM
-// frame, so HC and every m are the template's: ~HC + sum(~m) is one
-// constant per checksum (base), computed once, and a frame costs the sum of
-// its new words m' plus a fold. Eqn. 3 never yields 0xFFFF (-0) from a
-// non-zero sum, so the result equals a full recomputation bit for bit; UDP's
-// rule that a computed 0 is sent as 0xFFFF (RFC 768; mandatory over IPv6,
-// RFC 8200 section 8.1) is applied by the caller.
+// frame, so HC and every m are the template's: sum(~m) is one constant per
+// checksum, computed once, and a frame costs the sum of its new words m'
+// plus a fold. Eqn. 3 never yields 0xFFFF (-0) from a non-zero sum, so the
+// result equals a full recomputation bit for bit; UDP's rule that a
+// computed 0 is sent as 0xFFFF (RFC 768; mandatory over IPv6, RFC 8200
+// section 8.1) is applied by the caller.
 
-// csumBase returns ~HC + sum(~m) over the template's checksum hc and its
-// words that frames replace.
-func csumBase(hc uint16, words ...uint16) uint32 {
-	s := uint32(^hc)
+// complementSum returns sum(~m) over the template's words that frames
+// replace.
+func complementSum(words []uint16) uint32 {
+	var s uint32
 	for _, w := range words {
 		s += uint32(^w)
 	}
 	return s
-}
-
-// csumFinish folds base + sum(m') (accumulated by the caller in 32 bits,
-// below 2^24) with end-around carries and complements it.
-func csumFinish(s uint32) uint16 {
-	s = (s & 0xffff) + (s >> 16)
-	s = (s & 0xffff) + (s >> 16)
-	return ^uint16(s)
 }
 
 // words32 is the sum of the two 16-bit words of v.

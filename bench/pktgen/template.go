@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // Header offsets in a frame (Ethernet without VLAN tags).
@@ -42,9 +44,10 @@ type template struct {
 
 	srcOff, ipCsumOff, sportOff, seqOff, l4CsumOff int
 
-	// ipBase and l4Base are ~HC + sum(~m) over the template's checksums and
-	// the words frames replace (checksum.go).
-	ipBase, l4Base uint32
+	// ipCsum and l4Csum are the template's checksums (HC), ipDiff and
+	// l4Diff the sums of ~m over the words frames replace (checksum.go).
+	ipCsum, l4Csum uint16
+	ipDiff, l4Diff uint32
 
 	seq0, seqStep uint32 // TCPEstablished: seq = seq0 + round*seqStep
 
@@ -146,9 +149,9 @@ func newTemplate(c Config) (*template, error) {
 	if t.est {
 		replaced = append(replaced, uint16(t.seq0>>16), uint16(t.seq0))
 	}
-	t.l4Base = csumBase(l4cs, replaced...)
+	t.l4Csum, t.l4Diff = l4cs, complementSum(replaced)
 	if !v6 {
-		t.ipBase = csumBase(binary.BigEndian.Uint16(b[t.ipCsumOff:]), srcWords...)
+		t.ipCsum, t.ipDiff = binary.BigEndian.Uint16(b[t.ipCsumOff:]), complementSum(srcWords)
 	}
 	return t, nil
 }
@@ -194,16 +197,16 @@ func (t *template) write(f []byte, i, round uint64) {
 		a := t.src4 + uint32(c)
 		binary.BigEndian.PutUint32(f[t.srcOff:], a)
 		addrSum = words32(a)
-		binary.BigEndian.PutUint16(f[t.ipCsumOff:], csumFinish(t.ipBase+addrSum))
+		binary.BigEndian.PutUint16(f[t.ipCsumOff:], nat.ChecksumAdjust(t.ipCsum, t.ipDiff+addrSum))
 	}
 	binary.BigEndian.PutUint16(f[t.sportOff:], port)
-	s := t.l4Base + addrSum + uint32(port)
+	s := t.l4Diff + addrSum + uint32(port)
 	if t.est {
 		seq := t.seq0 + uint32(round)*t.seqStep
 		binary.BigEndian.PutUint32(f[t.seqOff:], seq)
 		s += words32(seq)
 	}
-	cs := csumFinish(s)
+	cs := nat.ChecksumAdjust(t.l4Csum, s)
 	if t.udp && cs == 0 {
 		cs = 0xffff
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // sampleBytes is how much of a frame a sample holds (SAMPLE_BYTES in
@@ -118,7 +120,7 @@ func (c *checker) check(frame []byte) verdict {
 		proto    byte
 		l4       []byte // whole L4 segment, nil when not captured
 		ports    []byte // first four bytes of L4, nil when absent
-		pseudo   uint32 // pseudo-header sum without the length
+		pseudo   uint64 // pseudo-header sum without the length
 		l4Len    int
 	)
 	switch etype {
@@ -137,7 +139,7 @@ func (c *checker) check(frame []byte) verdict {
 		// RFC 791: "The checksum field is the 16 bit one's complement of
 		// the one's complement sum of all 16 bit words in the header";
 		// summing a correct header including its checksum gives 0xffff.
-		if s := fold(sum(0, ip[:hl])); s != 0xffff {
+		if s := nat.FoldSum(nat.SumWords(ip[:hl], 0)); s != 0xffff {
 			v.csumFail("IPv4 header checksum %#04x wrong", binary.BigEndian.Uint16(ip[10:]))
 		}
 		src = netip.AddrFrom4([4]byte(ip[ip4Src : ip4Src+4]))
@@ -159,7 +161,7 @@ func (c *checker) check(frame []byte) verdict {
 		if len(ip) >= tot {
 			l4 = ip[hl:tot]
 		}
-		pseudo = sum(sum(0, ip[ip4Src:ip4Src+4]), ip[ip4Dst:ip4Dst+4]) + uint32(proto)
+		pseudo = nat.SumWords(ip[ip4Src:ip4Dst+4], 0) + uint64(proto)
 	case etherTypeV6:
 		ip := frame[off:]
 		if len(ip) < ip6Len || ip[0]>>4 != 6 {
@@ -176,7 +178,7 @@ func (c *checker) check(frame []byte) verdict {
 		if len(ip) >= ip6Len+l4Len {
 			l4 = ip[ip6Len : ip6Len+l4Len]
 		}
-		pseudo = sum(sum(0, ip[ip6Src:ip6Src+16]), ip[ip6Dst:ip6Dst+16]) + uint32(proto)
+		pseudo = nat.SumWords(ip[ip6Src:ip6Dst+16], 0) + uint64(proto)
 	default:
 		v.csumFail("not IP (ethertype %#04x)", etype)
 		return v
@@ -195,7 +197,7 @@ func (c *checker) check(frame []byte) verdict {
 		// RFC 768 / RFC 793 / RFC 8200 8.1: the checksum covers a
 		// pseudo-header (addresses, protocol, L4 length) and the segment;
 		// a correct segment sums to 0xffff.
-		if s := fold(sum(pseudo+uint32(l4Len), l4)); s != 0xffff {
+		if s := nat.FoldSum(nat.SumWords(l4, pseudo+uint64(l4Len))); s != 0xffff {
 			v.csumFail("%s checksum wrong (%v -> %v, sum %#04x)", protoName(proto), src, dst, s)
 		}
 	}
@@ -230,26 +232,4 @@ func protoName(p byte) string {
 		return "TCP"
 	}
 	return "UDP"
-}
-
-// sum adds b as big-endian 16-bit words to s (RFC 1071), an odd last byte
-// padded with zero. The caller folds; 32 bits cannot overflow for the 256
-// bytes a sample holds (nor for 64 KiB).
-func sum(s uint32, b []byte) uint32 {
-	for len(b) >= 2 {
-		s += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	return s
-}
-
-// fold reduces a 32-bit one's-complement sum to 16 bits.
-func fold(s uint32) uint16 {
-	for s > 0xffff {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
 }
