@@ -71,7 +71,7 @@ func (m measurement) fill(r *report.Result) {
 func (b *burster) warmup(ctx context.Context, gw gateway) error {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if x, ok := gw.(*xdpgateProc); ok {
+		if x, ok := gw.(*procGateway); ok {
 			if done, err := x.exited(); done {
 				return fmt.Errorf("xdpgate exited: %v; log: %s", err, tailFile(x.log, 20))
 			}
@@ -85,7 +85,7 @@ func (b *burster) warmup(ctx context.Context, gw gateway) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if x, ok := gw.(*xdpgateProc); ok {
+	if x, ok := gw.(*procGateway); ok {
 		return fmt.Errorf("nothing delivered within 20s; xdpgate log: %s", tailFile(x.log, 20))
 	}
 	return fmt.Errorf("nothing delivered within 20s")

@@ -58,7 +58,7 @@ func startGateway(name string, t *topology, sc Scenario, o Options, dir, tag str
 
 // startExternal runs a user's dataplane: cmd under sh in the gateway
 // namespace, with the scenario described in its environment.
-func startExternal(name, cmd string, t *topology, sc Scenario, o Options, dir, tag string) (*xdpgateProc, error) {
+func startExternal(name, cmd string, t *topology, sc Scenario, o Options, dir, tag string) (*procGateway, error) {
 	base := filepath.Join(dir, sc.Name+tag+"-"+name)
 	manifest, err := sc.Manifest()
 	if err != nil {
@@ -90,7 +90,7 @@ func startExternal(name, cmd string, t *topology, sc Scenario, o Options, dir, t
 	for i := range numEndpoints {
 		eps = append(eps, netip.AddrPortFrom(sc.endpoint(i), targetPort).String())
 	}
-	x := &xdpgateProc{done: make(chan error, 1), log: base + ".log"}
+	x := &procGateway{done: make(chan error, 1), log: base + ".log"}
 	logf, err := os.Create(x.log)
 	if err != nil {
 		return nil, err
@@ -125,12 +125,13 @@ type kernelGateway struct{ remove func() error }
 
 func (k kernelGateway) stop() error       { return k.remove() }
 func (kernelGateway) profile() string     { return "" }
-func (x *xdpgateProc) profile() string    { return x.prof }
+func (x *procGateway) profile() string    { return x.prof }
 func (*forwarderGateway) profile() string { return "" }
 
-// xdpgateProc is `xdpgate run` in the gateway namespace, exactly as a user
-// runs it, from a manifest file.
-type xdpgateProc struct {
+// procGateway is a dataplane that runs as a process in the gateway
+// namespace: `xdpgate run` from a manifest file, exactly as a user runs it,
+// or an external command (startExternal).
+type procGateway struct {
 	name string // for messages; "" is xdpgate
 	cmd  *exec.Cmd
 	done chan error
@@ -138,7 +139,7 @@ type xdpgateProc struct {
 	log  string
 }
 
-func startXDPGate(t *topology, sc Scenario, o Options, dir, tag string) (*xdpgateProc, error) {
+func startXDPGate(t *topology, sc Scenario, o Options, dir, tag string) (*procGateway, error) {
 	manifest, err := sc.Manifest()
 	if err != nil {
 		return nil, err
@@ -151,7 +152,7 @@ func startXDPGate(t *topology, sc Scenario, o Options, dir, tag string) (*xdpgat
 	if sc.Prefill > 0 {
 		ctMax = 2 * int(sc.Prefill)
 	}
-	x := &xdpgateProc{done: make(chan error, 1), log: filepath.Join(dir, sc.Name+tag+"-xdpgate.log")}
+	x := &procGateway{done: make(chan error, 1), log: filepath.Join(dir, sc.Name+tag+"-xdpgate.log")}
 	logf, err := os.Create(x.log)
 	if err != nil {
 		return nil, err
@@ -187,7 +188,7 @@ func startXDPGate(t *topology, sc Scenario, o Options, dir, tag string) (*xdpgat
 }
 
 // exited reports whether the process has ended (with its error).
-func (x *xdpgateProc) exited() (bool, error) {
+func (x *procGateway) exited() (bool, error) {
 	select {
 	case err := <-x.done:
 		x.done <- err
@@ -197,7 +198,7 @@ func (x *xdpgateProc) exited() (bool, error) {
 	}
 }
 
-func (x *xdpgateProc) stop() error {
+func (x *procGateway) stop() error {
 	name := x.name
 	if name == "" {
 		name = DataplaneXDPGate

@@ -106,9 +106,6 @@ type Scenario struct {
 	Skipped    string
 }
 
-// Flows is the number of distinct flows the generator cycles through.
-func (s Scenario) Flows() int { return s.Clients * s.PortsPerClient }
-
 // Scenarios are the scenarios, in report order.
 var Scenarios = []Scenario{
 	{Name: "udp64-1-flow", Description: "64-byte UDP, one flow (one client, one port), externalTrafficPolicy Cluster (SNAT)",
