@@ -74,7 +74,7 @@ func parseRunFlags(args []string, stderr io.Writer) (options, error) {
 	return options{}, errUsage
 }
 
-// optionsFrom converts a valid Configuration.
+// optionsFrom converts a valid Configuration, as config.Parse returns it.
 func optionsFrom(c config.Configuration) (options, error) {
 	r, err := c.Resolve()
 	if err != nil {
@@ -101,9 +101,6 @@ func optionsFrom(c config.Configuration) (options, error) {
 		adminSocket:       c.XDP.AdminSocket,
 		busyPoll:          r.BusyPoll,
 	}
-	if o.adminSocket == "" {
-		o.adminSocket = config.Off
-	}
 	switch c.XDP.Mode {
 	case "native":
 		o.xdpMode = dataplane.AttachNative
@@ -117,9 +114,10 @@ func optionsFrom(c config.Configuration) (options, error) {
 	return o, nil
 }
 
-// serverAddr maps the configuration's disabled spellings to control's.
+// serverAddr maps the configuration's disabled spelling to control's
+// (config.Parse has already rewritten kube-proxy's "" to config.Off).
 func serverAddr(s string) string {
-	if s == "" || s == config.Off {
+	if s == config.Off {
 		return control.Disabled
 	}
 	return s
