@@ -18,6 +18,7 @@ import (
 	"github.com/xdpgate/xdpgate/affinity"
 	"github.com/xdpgate/xdpgate/conntrack"
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/pipeline"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
 
@@ -41,9 +42,9 @@ type adminSource struct {
 	// affinity LastPin).
 	now      func() int64
 	queues   func() []dataplane.QueueStats
-	pipeline func() []dataplane.PipelineStats
+	pipeline func() []pipeline.QueueStats
 	// capture starts a capture session (Pipeline.StartCapture).
-	capture func(dataplane.CaptureConfig) (*dataplane.Capture, error)
+	capture func(pipeline.CaptureConfig) (*pipeline.Capture, error)
 }
 
 // adminService is one service port in /v1/services.
@@ -142,8 +143,8 @@ type adminQueue struct {
 
 // adminStats is the /v1/stats answer.
 type adminStats struct {
-	Queues   []adminQueue              `json:"queues"`
-	Pipeline []dataplane.PipelineStats `json:"pipeline"`
+	Queues   []adminQueue          `json:"queues"`
+	Pipeline []pipeline.QueueStats `json:"pipeline"`
 	// Drops sums QueueStats.Drops over the queues, by reason.
 	Drops     map[string]uint64 `json:"drops"`
 	Conntrack *conntrack.Stats  `json:"conntrack,omitempty"`
@@ -454,7 +455,7 @@ func dropMap(d *[dataplane.NumDropReasons]uint64, into map[string]uint64) map[st
 }
 
 func statsOf(src adminSource) adminStats {
-	out := adminStats{Queues: []adminQueue{}, Pipeline: []dataplane.PipelineStats{}, Drops: map[string]uint64{}}
+	out := adminStats{Queues: []adminQueue{}, Pipeline: []pipeline.QueueStats{}, Drops: map[string]uint64{}}
 	if src.queues != nil {
 		for _, q := range src.queues() {
 			out.Queues = append(out.Queues, adminQueue{

@@ -14,7 +14,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
-	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/pipeline"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
 
@@ -29,7 +29,7 @@ const captureSnapLen = 4096
 
 // captureRequest is a parsed /v1/capture query.
 type captureRequest struct {
-	cfg      dataplane.CaptureConfig
+	cfg      pipeline.CaptureConfig
 	count    int
 	duration time.Duration
 }
@@ -39,11 +39,11 @@ func parseCaptureQuery(q url.Values, s *snapshot.Snapshot) (captureRequest, erro
 	r.cfg.SnapLen = captureSnapLen
 	switch q.Get("point") {
 	case "pre":
-		r.cfg.Points = dataplane.CapturePre
+		r.cfg.Points = pipeline.CapturePre
 	case "post":
-		r.cfg.Points = dataplane.CapturePost
+		r.cfg.Points = pipeline.CapturePost
 	case "both", "":
-		r.cfg.Points = dataplane.CapturePre | dataplane.CapturePost
+		r.cfg.Points = pipeline.CapturePre | pipeline.CapturePost
 	default:
 		return r, fmt.Errorf("point %q: want pre, post or both", q.Get("point"))
 	}
@@ -126,7 +126,7 @@ func serveCapture(src adminSource, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, err := src.capture(req.cfg)
-	if errors.Is(err, dataplane.ErrCaptureBusy) {
+	if errors.Is(err, pipeline.ErrCaptureBusy) {
 		http.Error(w, "another capture is running (one at a time)", http.StatusConflict)
 		return
 	}

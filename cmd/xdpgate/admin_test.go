@@ -16,6 +16,7 @@ import (
 	"github.com/xdpgate/xdpgate/affinity"
 	"github.com/xdpgate/xdpgate/conntrack"
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/pipeline"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
 
@@ -75,10 +76,10 @@ func testAdminSource(t *testing.T) adminSource {
 		now: func() int64 { return now },
 		queues: func() []dataplane.QueueStats {
 			q := dataplane.QueueStats{Ifname: "eth1", QueueID: 0, RxFrames: 10, TxFrames: 8}
-			q.Drops[dataplane.DropParseL2] = 2
+			q.Drops[pipeline.DropParseL2] = 2
 			return []dataplane.QueueStats{q, {Ifname: "eth1", QueueID: 1, RxFrames: 1}}
 		},
-		pipeline: func() []dataplane.PipelineStats { return []dataplane.PipelineStats{{NewFlows: 3}, {Forwarded: 1}} },
+		pipeline: func() []pipeline.QueueStats { return []pipeline.QueueStats{{NewFlows: 3}, {Forwarded: 1}} },
 	}
 }
 
@@ -186,10 +187,10 @@ func TestAdminStats(t *testing.T) {
 	if code := getJSON(t, h, "/v1/stats", &got); code != 200 {
 		t.Fatalf("GET /v1/stats = %d", code)
 	}
-	if len(got.Queues) != 2 || got.Queues[0].RxFrames != 10 || got.Queues[0].Drops[dataplane.DropParseL2.String()] != 2 {
+	if len(got.Queues) != 2 || got.Queues[0].RxFrames != 10 || got.Queues[0].Drops[pipeline.DropParseL2.String()] != 2 {
 		t.Errorf("queues = %+v", got.Queues)
 	}
-	if got.Drops[dataplane.DropParseL2.String()] != 2 || len(got.Pipeline) != 2 || got.Pipeline[0].NewFlows != 3 {
+	if got.Drops[pipeline.DropParseL2.String()] != 2 || len(got.Pipeline) != 2 || got.Pipeline[0].NewFlows != 3 {
 		t.Errorf("drops = %v, pipeline = %+v", got.Drops, got.Pipeline)
 	}
 	if got.Conntrack == nil || got.Conntrack.Inserts != 3 {
@@ -224,7 +225,7 @@ func TestAdminSocketInspect(t *testing.T) {
 		{[]string{"conntrack", "--service", "default/web"}, []string{"198.18.0.6:40001", "2 flows"}},
 		{[]string{"conntrack", "--limit", "1"}, []string{"1 of 3 matching flows"}},
 		{[]string{"affinity"}, []string{"198.18.0.5", "198.19.1.10:8080", "8m20s"}},
-		{[]string{"stats"}, []string{"eth1", "new flows 3", dataplane.DropParseL2.String()}},
+		{[]string{"stats"}, []string{"eth1", "new flows 3", pipeline.DropParseL2.String()}},
 		{[]string{"-o", "json", "stats"}, []string{`"rxFrames": 10`}},
 	} {
 		args := append(tc.args, "--socket", path)

@@ -16,6 +16,7 @@ import (
 	"github.com/google/gopacket/pcapgo"
 
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/pipeline"
 )
 
 // allHops resolves every destination on interface 2.
@@ -45,7 +46,7 @@ func synFrame(t *testing.T, src netip.Addr, sport uint16, dst netip.Addr, dport 
 // original SYN (pre) then the translated one (post).
 func TestAdminCapture(t *testing.T) {
 	src := testAdminSource(t)
-	pl, err := dataplane.NewPipeline(dataplane.PipelineConfig{Conntrack: src.conntrack, Affinity: src.affinity,
+	pl, err := pipeline.New(pipeline.Config{Conntrack: src.conntrack, Affinity: src.affinity,
 		Hops: allHops{}, NumQueues: 1, Now: src.now, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +113,7 @@ func TestAdminCapture(t *testing.T) {
 	}
 	// The server stopped the session before the client saw the end of
 	// the stream: a new one may start.
-	c, err := pl.StartCapture(dataplane.CaptureConfig{})
+	c, err := pl.StartCapture(pipeline.CaptureConfig{})
 	if err != nil {
 		t.Fatalf("StartCapture after the capture ended: %v", err)
 	}

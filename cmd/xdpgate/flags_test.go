@@ -14,6 +14,7 @@ import (
 	"github.com/xdpgate/xdpgate/control"
 	"github.com/xdpgate/xdpgate/dataplane"
 	"github.com/xdpgate/xdpgate/internal/config"
+	"github.com/xdpgate/xdpgate/pipeline"
 )
 
 // writeConfig writes a --config file for the test.
@@ -48,7 +49,7 @@ xdp:
 		{"standalone", []string{"--interfaces", "a, b", "--manifests", "m.yaml", "--node-name", "n1"}, true,
 			func(o options) bool {
 				return slices.Equal(o.interfaces, []string{"a", "b"}) && o.xdpMode == dataplane.AttachNative &&
-					o.snatMin == dataplane.DefaultSNATPortMin && o.snatMax == dataplane.DefaultSNATPortMax &&
+					o.snatMin == pipeline.DefaultSNATPortMin && o.snatMax == pipeline.DefaultSNATPortMax &&
 					o.healthzAddr == "0.0.0.0:10256" && o.metricsAddr == "127.0.0.1:10249" && o.adminSocket == "/run/xdpgate/admin.sock"
 			}},
 		{"all flags", []string{"--interfaces=a", "--kubeconfig=k", "--cpus=0,2-3", "--xdp-mode=generic", "--conntrack-max=100",

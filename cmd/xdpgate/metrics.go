@@ -9,13 +9,14 @@ import (
 	"github.com/xdpgate/xdpgate/conntrack"
 	"github.com/xdpgate/xdpgate/dataplane"
 	"github.com/xdpgate/xdpgate/nat"
+	"github.com/xdpgate/xdpgate/pipeline"
 )
 
 // statsSource is what the collector reads: the I/O layer's and the
 // pipeline's per-queue counters and the flow table's.
 type statsSource struct {
 	queues   func() []dataplane.QueueStats
-	pipeline func() []dataplane.PipelineStats
+	pipeline func() []pipeline.QueueStats
 	ct       func() conntrack.Stats
 	aff      func() affinity.Stats
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/xdpgate/xdpgate/conntrack"
 	"github.com/xdpgate/xdpgate/control"
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/pipeline"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
 
@@ -117,7 +118,7 @@ func run(args []string, stderr io.Writer) error {
 		}
 		log.Info("xdpgate stopped: XDP programs detached")
 	}()
-	pl, err := dataplane.NewPipeline(dataplane.PipelineConfig{
+	pl, err := pipeline.New(pipeline.Config{
 		Conntrack: ct, Affinity: aff, Hops: eg, NumQueues: dp.NumQueues(),
 		SNATPortMin: o.snatMin, SNATPortMax: o.snatMax, Logger: log,
 	})
@@ -217,7 +218,7 @@ func run(args []string, stderr io.Writer) error {
 // ends.
 // Every retainedEvery it forgets removed endpoints whose last flow ended
 // and then calls rulesChanged so the classifier stops redirecting them.
-func housekeep(ctx context.Context, pl *dataplane.Pipeline, ct *conntrack.Table, aff *affinity.Table, log *slog.Logger, rulesChanged func()) {
+func housekeep(ctx context.Context, pl *pipeline.Pipeline, ct *conntrack.Table, aff *affinity.Table, log *slog.Logger, rulesChanged func()) {
 	v4, v6 := ct.Capacity()
 	ticksPer := func(d time.Duration) int { return int(d / housekeepTick) }
 	ctBudget := max((v4+v6)/ticksPer(5*time.Second), 1024)

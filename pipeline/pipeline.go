@@ -1,4 +1,4 @@
-package dataplane
+package pipeline
 
 import (
 	"errors"
@@ -9,13 +9,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xdpgate/xdpgate/dataplane"
+
 	"github.com/xdpgate/xdpgate/affinity"
 	"github.com/xdpgate/xdpgate/conntrack"
 	"github.com/xdpgate/xdpgate/nat"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
 
-// Pipeline defaults, the one place they live (PipelineConfig.withDefaults).
+// Pipeline defaults, the one place they live (Config.withDefaults).
 const (
 	// DefaultSNATPortMin and DefaultSNATPortMax bound the SNAT port range
 	// below Kubernetes' default NodePort range (30000-32767) and the
@@ -35,19 +37,19 @@ const (
 	scratchSize = 2048
 )
 
-// ErrPipelineConfig is wrapped by NewPipeline for an invalid PipelineConfig.
-var ErrPipelineConfig = errors.New("invalid pipeline config")
+// ErrBadConfig is wrapped by New for an invalid Config.
+var ErrBadConfig = errors.New("invalid pipeline config")
 
-// PipelineConfig configures a Pipeline. Zero fields take defaults
+// Config configures a Pipeline. Zero fields take defaults
 // (withDefaults), except the tables and the next hopper, which are required.
-type PipelineConfig struct {
+type Config struct {
 	// Conntrack is the flow table shared by every queue.
 	Conntrack *conntrack.Table
 	// Affinity is the ClientIP affinity table shared by every queue.
 	Affinity *affinity.Table
 	// Hops resolves next hops (an *Egress in production).
-	Hops NextHopper
-	// NumQueues bounds Queue.Index (Dataplane.NumQueues()).
+	Hops dataplane.NextHopper
+	// NumQueues bounds dataplane.Queue.Index (Dataplane.NumQueues()).
 	NumQueues int
 	// SNATPortMin and SNATPortMax bound the SNAT port range, inclusive
 	// (defaults DefaultSNATPortMin, DefaultSNATPortMax).
@@ -55,14 +57,14 @@ type PipelineConfig struct {
 	// SNATProbes bounds the ports one new flow tries (DefaultSNATProbes).
 	SNATProbes int
 	// Now returns monotonic nanoseconds; read once per batch. Default: time
-	// since NewPipeline (monotonic clock). The same clock must drive
+	// since New (monotonic clock). The same clock must drive
 	// Housekeep's callers.
 	Now func() int64
 	// Logger defaults to slog.Default(); never used per packet.
 	Logger *slog.Logger
 }
 
-func (c PipelineConfig) withDefaults() PipelineConfig {
+func (c Config) withDefaults() Config {
 	if c.SNATPortMin == 0 && c.SNATPortMax == 0 {
 		c.SNATPortMin, c.SNATPortMax = DefaultSNATPortMin, DefaultSNATPortMax
 	}
@@ -79,7 +81,7 @@ func (c PipelineConfig) withDefaults() PipelineConfig {
 	return c
 }
 
-// Pipeline is the translation Processor: kube-proxy's job for the frames the
+// Pipeline is the translation dataplane.Processor: kube-proxy's job for the frames the
 // classifier redirects. Per frame:
 //
 //	nat.Parse -> TTL check (time exceeded back to the sender)
@@ -95,17 +97,17 @@ func (c PipelineConfig) withDefaults() PipelineConfig {
 // published snapshot (an atomic pointer, loaded once per batch), the
 // conntrack and affinity tables (concurrent by design) and the next hopper.
 // Everything else a poller touches is its queue's pipeQueue (scratch and
-// counters), indexed by Queue.Index and written only by that poller; the
+// counters), indexed by dataplane.Queue.Index and written only by that poller; the
 // counters are plain integers published with atomic stores once per batch
 // (pipeQueue.publish) for Stats, so no two pollers ever write the same
-// cache line and no packet pays for a locked instruction. Queue.Index
-// must be below PipelineConfig.NumQueues (a wiring invariant: Process
+// cache line and no packet pays for a locked instruction. dataplane.Queue.Index
+// must be below Config.NumQueues (a wiring invariant: Process
 // panics otherwise).
 type Pipeline struct {
-	cfg    PipelineConfig
+	cfg    Config
 	ct     *conntrack.Table
 	aff    *affinity.Table
-	hops   NextHopper
+	hops   dataplane.NextHopper
 	snap   atomic.Pointer[snapshot.Snapshot]
 	snatN  uint32 // size of the SNAT port range
 	queues []pipeQueue
@@ -115,30 +117,30 @@ type Pipeline struct {
 	// retained are endpoints that left the snapshot while TCP flows to
 	// them are kept (OnSnapshot): the classifier must keep redirecting
 	// their replies until those flows end (PruneRetained).
-	retained map[L4Addr]uint32
+	retained map[dataplane.L4Addr]uint32
 	// capture is the running capture session, nil when none (one atomic
 	// load per batch in Process; see pipeline_capture.go).
 	capture atomic.Pointer[Capture]
 }
 
-// NewPipeline checks cfg and allocates every per-queue buffer.
-func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
+// New checks cfg and allocates every per-queue buffer.
+func New(cfg Config) (*Pipeline, error) {
 	cfg = cfg.withDefaults()
 	switch {
 	case cfg.Conntrack == nil || cfg.Affinity == nil || cfg.Hops == nil:
-		return nil, fmt.Errorf("conntrack, affinity and next hops are required: %w", ErrPipelineConfig)
+		return nil, fmt.Errorf("conntrack, affinity and next hops are required: %w", ErrBadConfig)
 	case cfg.NumQueues < 1:
-		return nil, fmt.Errorf("num queues %d: %w", cfg.NumQueues, ErrPipelineConfig)
+		return nil, fmt.Errorf("num queues %d: %w", cfg.NumQueues, ErrBadConfig)
 	case cfg.SNATPortMin == 0 || cfg.SNATPortMax < cfg.SNATPortMin:
-		return nil, fmt.Errorf("snat ports %d-%d: %w", cfg.SNATPortMin, cfg.SNATPortMax, ErrPipelineConfig)
+		return nil, fmt.Errorf("snat ports %d-%d: %w", cfg.SNATPortMin, cfg.SNATPortMax, ErrBadConfig)
 	case cfg.SNATProbes < 1:
-		return nil, fmt.Errorf("snat probes %d: %w", cfg.SNATProbes, ErrPipelineConfig)
+		return nil, fmt.Errorf("snat probes %d: %w", cfg.SNATProbes, ErrBadConfig)
 	}
 	p := &Pipeline{
 		cfg: cfg, ct: cfg.Conntrack, aff: cfg.Affinity, hops: cfg.Hops, log: cfg.Logger,
 		snatN:    uint32(cfg.SNATPortMax-cfg.SNATPortMin) + 1,
 		queues:   make([]pipeQueue, cfg.NumQueues),
-		retained: make(map[L4Addr]uint32),
+		retained: make(map[dataplane.L4Addr]uint32),
 	}
 	for i := range p.queues {
 		q := &p.queues[i]
@@ -169,14 +171,14 @@ type pipeQueue struct {
 
 // batch is what Process reads once per batch.
 type batch struct {
-	q    *Queue
+	q    *dataplane.Queue
 	pq   *pipeQueue
 	snap *snapshot.Snapshot
 	now  int64
 }
 
-// Process implements Processor.
-func (p *Pipeline) Process(q *Queue, frames []Frame) {
+// Process implements dataplane.Processor.
+func (p *Pipeline) Process(q *dataplane.Queue, frames []dataplane.Frame) {
 	b := batch{q: q, pq: &p.queues[q.Index], snap: p.snap.Load(), now: p.cfg.Now()}
 	capt := p.capture.Load()
 	if capt != nil {
@@ -197,7 +199,7 @@ func (p *Pipeline) Process(q *Queue, frames []Frame) {
 // chunk parses up to pipelineChunk frames, looks all their tuples up in one
 // conntrack.LookupBatch (overlapping the cache misses of a big table), then
 // handles each frame.
-func (p *Pipeline) chunk(b *batch, frames []Frame) {
+func (p *Pipeline) chunk(b *batch, frames []dataplane.Frame) {
 	pq := b.pq
 	keys := pq.keys[:0]
 	for i := range frames {
@@ -235,7 +237,7 @@ func lookupKey(pk *nat.Packet) conntrack.Tuple {
 }
 
 // frame decides one frame.
-func (p *Pipeline) frame(b *batch, f *Frame, pk *nat.Packet, r nat.DropReason, fl conntrack.Flow, hit bool) {
+func (p *Pipeline) frame(b *batch, f *dataplane.Frame, pk *nat.Packet, r nat.DropReason, fl conntrack.Flow, hit bool) {
 	pq := b.pq
 	if r != nat.DropNone {
 		p.natDrop(pq, f, r)
@@ -264,7 +266,7 @@ func (p *Pipeline) frame(b *batch, f *Frame, pk *nat.Packet, r nat.DropReason, f
 		p.laterFragment(b, f, pk)
 		return
 	}
-	var hop *Hop
+	var hop *dataplane.Hop
 	if hit {
 		p.ct.Touch(fl.Handle, fl.Dir, pk.TCPFlags, int(pk.End-pk.L3Off), b.now)
 		if fl.Dir == conntrack.Reply {
@@ -273,7 +275,7 @@ func (p *Pipeline) frame(b *batch, f *Frame, pk *nat.Packet, r nat.DropReason, f
 			pq.c.established++
 		}
 	} else {
-		var h Hop
+		var h dataplane.Hop
 		var st newFlowStatus
 		if fl, h, st = p.newFlow(b, f, pk); st == newFlowDone {
 			return
@@ -293,7 +295,7 @@ func (p *Pipeline) frame(b *batch, f *Frame, pk *nat.Packet, r nat.DropReason, f
 }
 
 // natDrop drops f for a nat reason, counting the exact reason too.
-func (p *Pipeline) natDrop(pq *pipeQueue, f *Frame, r nat.DropReason) {
+func (p *Pipeline) natDrop(pq *pipeQueue, f *dataplane.Frame, r nat.DropReason) {
 	if r < nat.NumDropReasons {
 		pq.pub.natDrops[r].Add(1)
 		f.Drop(natDropGroup[r])
@@ -351,7 +353,7 @@ func translateICMPError(data []byte, pk *nat.Packet, fl *conntrack.Flow) nat.Dro
 
 // laterFragment forwards a non-first fragment along its datagram's flow:
 // addresses only (it carries no ports).
-func (p *Pipeline) laterFragment(b *batch, f *Frame, pk *nat.Packet) {
+func (p *Pipeline) laterFragment(b *batch, f *dataplane.Frame, pk *nat.Packet) {
 	fl, ok := p.ct.LookupFragment(conntrack.MakeFragKey(pk.Src, pk.Dst, pk.Proto, pk.FragID), b.now)
 	if !ok {
 		f.Drop(DropFragmentUnknown)
@@ -377,25 +379,25 @@ func (p *Pipeline) laterFragment(b *batch, f *Frame, pk *nat.Packet) {
 
 // emit forwards a translated packet: TTL-1, next hop, Ethernet, TX. hop is
 // the next hop when the caller already resolved it (new flows), else nil.
-func (p *Pipeline) emit(b *batch, f *Frame, pk *nat.Packet, hop *Hop) {
+func (p *Pipeline) emit(b *batch, f *dataplane.Frame, pk *nat.Packet, hop *dataplane.Hop) {
 	data := f.Data()
 	if r := nat.DecrementTTL(data, pk); r != nat.DropNone {
 		p.natDrop(b.pq, f, r) // TTL was checked before; only a broken invariant lands here
 		return
 	}
-	var h Hop
-	st := LookupOK
+	var h dataplane.Hop
+	st := dataplane.LookupOK
 	if hop == nil {
 		h, st = p.hops.Lookup(pk.Dst)
 		hop = &h
 	}
 	switch st {
-	case LookupOK:
-	case LookupUnresolved:
-		f.Drop(DropNeighUnresolved)
+	case dataplane.LookupOK:
+	case dataplane.LookupUnresolved:
+		f.Drop(dataplane.DropNeighUnresolved)
 		return
 	default:
-		f.Drop(DropNoRoute)
+		f.Drop(dataplane.DropNoRoute)
 		return
 	}
 	nat.SetEthernet(data, hop.DstMAC, hop.SrcMAC)
@@ -407,14 +409,14 @@ func (p *Pipeline) emit(b *batch, f *Frame, pk *nat.Packet, hop *Hop) {
 // exceeded, from the address this node uses towards the sender (the
 // receiving interface's, with symmetric routing), out of the receiving
 // interface.
-func (p *Pipeline) timeExceeded(b *batch, f *Frame, pk *nat.Packet) {
+func (p *Pipeline) timeExceeded(b *batch, f *dataplane.Frame, pk *nat.Packet) {
 	h, st := p.hops.Lookup(pk.Src)
-	if st == LookupNoRoute || !h.Src.IsValid() {
+	if st == dataplane.LookupNoRoute || !h.Src.IsValid() {
 		f.Drop(DropTTLExpired)
 		return
 	}
 	p.reply(b, f, pk, h.Src, nat.BuildICMPTimeExceeded, DropTTLExpired)
-	if f.Verdict == VerdictTX {
+	if f.Verdict == dataplane.VerdictTX {
 		b.pq.c.timeExceeded++
 	}
 }
@@ -422,8 +424,8 @@ func (p *Pipeline) timeExceeded(b *batch, f *Frame, pk *nat.Packet) {
 // reply builds an ICMP error answering pk into the queue's scratch buffer
 // and replaces the frame with it, to be sent back out of the receiving
 // interface (the builder swaps the Ethernet addresses).
-func (p *Pipeline) reply(b *batch, f *Frame, pk *nat.Packet, src netip.Addr,
-	build func(buf, frame []byte, p *nat.Packet, src netip.Addr) (int, error), fail DropReason) {
+func (p *Pipeline) reply(b *batch, f *dataplane.Frame, pk *nat.Packet, src netip.Addr,
+	build func(buf, frame []byte, p *nat.Packet, src netip.Addr) (int, error), fail dataplane.DropReason) {
 	room := min(len(b.pq.scratch), len(f.Buf)-f.Off)
 	n, err := build(b.pq.scratch[:room], f.Data(), pk, src)
 	if err != nil {

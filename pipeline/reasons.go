@@ -1,18 +1,21 @@
-package dataplane
+package pipeline
 
-import "github.com/xdpgate/xdpgate/nat"
+import (
+	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/nat"
+)
 
-// Drop reasons of the translation pipeline (FirstPipelineDropReason up).
+// Drop reasons of the translation pipeline (dataplane.FirstPipelineDropReason up).
 //
-// The I/O layer has 32 pipeline slots (FirstPipelineDropReason..
-// NumDropReasons-1) but package nat has more malformed-frame reasons than
+// The I/O layer has 32 pipeline slots (dataplane.FirstPipelineDropReason..
+// dataplane.NumDropReasons-1) but package nat has more malformed-frame reasons than
 // that, so a nat reason is counted twice: as one of the grouped
-// DropParse*/DropRewriteFailed reasons below (in QueueStats.Drops, by name),
-// and exactly, per nat.DropReason, in PipelineStats.NATDrops (metric label
+// DropParse*/DropRewriteFailed reasons below (in dataplane.QueueStats.Drops, by name),
+// and exactly, per nat.DropReason, in QueueStats.NATDrops (metric label
 // = nat.DropReason.String()). Every nat reason is therefore visible by name.
 const (
 	// DropParseL2: Ethernet or VLAN framing broken, or frame too long.
-	DropParseL2 DropReason = FirstPipelineDropReason + iota
+	DropParseL2 dataplane.DropReason = dataplane.FirstPipelineDropReason + iota
 	// DropParseIPv4: malformed IPv4 header, options or fragment bounds.
 	DropParseIPv4
 	// DropParseIPv6: malformed IPv6 header or extension headers.
@@ -79,23 +82,23 @@ var pipelineDropNames = [numPipelineDropReasons]string{
 }
 
 func init() {
-	if int(FirstPipelineDropReason)+numPipelineDropReasons > NumDropReasons {
+	if int(dataplane.FirstPipelineDropReason)+numPipelineDropReasons > dataplane.NumDropReasons {
 		panic("dataplane: too many pipeline drop reasons")
 	}
 	for i, n := range pipelineDropNames {
-		RegisterDropReason(FirstPipelineDropReason+DropReason(i), n)
+		dataplane.RegisterDropReason(dataplane.FirstPipelineDropReason+dataplane.DropReason(i), n)
 	}
 }
 
 // natDropGroup maps every nat.DropReason to the pipeline reason it is
-// counted under in QueueStats.Drops.
-var natDropGroup = func() (m [nat.NumDropReasons]DropReason) {
+// counted under in dataplane.QueueStats.Drops.
+var natDropGroup = func() (m [nat.NumDropReasons]dataplane.DropReason) {
 	for r := nat.DropReason(0); r < nat.NumDropReasons; r++ {
 		switch r {
 		case nat.DropNone:
-			m[r] = DropUnspecified
+			m[r] = dataplane.DropUnspecified
 		case nat.NotIP:
-			m[r] = DropNotIP
+			m[r] = dataplane.DropNotIP
 		case nat.DropFrameTooLong, nat.DropEthernetTruncated, nat.DropVLANTruncated, nat.DropVLANTooMany:
 			m[r] = DropParseL2
 		case nat.DropIPv4Truncated, nat.DropIPv4Version, nat.DropIPv4HeaderLength, nat.DropIPv4Options,

@@ -1,4 +1,4 @@
-package dataplane
+package pipeline
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"time"
+
+	"github.com/xdpgate/xdpgate/dataplane"
 )
 
 // ErrCaptureBusy is returned by StartCapture while another capture runs.
@@ -94,7 +96,7 @@ func (p *Pipeline) StartCapture(cfg CaptureConfig) (*Capture, error) {
 		cfg.SnapLen = 2048
 	}
 	if cfg.Points&^(CapturePre|CapturePost) != 0 || cfg.Ring > 1<<20 || cfg.SnapLen > 1<<16 {
-		return nil, fmt.Errorf("capture config %+v: %w", cfg, ErrPipelineConfig)
+		return nil, fmt.Errorf("capture config %+v: %w", cfg, ErrBadConfig)
 	}
 	c := &Capture{cfg: cfg, slots: make([]captureSlot, cfg.Ring), free: make(chan int32, cfg.Ring),
 		full: make(chan int32, cfg.Ring), held: -1, p: p}
@@ -135,14 +137,14 @@ func (c *Capture) Next(ctx context.Context) (r CaptureRecord, ok bool) {
 
 // frames copies the matching frames of a batch at point. Called by pollers
 // only while the session is published.
-func (c *Capture) frames(point CapturePoint, frames []Frame, txOnly bool) {
+func (c *Capture) frames(point CapturePoint, frames []dataplane.Frame, txOnly bool) {
 	if c.cfg.Points&point == 0 {
 		return
 	}
 	var now time.Time
 	for i := range frames {
 		f := &frames[i]
-		if txOnly && f.Verdict != VerdictTX {
+		if txOnly && f.Verdict != dataplane.VerdictTX {
 			continue
 		}
 		data := f.Data()

@@ -1,8 +1,10 @@
-package dataplane
+package pipeline
 
 import (
 	"net/netip"
 	"slices"
+
+	"github.com/xdpgate/xdpgate/dataplane"
 
 	"github.com/xdpgate/xdpgate/conntrack"
 	"github.com/xdpgate/xdpgate/snapshot"
@@ -87,7 +89,7 @@ func (p *Pipeline) OnSnapshot(old, new *snapshot.Snapshot) SnapshotChange {
 			case snapshot.SCTP:
 				ch.FlowsDeleted += p.ct.DeleteByEndpoint(e.ID)
 			case snapshot.TCP:
-				p.retained[L4Addr{Addr: e.Addr.Unmap(), Port: e.Port, Proto: uint8(osp.Protocol)}] = e.ID
+				p.retained[dataplane.L4Addr{Addr: e.Addr.Unmap(), Port: e.Port, Proto: uint8(osp.Protocol)}] = e.ID
 			}
 		}
 		if osp.Protocol == snapshot.UDP && nsp == nil {
@@ -130,7 +132,7 @@ func (p *Pipeline) OnSnapshot(old, new *snapshot.Snapshot) SnapshotChange {
 // must keep redirecting (otherwise their open connections would break at
 // the gateway although the flows are kept). Call it after Publish and
 // after PruneRetained reported a change.
-func (p *Pipeline) Rules(s *snapshot.Snapshot, snatAddrs []netip.Addr, portMin, portMax uint16) Rules {
+func (p *Pipeline) Rules(s *snapshot.Snapshot, snatAddrs []netip.Addr, portMin, portMax uint16) dataplane.Rules {
 	r := RulesFromSnapshot(s, snatAddrs, portMin, portMax)
 	p.pubMu.Lock()
 	for a := range p.retained {
@@ -145,7 +147,7 @@ func (p *Pipeline) Rules(s *snapshot.Snapshot, snatAddrs []netip.Addr, portMin, 
 // PruneRetained forgets retained endpoints that no flow uses any more
 // (and those that came back into the snapshot) and reports whether the
 // set changed, in which case the caller updates the classifier with
-// Rules. It reads the whole flow table (milliseconds per million flows of
+// dataplane.Rules. It reads the whole flow table (milliseconds per million flows of
 // capacity); call it every few seconds at most, from housekeeping.
 func (p *Pipeline) PruneRetained() bool {
 	p.pubMu.Lock()
@@ -221,8 +223,8 @@ func (p *Pipeline) Now() int64 { return p.cfg.Now() }
 // masqueraded flows). Frontends of service ports without endpoints are
 // included: their new connections must be rejected. Lists are sorted and
 // deduplicated. A nil s gives only the SNAT part.
-func RulesFromSnapshot(s *snapshot.Snapshot, snatAddrs []netip.Addr, portMin, portMax uint16) Rules {
-	r := Rules{SNATAddrs: slices.Clone(snatAddrs), SNATPortMin: portMin, SNATPortMax: portMax}
+func RulesFromSnapshot(s *snapshot.Snapshot, snatAddrs []netip.Addr, portMin, portMax uint16) dataplane.Rules {
+	r := dataplane.Rules{SNATAddrs: slices.Clone(snatAddrs), SNATPortMin: portMin, SNATPortMax: portMax}
 	if s == nil {
 		return r
 	}
@@ -232,22 +234,22 @@ func RulesFromSnapshot(s *snapshot.Snapshot, snatAddrs []netip.Addr, portMin, po
 		proto := uint8(sp.Protocol)
 		for _, list := range [][]netip.Addr{sp.ClusterIPs, sp.ExternalIPs, sp.LoadBalancerIPs} {
 			for _, a := range list {
-				r.Frontends = append(r.Frontends, L4Addr{Addr: a.Unmap(), Port: sp.Port, Proto: proto})
+				r.Frontends = append(r.Frontends, dataplane.L4Addr{Addr: a.Unmap(), Port: sp.Port, Proto: proto})
 			}
 		}
 		if sp.NodePort != 0 {
-			r.NodePorts = append(r.NodePorts, PortProto{Port: sp.NodePort, Proto: proto})
+			r.NodePorts = append(r.NodePorts, dataplane.PortProto{Port: sp.NodePort, Proto: proto})
 		}
 		for k := range sp.Endpoints {
 			e := &sp.Endpoints[k]
-			r.Endpoints = append(r.Endpoints, L4Addr{Addr: e.Addr.Unmap(), Port: e.Port, Proto: proto})
+			r.Endpoints = append(r.Endpoints, dataplane.L4Addr{Addr: e.Addr.Unmap(), Port: e.Port, Proto: proto})
 		}
 	}
 	slices.SortFunc(r.Frontends, compareL4)
 	r.Frontends = slices.Compact(r.Frontends)
 	slices.SortFunc(r.Endpoints, compareL4)
 	r.Endpoints = slices.Compact(r.Endpoints)
-	slices.SortFunc(r.NodePorts, func(a, b PortProto) int {
+	slices.SortFunc(r.NodePorts, func(a, b dataplane.PortProto) int {
 		if a.Port != b.Port {
 			return int(a.Port) - int(b.Port)
 		}
@@ -261,7 +263,7 @@ func RulesFromSnapshot(s *snapshot.Snapshot, snatAddrs []netip.Addr, portMin, po
 	return r
 }
 
-func compareL4(a, b L4Addr) int {
+func compareL4(a, b dataplane.L4Addr) int {
 	if c := a.Addr.Compare(b.Addr); c != 0 {
 		return c
 	}

@@ -1,9 +1,11 @@
-package dataplane
+package pipeline
 
 import (
 	"net/netip"
 	"sync/atomic"
 	"testing"
+
+	"github.com/xdpgate/xdpgate/dataplane"
 
 	"github.com/xdpgate/xdpgate/snapshot"
 )
@@ -43,14 +45,14 @@ func TestPipelineNoAllocs(t *testing.T) {
 			return nf
 		}},
 	}
-	frames := make([]Frame, 1)
+	frames := make([]dataplane.Frame, 1)
 	buf := make([]byte, 2048)
-	q := &Queue{Index: 1}
+	q := &dataplane.Queue{Index: 1}
 	for _, tc := range tests {
 		allocs := testing.AllocsPerRun(200, func() {
 			b := tc.next()
 			copy(buf[256:], b)
-			frames[0] = Frame{Buf: buf, Off: 256, Len: len(b)}
+			frames[0] = dataplane.Frame{Buf: buf, Off: 256, Len: len(b)}
 			w.p.Process(q, frames)
 		})
 		if allocs != 0 {
@@ -74,7 +76,7 @@ func benchWorld(b *testing.B, n int, affinitySeconds uint32) (*ptWorld, [][]byte
 	for i := range frames {
 		c = c.Next()
 		frames[i] = tcpPkt(c, 5000, ptVIP4, 80, "A").build(b)
-		if f := w.run(b, frames[i]); f.Verdict != VerdictTX {
+		if f := w.run(b, frames[i]); f.Verdict != dataplane.VerdictTX {
 			b.Fatalf("setup flow %d: %v/%v", i, f.Verdict, f.Reason)
 		}
 	}
@@ -83,9 +85,9 @@ func benchWorld(b *testing.B, n int, affinitySeconds uint32) (*ptWorld, [][]byte
 
 // processBatches runs the frames through Process in batches of 64, like
 // a poller, re-copying each frame (the pipeline rewrites in place).
-func processBatches(b *testing.B, p *Pipeline, q *Queue, frames [][]byte, iters int, start int) {
+func processBatches(b *testing.B, p *Pipeline, q *dataplane.Queue, frames [][]byte, iters int, start int) {
 	const batchN = 64
-	fs := make([]Frame, batchN)
+	fs := make([]dataplane.Frame, batchN)
 	bufs := make([][]byte, batchN)
 	for i := range bufs {
 		bufs[i] = make([]byte, 2048)
@@ -97,7 +99,7 @@ func processBatches(b *testing.B, p *Pipeline, q *Queue, frames [][]byte, iters 
 			src := frames[k%len(frames)]
 			k++
 			copy(bufs[i][256:], src)
-			fs[i] = Frame{Buf: bufs[i], Off: 256, Len: len(src)}
+			fs[i] = dataplane.Frame{Buf: bufs[i], Off: 256, Len: len(src)}
 		}
 		p.Process(q, fs[:n])
 	}
@@ -110,7 +112,7 @@ func BenchmarkPipelineEstablished(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	stop := pipeCPUTimer(b)
-	processBatches(b, w.p, &Queue{Index: 0}, frames, b.N, 0)
+	processBatches(b, w.p, &dataplane.Queue{Index: 0}, frames, b.N, 0)
 	stop()
 }
 
@@ -130,12 +132,12 @@ func BenchmarkPipelineNewFlow(b *testing.B) {
 		frames[i] = tcpPkt(c, 1, ptVIP4, 80, "S").build(b)
 	}
 	const batchN = 64
-	fs := make([]Frame, batchN)
+	fs := make([]dataplane.Frame, batchN)
 	bufs := make([][]byte, batchN)
 	for i := range bufs {
 		bufs[i] = make([]byte, 2048)
 	}
-	q := &Queue{Index: 0}
+	q := &dataplane.Queue{Index: 0}
 	k := 0
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -149,7 +151,7 @@ func BenchmarkPipelineNewFlow(b *testing.B) {
 			k++
 			copy(bufs[i][256:], src)
 			bufs[i][256+34], bufs[i][256+35] = byte(port>>8), byte(port)
-			fs[i] = Frame{Buf: bufs[i], Off: 256, Len: len(src)}
+			fs[i] = dataplane.Frame{Buf: bufs[i], Off: 256, Len: len(src)}
 		}
 		p := w.p
 		p.Process(q, fs[:n])
@@ -171,9 +173,9 @@ func BenchmarkPipelineParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		q := &Queue{Index: int(next.Add(1)-1) % 2}
+		q := &dataplane.Queue{Index: int(next.Add(1)-1) % 2}
 		const batchN = 64
-		fs := make([]Frame, batchN)
+		fs := make([]dataplane.Frame, batchN)
 		bufs := make([][]byte, batchN)
 		for i := range bufs {
 			bufs[i] = make([]byte, 2048)
@@ -185,7 +187,7 @@ func BenchmarkPipelineParallel(b *testing.B) {
 				src := frames[k%len(frames)]
 				k++
 				copy(bufs[n][256:], src)
-				fs[n] = Frame{Buf: bufs[n], Off: 256, Len: len(src)}
+				fs[n] = dataplane.Frame{Buf: bufs[n], Off: 256, Len: len(src)}
 				n++
 			}
 			if n == 0 {

@@ -1,10 +1,12 @@
-package dataplane
+package pipeline
 
 import (
 	"bytes"
 	"net"
 	"net/netip"
 	"testing"
+
+	"github.com/xdpgate/xdpgate/dataplane"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -47,20 +49,20 @@ var (
 	ptTestNet6 = netip.MustParsePrefix("2001:2::/48")
 )
 
-func (ptHops) Lookup(dst netip.Addr) (Hop, LookupStatus) {
+func (ptHops) Lookup(dst netip.Addr) (dataplane.Hop, dataplane.LookupStatus) {
 	switch {
 	case dst == ptUnknown4:
-		return Hop{Ifindex: 3, SrcMAC: ptGWMAC, Src: ptGW4}, LookupUnresolved
+		return dataplane.Hop{Ifindex: 3, SrcMAC: ptGWMAC, Src: ptGW4}, dataplane.LookupUnresolved
 	case dst.Is4() && ptEPNet4.Contains(dst):
-		return Hop{Ifindex: 3, SrcMAC: ptGWMAC, DstMAC: ptEPMAC, Src: ptGW4, MTU: 1500}, LookupOK
+		return dataplane.Hop{Ifindex: 3, SrcMAC: ptGWMAC, DstMAC: ptEPMAC, Src: ptGW4, MTU: 1500}, dataplane.LookupOK
 	case dst.Is6() && ptEPNet6.Contains(dst):
-		return Hop{Ifindex: 3, SrcMAC: ptGWMAC, DstMAC: ptEPMAC, Src: ptGW6, MTU: 1500}, LookupOK
+		return dataplane.Hop{Ifindex: 3, SrcMAC: ptGWMAC, DstMAC: ptEPMAC, Src: ptGW6, MTU: 1500}, dataplane.LookupOK
 	case dst.Is4() && ptTestNet4.Contains(dst):
-		return Hop{Ifindex: 2, SrcMAC: ptGWMAC, DstMAC: ptRouter, Src: ptGW4, Gateway: dst, MTU: 1500}, LookupOK
+		return dataplane.Hop{Ifindex: 2, SrcMAC: ptGWMAC, DstMAC: ptRouter, Src: ptGW4, Gateway: dst, MTU: 1500}, dataplane.LookupOK
 	case dst.Is6() && ptTestNet6.Contains(dst):
-		return Hop{Ifindex: 2, SrcMAC: ptGWMAC, DstMAC: ptRouter, Src: ptGW6, Gateway: dst, MTU: 1500}, LookupOK
+		return dataplane.Hop{Ifindex: 2, SrcMAC: ptGWMAC, DstMAC: ptRouter, Src: ptGW6, Gateway: dst, MTU: 1500}, dataplane.LookupOK
 	}
-	return Hop{}, LookupNoRoute
+	return dataplane.Hop{}, dataplane.LookupNoRoute
 }
 
 // ptClock is an injected clock.
@@ -106,7 +108,7 @@ type ptWorld struct {
 	clock *ptClock
 }
 
-func newWorld(t testing.TB, s *snapshot.Snapshot, mutate func(*PipelineConfig)) *ptWorld {
+func newWorld(t testing.TB, s *snapshot.Snapshot, mutate func(*Config)) *ptWorld {
 	t.Helper()
 	ct, err := conntrack.New(conntrack.Config{MaxFlows: 1 << 14, Seed: 1})
 	if err != nil {
@@ -117,11 +119,11 @@ func newWorld(t testing.TB, s *snapshot.Snapshot, mutate func(*PipelineConfig)) 
 		t.Fatal(err)
 	}
 	clock := &ptClock{t: 1000 * second}
-	cfg := PipelineConfig{Conntrack: ct, Affinity: aff, Hops: ptHops{}, NumQueues: 2, Now: clock.now}
+	cfg := Config{Conntrack: ct, Affinity: aff, Hops: ptHops{}, NumQueues: 2, Now: clock.now}
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	p, err := NewPipeline(cfg)
+	p, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,17 +205,17 @@ func udpPkt(src netip.Addr, sport uint16, dst netip.Addr, dport uint16) ptPkt {
 }
 
 // run processes one frame on queue 0 and returns it.
-func (w *ptWorld) run(t testing.TB, b []byte) Frame {
+func (w *ptWorld) run(t testing.TB, b []byte) dataplane.Frame {
 	t.Helper()
-	fs := []Frame{ptFrame(b)}
-	w.p.Process(&Queue{Index: 0, Ifindex: 2}, fs)
+	fs := []dataplane.Frame{ptFrame(b)}
+	w.p.Process(&dataplane.Queue{Index: 0, Ifindex: 2}, fs)
 	return fs[0]
 }
 
-func ptFrame(b []byte) Frame {
+func ptFrame(b []byte) dataplane.Frame {
 	buf := make([]byte, 2048)
 	copy(buf[256:], b)
-	return Frame{Buf: buf, Off: 256, Len: len(b)}
+	return dataplane.Frame{Buf: buf, Off: 256, Len: len(b)}
 }
 
 // decoded is what a test reads back from a frame.
@@ -298,7 +300,7 @@ func csum(b []byte) uint16 {
 func (w *ptWorld) dst(t testing.TB, k ptPkt) netip.Addr {
 	t.Helper()
 	f := w.run(t, k.build(t))
-	if f.Verdict != VerdictTX {
+	if f.Verdict != dataplane.VerdictTX {
 		t.Fatalf("Process = %v/%v, want TX", f.Verdict, f.Reason)
 	}
 	return ptDecode(t, f.Data()).dst

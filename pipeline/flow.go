@@ -1,7 +1,9 @@
-package dataplane
+package pipeline
 
 import (
 	"net/netip"
+
+	"github.com/xdpgate/xdpgate/dataplane"
 
 	"github.com/xdpgate/xdpgate/affinity"
 	"github.com/xdpgate/xdpgate/conntrack"
@@ -15,7 +17,7 @@ type newFlowStatus uint8
 const (
 	// newFlowDone: the frame's verdict is set (drop or ICMP reply).
 	newFlowDone newFlowStatus = iota
-	// newFlowHop: forward along the flow; the returned Hop is the resolved
+	// newFlowHop: forward along the flow; the returned dataplane.Hop is the resolved
 	// next hop of the translated destination.
 	newFlowHop
 	// newFlowLookup: forward along the flow; resolve the next hop again
@@ -39,9 +41,9 @@ func opensConnection(pk *nat.Packet) bool {
 // a flow, as with nf_conntrack_tcp_loose=1: after a restart, mid-stream TCP
 // is picked up again and, the choice being Maglev, sent where the other
 // gateways send it.
-func (p *Pipeline) newFlow(b *batch, f *Frame, pk *nat.Packet) (conntrack.Flow, Hop, newFlowStatus) {
+func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntrack.Flow, dataplane.Hop, newFlowStatus) {
 	var fl conntrack.Flow
-	var hop Hop
+	var hop dataplane.Hop
 	pq, s := b.pq, b.snap
 	if !pk.HasPorts {
 		f.Drop(DropNotTracked)
@@ -62,7 +64,7 @@ func (p *Pipeline) newFlow(b *batch, f *Frame, pk *nat.Packet) (conntrack.Flow, 
 		// From the frontend address the client used (the VIP, or the
 		// node address of a NodePort).
 		p.reply(b, f, pk, pk.Dst, nat.BuildICMPPortUnreachable, DropRejectNotAllowed)
-		if f.Verdict == VerdictTX {
+		if f.Verdict == dataplane.VerdictTX {
 			pq.c.rejects++
 		}
 		return fl, hop, newFlowDone
@@ -103,8 +105,8 @@ func (p *Pipeline) newFlow(b *batch, f *Frame, pk *nat.Packet) (conntrack.Flow, 
 		return fl, hop, newFlowDone
 	}
 	hop, st := p.hops.Lookup(ep.Addr)
-	if st == LookupNoRoute {
-		f.Drop(DropNoRoute)
+	if st == dataplane.LookupNoRoute {
+		f.Drop(dataplane.DropNoRoute)
 		return fl, hop, newFlowDone
 	}
 
@@ -154,7 +156,7 @@ func (p *Pipeline) newFlow(b *batch, f *Frame, pk *nat.Packet) (conntrack.Flow, 
 		// Another poller (or an earlier frame of this batch) inserted the
 		// flow first: apply its translation, whatever this one chose.
 		pq.c.insertRaces++
-		st = LookupUnresolved // re-resolve: the winner's endpoint may differ
+		st = dataplane.LookupUnresolved // re-resolve: the winner's endpoint may differ
 	case conntrack.Conflict:
 		f.Drop(DropConntrackConflict)
 		return fl, hop, newFlowDone
@@ -166,7 +168,7 @@ func (p *Pipeline) newFlow(b *batch, f *Frame, pk *nat.Packet) (conntrack.Flow, 
 		return fl, hop, newFlowDone
 	}
 	p.ct.Touch(fl.Handle, conntrack.Original, pk.TCPFlags, int(pk.End-pk.L3Off), b.now)
-	if st != LookupOK {
+	if st != dataplane.LookupOK {
 		return fl, hop, newFlowLookup
 	}
 	return fl, hop, newFlowHop

@@ -1,8 +1,10 @@
-package dataplane
+package pipeline
 
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/xdpgate/xdpgate/dataplane"
 
 	"github.com/xdpgate/xdpgate/snapshot"
 )
@@ -30,13 +32,13 @@ func FuzzPipeline(f *testing.F) {
 		if len(b) > 1792 {
 			b = b[:1792]
 		}
-		fs := []Frame{ptFrame(b)}
-		w.p.Process(&Queue{Index: 0}, fs)
+		fs := []dataplane.Frame{ptFrame(b)}
+		w.p.Process(&dataplane.Queue{Index: 0}, fs)
 		fr := fs[0]
-		if fr.Verdict == VerdictDrop && fr.Reason == DropUnspecified {
+		if fr.Verdict == dataplane.VerdictDrop && fr.Reason == dataplane.DropUnspecified {
 			t.Fatalf("frame %x dropped without a reason", b)
 		}
-		if fr.Verdict == VerdictTX && (fr.Off+fr.Len > len(fr.Buf) || fr.Len < 14) {
+		if fr.Verdict == dataplane.VerdictTX && (fr.Off+fr.Len > len(fr.Buf) || fr.Len < 14) {
 			t.Fatalf("TX frame out of bounds: off %d len %d", fr.Off, fr.Len)
 		}
 	})

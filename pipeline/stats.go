@@ -1,4 +1,4 @@
-package dataplane
+package pipeline
 
 import (
 	"sync/atomic"
@@ -40,10 +40,10 @@ func (pq *pipeQueue) publish() {
 	}
 }
 
-// PipelineStats are one queue's pipeline counters, cumulative since
-// NewPipeline, as of the end of the queue's last batch. Drops by reason
-// are in the I/O layer's QueueStats.Drops.
-type PipelineStats struct {
+// QueueStats are one queue's pipeline counters, cumulative since
+// New, as of the end of the queue's last batch. Drops by reason
+// are in the I/O layer's dataplane.QueueStats.Drops.
+type QueueStats struct {
 	// Established and Replies count packets of existing flows in the
 	// original and the reply direction.
 	Established, Replies uint64
@@ -64,13 +64,13 @@ type PipelineStats struct {
 	// SNATRetries counts SNAT ports found in use while allocating.
 	SNATRetries uint64
 	// NATDrops counts drops by exact nat reason (index nat.DropReason);
-	// QueueStats.Drops has them grouped.
+	// dataplane.QueueStats.Drops has them grouped.
 	NATDrops [nat.NumDropReasons]uint64
 }
 
-// Stats returns every queue's counters, indexed by Queue.Index.
-func (p *Pipeline) Stats() []PipelineStats {
-	out := make([]PipelineStats, len(p.queues))
+// Stats returns every queue's counters, indexed by dataplane.Queue.Index.
+func (p *Pipeline) Stats() []QueueStats {
+	out := make([]QueueStats, len(p.queues))
 	for i := range p.queues {
 		c, o := &p.queues[i].pub, &out[i]
 		o.Established, o.Replies = c.c[0].Load(), c.c[1].Load()

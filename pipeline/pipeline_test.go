@@ -1,10 +1,12 @@
-package dataplane
+package pipeline
 
 import (
 	"encoding/binary"
 	"net/netip"
 	"slices"
 	"testing"
+
+	"github.com/xdpgate/xdpgate/dataplane"
 
 	"github.com/google/gopacket/layers"
 
@@ -51,7 +53,7 @@ func TestPipelineTranslate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			in := tc.in.build(t)
 			f := w.run(t, in)
-			if f.Verdict != VerdictTX {
+			if f.Verdict != dataplane.VerdictTX {
 				t.Fatalf("Process(%s) verdict = %v reason %v, want TX", tc.name, f.Verdict, f.Reason)
 			}
 			if f.Ifindex != 3 {
@@ -86,7 +88,7 @@ func TestPipelineTranslate(t *testing.T) {
 			// The endpoint answers; the client must see the frontend.
 			back := ptPkt{src: got.dst, dst: got.src, sport: got.dport, dport: got.sport, proto: tc.in.proto, tcpFlags: "SA"}
 			f = w.run(t, back.build(t))
-			if f.Verdict != VerdictTX {
+			if f.Verdict != dataplane.VerdictTX {
 				t.Fatalf("reply verdict = %v reason %v, want TX", f.Verdict, f.Reason)
 			}
 			r := ptDecode(t, f.Data())
@@ -151,12 +153,12 @@ func TestPipelineReject(t *testing.T) {
 			in := tc.in.build(t)
 			f := w.run(t, in)
 			if !tc.reject {
-				if f.Verdict != VerdictDrop || f.Reason != DropRejectNotNew {
+				if f.Verdict != dataplane.VerdictDrop || f.Reason != DropRejectNotNew {
 					t.Fatalf("verdict = %v/%v, want drop %v", f.Verdict, f.Reason, DropRejectNotNew)
 				}
 				return
 			}
-			if f.Verdict != VerdictTX || f.Ifindex != 0 {
+			if f.Verdict != dataplane.VerdictTX || f.Ifindex != 0 {
 				t.Fatalf("verdict = %v/%v ifindex %d, want TX on the receiving interface", f.Verdict, f.Reason, f.Ifindex)
 			}
 			d := ptDecode(t, f.Data())
@@ -207,18 +209,18 @@ func TestPipelineDropCauses(t *testing.T) {
 	tests := []struct {
 		name string
 		in   ptPkt
-		want DropReason
+		want dataplane.DropReason
 	}{
 		{"not a service", tcpPkt(ptClient4, 1, netip.MustParseAddr("198.18.100.9"), 80, "S"), DropNotService},
 		{"source range", tcpPkt(ptClient4, 1, ptLB4, 80, "S"), DropSourceRange},
 		{"ETP Local without local endpoints", tcpPkt(ptClient4, 1, ptExt4, 80, "S"), DropNoLocalEndpoints},
-		{"endpoint neighbour unresolved", tcpPkt(ptClient4, 1, netip.MustParseAddr("198.18.100.2"), 80, "S"), DropNeighUnresolved},
+		{"endpoint neighbour unresolved", tcpPkt(ptClient4, 1, netip.MustParseAddr("198.18.100.2"), 80, "S"), dataplane.DropNeighUnresolved},
 		{"no route back for a reply", tcpPkt(ptEP4a, 8080, netip.MustParseAddr("10.0.0.1"), 5, "SA"), DropNotService},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := w.run(t, tc.in.build(t))
-			if f.Verdict != VerdictDrop || f.Reason != tc.want {
+			if f.Verdict != dataplane.VerdictDrop || f.Reason != tc.want {
 				t.Errorf("Process = %v/%v, want drop %v", f.Verdict, f.Reason, tc.want)
 			}
 		})
@@ -235,7 +237,7 @@ func TestPipelineTTL(t *testing.T) {
 	in.ttl = 1
 	b := in.build(t)
 	f := w.run(t, b)
-	if f.Verdict != VerdictTX || f.Ifindex != 0 {
+	if f.Verdict != dataplane.VerdictTX || f.Ifindex != 0 {
 		t.Fatalf("TTL 1: verdict %v/%v ifindex %d, want TX back", f.Verdict, f.Reason, f.Ifindex)
 	}
 	d := ptDecode(t, f.Data())
@@ -324,13 +326,13 @@ func TestPipelineHairpin(t *testing.T) {
 // and the fifth is a counted drop.
 func TestPipelineSNATPorts(t *testing.T) {
 	s := ptSnapshot(t, snapshot.Snapshot{MasqueradeAll: true, ServicePorts: []snapshot.ServicePort{ptPort(1, snapshot.TCP, ptVIP4, []netip.Addr{ptEP4a}, nil)}})
-	w := newWorld(t, s, func(c *PipelineConfig) { c.SNATPortMin, c.SNATPortMax = 40000, 40003 })
+	w := newWorld(t, s, func(c *Config) { c.SNATPortMin, c.SNATPortMax = 40000, 40003 })
 	used := map[uint16]bool{}
 	c := netip.MustParseAddr("198.19.5.0")
 	for i := 0; i < 4; i++ {
 		c = c.Next()
 		f := w.run(t, tcpPkt(c, 1000, ptVIP4, 80, "S").build(t))
-		if f.Verdict != VerdictTX {
+		if f.Verdict != dataplane.VerdictTX {
 			t.Fatalf("flow %d: %v/%v, want TX", i, f.Verdict, f.Reason)
 		}
 		d := ptDecode(t, f.Data())
@@ -340,7 +342,7 @@ func TestPipelineSNATPorts(t *testing.T) {
 		used[d.sport] = true
 	}
 	f := w.run(t, tcpPkt(c.Next(), 1000, ptVIP4, 80, "S").build(t))
-	if f.Verdict != VerdictDrop || f.Reason != DropSNATExhausted {
+	if f.Verdict != dataplane.VerdictDrop || f.Reason != DropSNATExhausted {
 		t.Errorf("fifth flow: %v/%v, want drop %v", f.Verdict, f.Reason, DropSNATExhausted)
 	}
 }
@@ -355,7 +357,7 @@ func TestPipelineMalformed(t *testing.T) {
 	tests := []struct {
 		name string
 		b    []byte
-		want DropReason
+		want dataplane.DropReason
 		nat  nat.DropReason
 	}{
 		{"empty", nil, DropParseL2, nat.DropEthernetTruncated},
@@ -363,14 +365,14 @@ func TestPipelineMalformed(t *testing.T) {
 		{"IPv4 cut", trunc(20), DropParseIPv4, nat.DropIPv4Truncated},
 		{"IHL 4", badIHL, DropParseIPv4, nat.DropIPv4HeaderLength},
 		{"TCP data offset", badTCP, DropParseL4, nat.DropTCPDataOffset},
-		{"ARP", append(append([]byte{}, good[:12]...), 0x08, 0x06, 0, 1), DropNotIP, nat.NotIP},
+		{"ARP", append(append([]byte{}, good[:12]...), 0x08, 0x06, 0, 1), dataplane.DropNotIP, nat.NotIP},
 	}
 	w := newWorld(t, nil, nil)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			before := w.p.Stats()[0].NATDrops[tc.nat]
 			f := w.run(t, tc.b)
-			if f.Verdict != VerdictDrop || f.Reason != tc.want {
+			if f.Verdict != dataplane.VerdictDrop || f.Reason != tc.want {
 				t.Errorf("Process = %v/%v, want drop %v", f.Verdict, f.Reason, tc.want)
 			}
 			if after := w.p.Stats()[0].NATDrops[tc.nat]; after != before+1 {
@@ -399,7 +401,7 @@ func TestPipelineICMPError(t *testing.T) {
 	frame = append(append(frame, ip...), icmp...)
 
 	f := w.run(t, frame)
-	if f.Verdict != VerdictTX || f.Ifindex != 2 {
+	if f.Verdict != dataplane.VerdictTX || f.Ifindex != 2 {
 		t.Fatalf("ICMP error: %v/%v ifindex %d, want TX on 2", f.Verdict, f.Reason, f.Ifindex)
 	}
 	b := f.Data()
@@ -425,7 +427,7 @@ func TestPipelineICMPError(t *testing.T) {
 
 	// An error about no flow is dropped.
 	frame[14+20+8+12] ^= 1 // quoted source: another client
-	if g := w.run(t, frame); g.Verdict != VerdictDrop || g.Reason != DropICMPErrorUntracked {
+	if g := w.run(t, frame); g.Verdict != dataplane.VerdictDrop || g.Reason != DropICMPErrorUntracked {
 		t.Errorf("untracked ICMP error: %v/%v, want drop %v", g.Verdict, g.Reason, DropICMPErrorUntracked)
 	}
 }
@@ -445,11 +447,11 @@ func TestPipelineFragments(t *testing.T) {
 	setFrag(second, false, cut)
 
 	f := w.run(t, first)
-	if f.Verdict != VerdictTX {
+	if f.Verdict != dataplane.VerdictTX {
 		t.Fatalf("first fragment: %v/%v", f.Verdict, f.Reason)
 	}
 	f = w.run(t, second)
-	if f.Verdict != VerdictTX {
+	if f.Verdict != dataplane.VerdictTX {
 		t.Fatalf("second fragment: %v/%v", f.Verdict, f.Reason)
 	}
 	d := f.Data()
@@ -463,7 +465,7 @@ func TestPipelineFragments(t *testing.T) {
 	binary.BigEndian.PutUint16(lone[18:], 99) // another datagram
 	binary.BigEndian.PutUint16(lone[24:], 0)
 	binary.BigEndian.PutUint16(lone[24:], csum(lone[14:34]))
-	if f := w.run(t, lone); f.Verdict != VerdictDrop || f.Reason != DropFragmentUnknown {
+	if f := w.run(t, lone); f.Verdict != dataplane.VerdictDrop || f.Reason != DropFragmentUnknown {
 		t.Errorf("lone later fragment: %v/%v, want drop %v", f.Verdict, f.Reason, DropFragmentUnknown)
 	}
 	if got := w.p.Stats()[0].Fragments; got != 1 {
@@ -525,7 +527,7 @@ func TestPipelineOnSnapshot(t *testing.T) {
 	}
 	// The TCP endpoint that left keeps its replies redirected while its
 	// flow lives.
-	retained := L4Addr{ptEP4a, 8080, 6}
+	retained := dataplane.L4Addr{Addr: ptEP4a, Port: 8080, Proto: 6}
 	if r := w.p.Rules(newSnap, nil, 1, 2); !slices.Contains(r.Endpoints, retained) {
 		t.Errorf("Rules().Endpoints = %v, want the retained %v", r.Endpoints, retained)
 	}
@@ -536,7 +538,7 @@ func TestPipelineOnSnapshot(t *testing.T) {
 	if !w.p.PruneRetained() {
 		t.Errorf("PruneRetained() = false after the flow ended")
 	}
-	if r := w.p.Rules(newSnap, nil, 1, 2); slices.Contains(r.Endpoints, L4Addr{ptEP4a, 8080, 6}) {
+	if r := w.p.Rules(newSnap, nil, 1, 2); slices.Contains(r.Endpoints, dataplane.L4Addr{Addr: ptEP4a, Port: 8080, Proto: 6}) {
 		t.Errorf("Rules().Endpoints = %v, want %v gone", r.Endpoints, retained)
 	}
 }
@@ -550,7 +552,7 @@ func TestRulesFromSnapshot(t *testing.T) {
 		ptPort(2, snapshot.UDP, ptVIP4, []netip.Addr{ptEP4a}, nil),
 	}})
 	r := RulesFromSnapshot(s, []netip.Addr{ptGW4, ptGW4}, 100, 200)
-	wantFE := []L4Addr{{ptVIP4, 80, 6}, {ptVIP4, 80, 17}, {ptLB4, 80, 6}}
+	wantFE := []dataplane.L4Addr{{Addr: ptVIP4, Port: 80, Proto: 6}, {Addr: ptVIP4, Port: 80, Proto: 17}, {Addr: ptLB4, Port: 80, Proto: 6}}
 	if len(r.Frontends) != len(wantFE) {
 		t.Fatalf("Frontends = %v, want %v", r.Frontends, wantFE)
 	}
@@ -559,7 +561,7 @@ func TestRulesFromSnapshot(t *testing.T) {
 			t.Errorf("Frontends[%d] = %v, want %v", i, r.Frontends[i], wantFE[i])
 		}
 	}
-	if len(r.Endpoints) != 3 || len(r.NodePorts) != 1 || r.NodePorts[0] != (PortProto{30000, 6}) ||
+	if len(r.Endpoints) != 3 || len(r.NodePorts) != 1 || r.NodePorts[0] != (dataplane.PortProto{Port: 30000, Proto: 6}) ||
 		len(r.SNATAddrs) != 1 || r.SNATPortMin != 100 || r.SNATPortMax != 200 || len(r.NodePortAddrs) != 1 {
 		t.Errorf("RulesFromSnapshot = %+v", r)
 	}
@@ -569,27 +571,27 @@ func TestNewPipelineConfig(t *testing.T) {
 	w := newWorld(t, nil, nil)
 	tests := []struct {
 		name string
-		cfg  PipelineConfig
+		cfg  Config
 	}{
-		{"no tables", PipelineConfig{NumQueues: 1}},
-		{"no queues", PipelineConfig{Conntrack: w.ct, Affinity: w.aff, Hops: ptHops{}}},
-		{"inverted range", PipelineConfig{Conntrack: w.ct, Affinity: w.aff, Hops: ptHops{}, NumQueues: 1, SNATPortMin: 10, SNATPortMax: 5}},
+		{"no tables", Config{NumQueues: 1}},
+		{"no queues", Config{Conntrack: w.ct, Affinity: w.aff, Hops: ptHops{}}},
+		{"inverted range", Config{Conntrack: w.ct, Affinity: w.aff, Hops: ptHops{}, NumQueues: 1, SNATPortMin: 10, SNATPortMax: 5}},
 	}
 	for _, tc := range tests {
-		if _, err := NewPipeline(tc.cfg); err == nil {
-			t.Errorf("NewPipeline(%s) = nil error, want ErrPipelineConfig", tc.name)
+		if _, err := New(tc.cfg); err == nil {
+			t.Errorf("New(%s) = nil error, want ErrBadConfig", tc.name)
 		}
 	}
 }
 
 func TestPipelineDropReasonNames(t *testing.T) {
-	for r := FirstPipelineDropReason; r < FirstPipelineDropReason+numPipelineDropReasons; r++ {
+	for r := dataplane.FirstPipelineDropReason; r < dataplane.FirstPipelineDropReason+numPipelineDropReasons; r++ {
 		if s := r.String(); s == "" || s[:min(len(s), 7)] == "reason_" {
 			t.Errorf("DropReason(%d).String() = %q, want a registered name", r, s)
 		}
 	}
 	for r := nat.DropReason(2); r < nat.NumDropReasons; r++ {
-		if natDropGroup[r] < FirstPipelineDropReason {
+		if natDropGroup[r] < dataplane.FirstPipelineDropReason {
 			t.Errorf("nat reason %v maps to %v, want a pipeline reason", r, natDropGroup[r])
 		}
 	}
@@ -615,9 +617,9 @@ func TestPipelineConcurrentInsert(t *testing.T) {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			for i := range in {
-				fs := []Frame{ptFrame(in[i])}
-				w.p.Process(&Queue{Index: q}, fs)
-				if fs[0].Verdict == VerdictTX {
+				fs := []dataplane.Frame{ptFrame(in[i])}
+				w.p.Process(&dataplane.Queue{Index: q}, fs)
+				if fs[0].Verdict == dataplane.VerdictTX {
 					out[q][i] = append([]byte{}, fs[0].Data()...)
 				}
 			}
@@ -665,7 +667,7 @@ func TestPipelineICMPErrorSNAT(t *testing.T) {
 	sent := append([]byte{}, out.Data()...) // gateway:snat -> endpoint
 	router := netip.MustParseAddr("198.18.64.1")
 	f := w.run(t, icmp4Error(router, ptGW4, sent[14:14+28]))
-	if f.Verdict != VerdictTX || f.Ifindex != 2 {
+	if f.Verdict != dataplane.VerdictTX || f.Ifindex != 2 {
 		t.Fatalf("ICMP error: %v/%v ifindex %d, want TX towards the client (2)", f.Verdict, f.Reason, f.Ifindex)
 	}
 	b := f.Data()

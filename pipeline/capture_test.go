@@ -1,10 +1,12 @@
-package dataplane
+package pipeline
 
 import (
 	"context"
 	"errors"
 	"net/netip"
 	"testing"
+
+	"github.com/xdpgate/xdpgate/dataplane"
 
 	"github.com/xdpgate/xdpgate/snapshot"
 )
@@ -118,12 +120,12 @@ func TestCaptureNoAllocs(t *testing.T) {
 	w := captureWorld(t)
 	est := tcpPkt(ptClient4, 1111, ptVIP4, 80, "A").build(t)
 	w.run(t, est)
-	frames := make([]Frame, 1)
+	frames := make([]dataplane.Frame, 1)
 	buf := make([]byte, 2048)
-	q := &Queue{Index: 1}
+	q := &dataplane.Queue{Index: 1}
 	run := func() {
 		copy(buf[256:], est)
-		frames[0] = Frame{Buf: buf, Off: 256, Len: len(est)}
+		frames[0] = dataplane.Frame{Buf: buf, Off: 256, Len: len(est)}
 		w.p.Process(q, frames)
 	}
 	c, err := w.p.StartCapture(CaptureConfig{Ring: 8})
