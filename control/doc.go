@@ -26,7 +26,8 @@
 // # Semantics
 //
 // The rules are those of kube-proxy's iptables and nftables proxiers
-// (../shared/reference/kube-proxy-semantics.md sections 1-4 and 6); where
+// (kubernetes/kubernetes pkg/proxy/iptables/proxier.go,
+// pkg/proxy/nftables/proxier.go and pkg/proxy/topology.go); where
 // the modes differ, iptables/nftables is followed, never IPVS:
 //
 //   - Skipped: Services labelled service.kubernetes.io/service-proxy-name

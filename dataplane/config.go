@@ -3,6 +3,7 @@ package dataplane
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 )
 
@@ -35,7 +36,8 @@ type Config struct {
 	// pinning (the thread is still locked).
 	CPUs []int
 	// BusyPoll is how long a poller spins on an empty RX ring before it
-	// sleeps in poll(2) (default 50µs; negative: never spin).
+	// sleeps in poll(2); 0 never spins. (xdpgate run's default,
+	// xdp.busyPoll, is in internal/config.)
 	BusyPoll time.Duration
 	// IdleWakeup bounds a poll(2) sleep so completions are reclaimed on an
 	// idle socket (default 1s).
@@ -65,9 +67,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 64
-	}
-	if c.BusyPoll == 0 {
-		c.BusyPoll = 50 * time.Microsecond
 	}
 	if c.IdleWakeup == 0 {
 		c.IdleWakeup = time.Second
@@ -127,4 +126,51 @@ func frameSizeFor(configured, mtu int) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("MTU %d needs %d-byte frames, largest is 4096 (no multi-buffer): %w", mtu, need, ErrMTUTooLarge)
+}
+
+// AttachMode selects the XDP attach mode. Its text forms (String,
+// ParseAttachMode) are the configuration file's xdp.mode values.
+type AttachMode uint8
+
+// Attach modes.
+const (
+	// AttachNative attaches in driver mode only.
+	AttachNative AttachMode = iota
+	// AttachNativeOrGeneric tries driver mode, then generic (SKB) mode.
+	AttachNativeOrGeneric
+	// AttachGeneric attaches in generic (SKB) mode only.
+	AttachGeneric
+)
+
+// BindMode selects AF_XDP copy or zero-copy.
+type BindMode uint8
+
+// Bind modes.
+const (
+	// BindAuto lets the kernel use zero-copy when the driver supports it.
+	BindAuto BindMode = iota
+	// BindCopy forces copy mode.
+	BindCopy
+	// BindZeroCopy requires zero-copy; binding fails without it.
+	BindZeroCopy
+)
+
+var attachModeNames = [...]string{AttachNative: "native", AttachNativeOrGeneric: "auto", AttachGeneric: "generic"}
+
+// String returns the mode's configuration name: native, auto or generic.
+func (m AttachMode) String() string {
+	if int(m) < len(attachModeNames) {
+		return attachModeNames[m]
+	}
+	return "AttachMode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// ParseAttachMode parses a configuration name (native, generic or auto).
+func ParseAttachMode(s string) (AttachMode, error) {
+	for m, name := range attachModeNames {
+		if s == name {
+			return AttachMode(m), nil
+		}
+	}
+	return 0, fmt.Errorf("%q: want native, generic or auto: %w", s, ErrBadConfig)
 }

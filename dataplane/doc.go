@@ -1,9 +1,21 @@
 // Package dataplane is xdpgate's AF_XDP I/O layer: the XDP classifier that
 // decides which frames leave the kernel, one AF_XDP socket and one poller
 // goroutine per (interface, receive queue), next-hop resolution from the
-// kernel's tables, and the per-batch Processor hook where the translation
-// pipeline plugs in. Only this package touches AF_XDP, XDP programs and
+// kernel's tables, and the transmit paths. It knows nothing of Services: each
+// poller hands its received batch to a Processor (the translation pipeline,
+// package pipeline, or the raw Forwarder) and applies the verdicts the
+// Processor sets. Only this package touches AF_XDP, XDP programs and
 // netlink; on other operating systems Open returns ErrNotSupported.
+//
+// # Files
+//
+// frame.go is the Processor seam (Frame, Queue, Verdict); reasons.go the drop
+// reasons, the I/O layer's own and the range reserved for the Processor;
+// rules.go what the classifier redirects; egress.go and egress_linux.go next
+// hops; config.go the Config and its defaults; stats.go the counters;
+// errors.go the sentinel errors. xsk_linux.go holds the socket and ring
+// code, poller_linux.go the poll loop, classifier_linux.go the XDP program's
+// maps, txsocket_linux.go a transmit-only socket for packet generators.
 //
 // # Packet path
 //

@@ -77,7 +77,7 @@ func TestPrivTrafficPolicy(t *testing.T) {
 // TestPrivEndpointRemoved: with ClientIP affinity, an endpoint leaving the
 // manifest moves its clients on their next connection; other clients keep
 // their endpoint, and every open connection keeps working (TCP flows are
-// kept, kube-proxy-semantics.md 4.3).
+// kept, as kube-proxy never flushes TCP conntrack entries).
 func TestPrivEndpointRemoved(t *testing.T) {
 	const nClients = 60
 	w := newWorld(t, nClients, 3, 1)
@@ -147,7 +147,8 @@ func echo(c net.Conn) error {
 // TestPrivUDPEndpointRemoved: UDP clients sending from a fixed source port
 // (one flow each, kept alive by their traffic) reach another endpoint as
 // soon as theirs leaves: the UDP flows to it are deleted (kube-proxy's UDP
-// conntrack cleanup, kube-proxy-semantics.md 4.2/4.3), clients of the
+// conntrack cleanup, kubernetes/kubernetes pkg/proxy/conntrack/cleanup.go,
+// checked upstream by test/e2e/network/conntrack.go), clients of the
 // other endpoints keep theirs.
 func TestPrivUDPEndpointRemoved(t *testing.T) {
 	const nClients = 40

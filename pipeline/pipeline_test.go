@@ -528,7 +528,7 @@ func TestPipelineOnSnapshot(t *testing.T) {
 	// The TCP endpoint that left keeps its replies redirected while its
 	// flow lives.
 	retained := dataplane.L4Addr{Addr: ptEP4a, Port: 8080, Proto: 6}
-	if r := w.p.Rules(newSnap, nil, 1, 2); !slices.Contains(r.Endpoints, retained) {
+	if r := w.p.Rules(newSnap, nil); !slices.Contains(r.Endpoints, retained) {
 		t.Errorf("Rules().Endpoints = %v, want the retained %v", r.Endpoints, retained)
 	}
 	if w.p.PruneRetained() {
@@ -538,7 +538,7 @@ func TestPipelineOnSnapshot(t *testing.T) {
 	if !w.p.PruneRetained() {
 		t.Errorf("PruneRetained() = false after the flow ended")
 	}
-	if r := w.p.Rules(newSnap, nil, 1, 2); slices.Contains(r.Endpoints, dataplane.L4Addr{Addr: ptEP4a, Port: 8080, Proto: 6}) {
+	if r := w.p.Rules(newSnap, nil); slices.Contains(r.Endpoints, dataplane.L4Addr{Addr: ptEP4a, Port: 8080, Proto: 6}) {
 		t.Errorf("Rules().Endpoints = %v, want %v gone", r.Endpoints, retained)
 	}
 }
@@ -551,7 +551,7 @@ func TestRulesFromSnapshot(t *testing.T) {
 		}),
 		ptPort(2, snapshot.UDP, ptVIP4, []netip.Addr{ptEP4a}, nil),
 	}})
-	r := RulesFromSnapshot(s, []netip.Addr{ptGW4, ptGW4}, 100, 200)
+	r := rulesFromSnapshot(s, []netip.Addr{ptGW4, ptGW4}, 100, 200)
 	wantFE := []dataplane.L4Addr{{Addr: ptVIP4, Port: 80, Proto: 6}, {Addr: ptVIP4, Port: 80, Proto: 17}, {Addr: ptLB4, Port: 80, Proto: 6}}
 	if len(r.Frontends) != len(wantFE) {
 		t.Fatalf("Frontends = %v, want %v", r.Frontends, wantFE)
@@ -563,7 +563,7 @@ func TestRulesFromSnapshot(t *testing.T) {
 	}
 	if len(r.Endpoints) != 3 || len(r.NodePorts) != 1 || r.NodePorts[0] != (dataplane.PortProto{Port: 30000, Proto: 6}) ||
 		len(r.SNATAddrs) != 1 || r.SNATPortMin != 100 || r.SNATPortMax != 200 || len(r.NodePortAddrs) != 1 {
-		t.Errorf("RulesFromSnapshot = %+v", r)
+		t.Errorf("rulesFromSnapshot = %+v", r)
 	}
 }
 

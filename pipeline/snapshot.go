@@ -38,8 +38,8 @@ func (p *Pipeline) Publish(s *snapshot.Snapshot) SnapshotChange {
 // change from old to new (either may be nil). It is called by Publish; it
 // is exported for wirings that publish the snapshot themselves.
 //
-// Flows (kube-proxy-semantics.md section 4.3, and 1.6 "Existing TCP
-// conntrack entries are not flushed"):
+// Flows (kube-proxy's UDP conntrack reconciler, kubernetes/kubernetes
+// pkg/proxy/conntrack/cleanup.go; TCP entries are never flushed):
 //   - TCP flows are kept, even to endpoints that left the EndpointSlice:
 //     "when an endpoint leaves, its clients are re-balanced on their next
 //     connection, other clients keep their open connections". The new
@@ -127,13 +127,14 @@ func (p *Pipeline) OnSnapshot(old, new *snapshot.Snapshot) SnapshotChange {
 	return ch
 }
 
-// Rules is RulesFromSnapshot plus the retained endpoints: TCP endpoints
+// Rules is rulesFromSnapshot plus the retained endpoints: TCP endpoints
 // that left the snapshot but still have flows, whose replies the classifier
 // must keep redirecting (otherwise their open connections would break at
-// the gateway although the flows are kept). Call it after Publish and
-// after PruneRetained reported a change.
-func (p *Pipeline) Rules(s *snapshot.Snapshot, snatAddrs []netip.Addr, portMin, portMax uint16) dataplane.Rules {
-	r := RulesFromSnapshot(s, snatAddrs, portMin, portMax)
+// the gateway although the flows are kept). The SNAT port range is the
+// pipeline's (Config). Call it after Publish and after PruneRetained
+// reported a change; Applier does.
+func (p *Pipeline) Rules(s *snapshot.Snapshot, snatAddrs []netip.Addr) dataplane.Rules {
+	r := rulesFromSnapshot(s, snatAddrs, p.cfg.SNATPortMin, p.cfg.SNATPortMax)
 	p.pubMu.Lock()
 	for a := range p.retained {
 		r.Endpoints = append(r.Endpoints, a)
@@ -216,14 +217,14 @@ func (p *Pipeline) Housekeep(now int64, ctBudget, affBudget int) (flows, affinit
 // Now returns the pipeline's clock (monotonic nanoseconds).
 func (p *Pipeline) Now() int64 { return p.cfg.Now() }
 
-// RulesFromSnapshot computes the classifier rules for s: every frontend
+// rulesFromSnapshot computes the classifier rules for s: every frontend
 // (ClusterIPs, externalIPs, LB IPs with the service port), every NodePort
 // with the NodePort addresses, every endpoint (replies of unmasqueraded
 // flows), and the SNAT addresses with the SNAT port range (replies of
 // masqueraded flows). Frontends of service ports without endpoints are
 // included: their new connections must be rejected. Lists are sorted and
 // deduplicated. A nil s gives only the SNAT part.
-func RulesFromSnapshot(s *snapshot.Snapshot, snatAddrs []netip.Addr, portMin, portMax uint16) dataplane.Rules {
+func rulesFromSnapshot(s *snapshot.Snapshot, snatAddrs []netip.Addr, portMin, portMax uint16) dataplane.Rules {
 	r := dataplane.Rules{SNATAddrs: slices.Clone(snatAddrs), SNATPortMin: portMin, SNATPortMax: portMax}
 	if s == nil {
 		return r

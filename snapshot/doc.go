@@ -44,8 +44,9 @@
 // Classify answers, for the first packet of a flow, which service port it is
 // for, whether it is forwarded, rejected or dropped, which endpoint chain
 // (cluster or local) is used and whether it is masqueraded. The rules follow
-// kube-proxy's iptables and nftables proxiers (see ARCHITECTURE.md and
-// ../shared/reference/kube-proxy-semantics.md sections 2 and 4); the choice of
+// kube-proxy's iptables and nftables proxiers (kubernetes/kubernetes
+// pkg/proxy/iptables/proxier.go and pkg/proxy/nftables/proxier.go; see
+// ARCHITECTURE.md); the choice of
 // one endpoint inside the chain (affinity, then Maglev) is the dataplane's.
 //
 // Traffic that xdpgate sees arrives on a managed interface, so it is never

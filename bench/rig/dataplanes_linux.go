@@ -250,9 +250,9 @@ func startForwarder(t *topology, sc Scenario, o Options) (*forwarderGateway, err
 	f := &forwarderGateway{done: make(chan error, 1)}
 	log := slog.New(slog.DiscardHandler)
 	err := t.do(t.gw, func() (err error) {
-		// BusyPoll -1: never spin, as xdpgate in the rig (--busy-poll 0).
+		// BusyPoll 0: never spin, as xdpgate in the rig (--busy-poll 0).
 		if f.dp, err = dataplane.Open(dataplane.Config{Interfaces: t.gatewayIfaces(),
-			CPUs: []int{o.GatewayCPU}, BusyPoll: -1, Logger: log}); err != nil {
+			CPUs: []int{o.GatewayCPU}, BusyPoll: 0, Logger: log}); err != nil {
 			return err
 		}
 		f.eg, err = dataplane.NewEgress(dataplane.EgressConfig{Logger: log})

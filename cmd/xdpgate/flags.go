@@ -16,7 +16,7 @@ import (
 // Sentinel errors of the command.
 var (
 	// errUsage: bad flags; the problem has been written to stderr.
-	errUsage = errors.New("usage")
+	errUsage = config.ErrUsage
 	// errMissingCaps: the process lacks capabilities it needs.
 	errMissingCaps = errors.New("missing capabilities")
 )
@@ -100,16 +100,7 @@ func optionsFrom(c config.Configuration) (options, error) {
 		logLevel:          r.LogLevel,
 		adminSocket:       c.XDP.AdminSocket,
 		busyPoll:          r.BusyPoll,
-	}
-	switch c.XDP.Mode {
-	case "native":
-		o.xdpMode = dataplane.AttachNative
-	case "generic":
-		o.xdpMode = dataplane.AttachGeneric
-	case "auto":
-		o.xdpMode = dataplane.AttachNativeOrGeneric
-	default:
-		return options{}, &config.FieldError{Field: "xdp.mode", Err: fmt.Errorf("%q: want native, generic or auto", c.XDP.Mode)}
+		xdpMode:           r.XDPMode,
 	}
 	return o, nil
 }

@@ -12,9 +12,12 @@ import (
 // because it is a diagnostic of the process, not configuration.
 const cpuProfileEnv = "XDPGATE_CPUPROFILE"
 
-// startCPUProfile starts profiling into path; the returned function stops
-// and closes it.
+// startCPUProfile starts profiling into path ("": no profile); the returned
+// function stops and closes it.
 func startCPUProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cpuProfileEnv, err)

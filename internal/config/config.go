@@ -1,5 +1,12 @@
 package config
 
+import (
+	"strconv"
+
+	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/pipeline"
+)
+
 // APIVersion is the apiVersion a configuration file must declare.
 const APIVersion = "xdpgate.io/v1alpha1"
 
@@ -88,20 +95,25 @@ type XDPConfiguration struct {
 	BusyPoll string `json:"busyPoll"`
 }
 
-// Defaults, in one place. DefaultSNATPortRange repeats
-// dataplane.DefaultSNATPortMin/Max rather than importing dataplane, so that
-// this package stays a leaf (deploy tooling imports it); a test keeps the
-// two equal.
+// Defaults, in one place. The SNAT range and the attach mode are the
+// packages' own (pipeline.DefaultSNATPortMin/Max, dataplane.AttachNative),
+// spelled in the file's text form.
 const (
 	DefaultHealthzBindAddress = "0.0.0.0:10256"
 	DefaultMetricsBindAddress = "127.0.0.1:10249"
 	DefaultLogLevel           = "info"
-	DefaultXDPMode            = "native"
 	DefaultConntrackMax       = 1 << 20
 	DefaultAffinityMax        = 1 << 20
-	DefaultSNATPortRange      = "20000-29999"
 	DefaultAdminSocket        = "/run/xdpgate/admin.sock"
 	DefaultBusyPoll           = "50us"
+)
+
+var (
+	// DefaultXDPMode is xdp.mode's default, native.
+	DefaultXDPMode = dataplane.AttachNative.String()
+	// DefaultSNATPortRange is xdp.snatPortRange's default, the pipeline's
+	// (see pipeline.DefaultSNATPortMin for why the range sits there).
+	DefaultSNATPortRange = strconv.Itoa(pipeline.DefaultSNATPortMin) + "-" + strconv.Itoa(pipeline.DefaultSNATPortMax)
 )
 
 // Default returns the configuration used for every field that neither the

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/xdpgate/xdpgate/dataplane"
 )
 
 // Sentinel errors of the package.
@@ -62,6 +64,8 @@ type Resolved struct {
 	LogLevel slog.Level
 	// BusyPoll is xdp.busyPoll; 0 means never spin.
 	BusyPoll time.Duration
+	// XDPMode is xdp.mode.
+	XDPMode dataplane.AttachMode
 }
 
 // Validate checks every field and returns all problems found, each a
@@ -166,12 +170,10 @@ func (c Configuration) Resolve() (Resolved, error) {
 		}
 		seen[n] = true
 	}
-	switch x.Mode {
-	case "native", "generic", "auto":
-	default:
+	var err error
+	if r.XDPMode, err = dataplane.ParseAttachMode(x.Mode); err != nil {
 		add(fieldErr("xdp.mode", "%q: want native, generic or auto", x.Mode))
 	}
-	var err error
 	if r.CPUs, err = ParseCPUs(x.CPUs); err != nil {
 		add(fieldErr("xdp.cpus", "%v", err))
 	}

@@ -258,7 +258,8 @@ func (n *NS) AddRoute(t testing.TB, dst, gw string) {
 
 // TxOff turns transmit checksum offload off on dev (ethtool -K dev tx off),
 // so that frames it sends towards a managed interface carry complete L4
-// checksums (see test-environment.md: CHECKSUM_PARTIAL on veth).
+// checksums (a veth peer in the same host sends CHECKSUM_PARTIAL frames,
+// whose L4 checksum XDP sees unfinished).
 func (n *NS) TxOff(t testing.TB, dev string) {
 	t.Helper()
 	n.MustRun(t, "ethtool", "-K", dev, "tx", "off")

@@ -1,8 +1,11 @@
-package main
+package admin
 
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +19,7 @@ import (
 	"github.com/xdpgate/xdpgate/affinity"
 	"github.com/xdpgate/xdpgate/conntrack"
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/internal/config"
 	"github.com/xdpgate/xdpgate/pipeline"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
@@ -28,10 +32,10 @@ var (
 	testOther  = netip.MustParseAddr("198.18.0.6")
 )
 
-// testAdminSource builds a snapshot with one ClientIP service (two
+// testSource builds a snapshot with one ClientIP service (two
 // endpoints, one terminating) and one plain service, a flow table with one
 // flow per service and one affinity entry.
-func testAdminSource(t *testing.T) adminSource {
+func testSource(t *testing.T) Source {
 	t.Helper()
 	s, errs := snapshot.New(snapshot.Snapshot{
 		Generation: 7, NodeName: "gw1",
@@ -71,15 +75,15 @@ func testAdminSource(t *testing.T) adminSource {
 		t.Fatal(err)
 	}
 	aff.Pin(1, testClient, 11, 600, now-int64(100*time.Second))
-	return adminSource{
-		snapshot: func() *snapshot.Snapshot { return s }, conntrack: ct, affinity: aff,
-		now: func() int64 { return now },
-		queues: func() []dataplane.QueueStats {
+	return Source{
+		Snapshot: func() *snapshot.Snapshot { return s }, Conntrack: ct, Affinity: aff,
+		Now: func() int64 { return now },
+		Queues: func() []dataplane.QueueStats {
 			q := dataplane.QueueStats{Ifname: "eth1", QueueID: 0, RxFrames: 10, TxFrames: 8}
 			q.Drops[pipeline.DropParseL2] = 2
 			return []dataplane.QueueStats{q, {Ifname: "eth1", QueueID: 1, RxFrames: 1}}
 		},
-		pipeline: func() []pipeline.QueueStats { return []pipeline.QueueStats{{NewFlows: 3}, {Forwarded: 1}} },
+		Pipeline: func() []pipeline.QueueStats { return []pipeline.QueueStats{{NewFlows: 3}, {Forwarded: 1}} },
 	}
 }
 
@@ -96,8 +100,8 @@ func getJSON(t *testing.T, h http.Handler, url string, v any) int {
 }
 
 func TestAdminServices(t *testing.T) {
-	h := adminHandler(testAdminSource(t))
-	var got adminServices
+	h := Handler(testSource(t))
+	var got Services
 	if code := getJSON(t, h, "/v1/services", &got); code != 200 {
 		t.Fatalf("GET /v1/services = %d, want 200", code)
 	}
@@ -108,7 +112,7 @@ func TestAdminServices(t *testing.T) {
 	if web.Name != "web" || web.Protocol != "TCP" || web.AffinitySeconds != 600 || web.ExternalPolicy != "Local" || web.InternalPolicy != "Cluster" {
 		t.Errorf("web = %+v, want TCP, affinity 600, Local/Cluster", web)
 	}
-	want := []adminEndpoint{
+	want := []Endpoint{
 		{ID: 11, Addr: netip.AddrPortFrom(testEP1, 8080), Node: "gw1", Local: true, Ready: true, Serving: true, InCluster: true, InLocal: true},
 		{ID: 12, Addr: netip.AddrPortFrom(testEP2, 8080), Node: "n2", Serving: true, Terminating: true},
 	}
@@ -118,7 +122,7 @@ func TestAdminServices(t *testing.T) {
 }
 
 func TestAdminConntrack(t *testing.T) {
-	h := adminHandler(testAdminSource(t))
+	h := Handler(testSource(t))
 	for _, tc := range []struct {
 		name      string
 		query     string
@@ -138,7 +142,7 @@ func TestAdminConntrack(t *testing.T) {
 		{"no match", "?host=198.18.9.9", 0, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var got adminConntrack
+			var got Conntrack
 			if code := getJSON(t, h, "/v1/conntrack"+tc.query, &got); code != 200 {
 				t.Fatalf("GET %s = %d, want 200", tc.query, code)
 			}
@@ -148,7 +152,7 @@ func TestAdminConntrack(t *testing.T) {
 			}
 		})
 	}
-	var got adminConntrack
+	var got Conntrack
 	getJSON(t, h, "/v1/conntrack?proto=udp", &got)
 	f := got.Flows[0]
 	if f.Proto != "udp" || f.Service != "kube-system/dns:/UDP" || f.Orig.Dst.String() != "198.18.100.2:53" ||
@@ -163,12 +167,12 @@ func TestAdminConntrack(t *testing.T) {
 }
 
 func TestAdminAffinity(t *testing.T) {
-	h := adminHandler(testAdminSource(t))
-	var got []adminAffinity
+	h := Handler(testSource(t))
+	var got []Affinity
 	if code := getJSON(t, h, "/v1/affinity", &got); code != 200 || len(got) != 1 {
 		t.Fatalf("GET /v1/affinity = %d, %d entries, want 200, 1", code, len(got))
 	}
-	want := adminAffinity{Service: "default/web:http/TCP", ServicePortID: 1, Client: testClient, EndpointID: 11,
+	want := Affinity{Service: "default/web:http/TCP", ServicePortID: 1, Client: testClient, EndpointID: 11,
 		Endpoint: "198.19.1.10:8080", RemainingMilli: 500_000, TimeoutSeconds: 600}
 	if got[0] != want {
 		t.Errorf("affinity = %+v, want %+v", got[0], want)
@@ -182,8 +186,8 @@ func TestAdminAffinity(t *testing.T) {
 }
 
 func TestAdminStats(t *testing.T) {
-	h := adminHandler(testAdminSource(t))
-	var got adminStats
+	h := Handler(testSource(t))
+	var got Stats
 	if code := getJSON(t, h, "/v1/stats", &got); code != 200 {
 		t.Fatalf("GET /v1/stats = %d", code)
 	}
@@ -203,12 +207,12 @@ func TestAdminStats(t *testing.T) {
 func TestAdminSocketInspect(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
 	path := filepath.Join(dir, "admin.sock")
-	a, err := startAdmin(path, adminHandler(testAdminSource(t)), slog.New(slog.DiscardHandler))
+	a, err := Start(path, Handler(testSource(t)), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("startAdmin: %v", err)
 	}
-	if _, err := startAdmin(path, http.NotFoundHandler(), slog.New(slog.DiscardHandler)); err == nil {
-		t.Errorf("second startAdmin on a live socket succeeded, want error")
+	if _, err := Start(path, http.NotFoundHandler(), slog.New(slog.DiscardHandler)); err == nil {
+		t.Errorf("second Start on a live socket succeeded, want error")
 	}
 	fi, err := os.Stat(path)
 	if err != nil || fi.Mode().Perm() != 0o600 {
@@ -230,7 +234,7 @@ func TestAdminSocketInspect(t *testing.T) {
 	} {
 		args := append(tc.args, "--socket", path)
 		var out, errb bytes.Buffer
-		if code := mainArgs(append([]string{"inspect"}, args...), &out, &errb); code != 0 {
+		if code := exitCode(Inspect, args, &out, &errb); code != 0 {
 			t.Errorf("inspect %q = exit %d, stderr %q", args, code, errb.String())
 			continue
 		}
@@ -241,7 +245,7 @@ func TestAdminSocketInspect(t *testing.T) {
 		}
 	}
 	var errb bytes.Buffer
-	if code := mainArgs([]string{"inspect", "conntrack", "--service", "x/y", "--socket", path}, &bytes.Buffer{}, &errb); code != 1 || !strings.Contains(errb.String(), "not found") {
+	if code := exitCode(Inspect, []string{"conntrack", "--service", "x/y", "--socket", path}, &bytes.Buffer{}, &errb); code != 1 || !strings.Contains(errb.String(), "not found") {
 		t.Errorf("inspect unknown service = exit %d, %q; want 1, not found", code, errb.String())
 	}
 	if err := a.Close(); err != nil {
@@ -250,7 +254,7 @@ func TestAdminSocketInspect(t *testing.T) {
 	if _, err := os.Lstat(path); !os.IsNotExist(err) {
 		t.Errorf("socket after Close: %v, want removed", err)
 	}
-	if code := mainArgs([]string{"inspect", "stats", "--socket", path}, &bytes.Buffer{}, &errb); code != 1 {
+	if code := exitCode(Inspect, []string{"stats", "--socket", path}, &bytes.Buffer{}, &errb); code != 1 {
 		t.Errorf("inspect without server = exit %d, want 1", code)
 	}
 }
@@ -272,5 +276,19 @@ func TestParseInspectFlags(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("parseInspectFlags(%q) error = %v, want ok %t", tc.args, err, tc.ok)
 		}
+	}
+}
+
+// exitCode runs a command as cmd/xdpgate does and returns its exit code: 0,
+// 2 for a usage error, 1 for any other error (written to stderr).
+func exitCode(cmd func(args []string, stdout, stderr io.Writer) error, args []string, stdout, stderr io.Writer) int {
+	switch err := cmd(args, stdout, stderr); {
+	case err == nil:
+		return 0
+	case errors.Is(err, config.ErrUsage):
+		return 2
+	default:
+		fmt.Fprintln(stderr, err)
+		return 1
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"bytes"
@@ -45,16 +45,16 @@ func synFrame(t *testing.T, src netip.Addr, sport uint16, dst netip.Addr, dport 
 // to the web service and to another address, and decodes the pcap: the
 // original SYN (pre) then the translated one (post).
 func TestAdminCapture(t *testing.T) {
-	src := testAdminSource(t)
-	pl, err := pipeline.New(pipeline.Config{Conntrack: src.conntrack, Affinity: src.affinity,
-		Hops: allHops{}, NumQueues: 1, Now: src.now, Logger: slog.New(slog.DiscardHandler)})
+	src := testSource(t)
+	pl, err := pipeline.New(pipeline.Config{Conntrack: src.Conntrack, Affinity: src.Affinity,
+		Hops: allHops{}, NumQueues: 1, Now: src.Now, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl.Publish(src.snapshot())
-	src.capture = pl.StartCapture
+	pl.Publish(src.Snapshot())
+	src.StartCapture = pl.StartCapture
 	path := filepath.Join(t.TempDir(), "admin.sock")
-	a, err := startAdmin(path, adminHandler(src), slog.New(slog.DiscardHandler))
+	a, err := Start(path, Handler(src), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestAdminCapture(t *testing.T) {
 	var errb bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- mainArgs([]string{"capture", "--socket", path, "--service", "default/web", "-c", "2", "--point", "both", "-w", out}, &bytes.Buffer{}, &errb)
+		done <- exitCode(Capture, []string{"--socket", path, "--service", "default/web", "-c", "2", "--point", "both", "-w", out}, &bytes.Buffer{}, &errb)
 	}()
 	client := netip.MustParseAddr("198.18.0.50")
 	other := synFrame(t, client, 999, netip.MustParseAddr("198.18.100.2"), 53) // not the web service

@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"context"
@@ -115,8 +115,8 @@ func serviceAddrPorts(s *snapshot.Snapshot, ids map[uint32]bool) []netip.AddrPor
 // serveCapture streams a pcap of the frames the pipeline sees until count
 // frames were written, the duration ends or the client goes away. The
 // numbers of frames written and skipped (ring full) are sent as trailers.
-func serveCapture(src adminSource, w http.ResponseWriter, r *http.Request) {
-	if src.capture == nil {
+func serveCapture(src Source, w http.ResponseWriter, r *http.Request) {
+	if src.StartCapture == nil {
 		http.Error(w, "capture is not available", http.StatusServiceUnavailable)
 		return
 	}
@@ -125,7 +125,7 @@ func serveCapture(src adminSource, w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	c, err := src.capture(req.cfg)
+	c, err := src.StartCapture(req.cfg)
 	if errors.Is(err, pipeline.ErrCaptureBusy) {
 		http.Error(w, "another capture is running (one at a time)", http.StatusConflict)
 		return

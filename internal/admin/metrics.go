@@ -1,39 +1,28 @@
-package main
+package admin
 
 import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/xdpgate/xdpgate/affinity"
-	"github.com/xdpgate/xdpgate/conntrack"
 	"github.com/xdpgate/xdpgate/dataplane"
 	"github.com/xdpgate/xdpgate/nat"
-	"github.com/xdpgate/xdpgate/pipeline"
 )
 
-// statsSource is what the collector reads: the I/O layer's and the
-// pipeline's per-queue counters and the flow table's.
-type statsSource struct {
-	queues   func() []dataplane.QueueStats
-	pipeline func() []pipeline.QueueStats
-	ct       func() conntrack.Stats
-	aff      func() affinity.Stats
-}
-
-// collector exports the dataplane counters at scrape time (no per-packet
+// Collector exports the dataplane counters at scrape time (no per-packet
 // work: the pollers keep their own counters, this reads them).
-type collector struct {
-	src statsSource
+type Collector struct {
+	src Source
 
 	rxFrames, rxBytes, txFrames, txBytes, drops *prometheus.Desc
 	pipe, natDrops, ctEntries, ctOps            *prometheus.Desc
 	affEntries, affOps                          *prometheus.Desc
 }
 
-func newCollector(src statsSource) *collector {
+// NewCollector returns a Collector reading src.
+func NewCollector(src Source) *Collector {
 	q := []string{"interface", "queue"}
-	return &collector{
+	return &Collector{
 		src:        src,
 		rxFrames:   prometheus.NewDesc("xdpgate_rx_frames_total", "Frames received from the AF_XDP RX ring.", q, nil),
 		rxBytes:    prometheus.NewDesc("xdpgate_rx_bytes_total", "Bytes received from the AF_XDP RX ring.", q, nil),
@@ -50,19 +39,19 @@ func newCollector(src statsSource) *collector {
 }
 
 // Describe implements prometheus.Collector.
-func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rxFrames, c.rxBytes, c.txFrames, c.txBytes, c.drops, c.pipe, c.natDrops, c.ctEntries, c.ctOps, c.affEntries, c.affOps} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector.
-func (c *collector) Collect(ch chan<- prometheus.Metric) {
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	if c.src.queues != nil {
-		for _, s := range c.src.queues() {
+	if c.src.Queues != nil {
+		for _, s := range c.src.Queues() {
 			q := strconv.Itoa(s.QueueID)
 			counter(c.rxFrames, s.RxFrames, s.Ifname, q)
 			counter(c.rxBytes, s.RxBytes, s.Ifname, q)
@@ -75,8 +64,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	if c.src.pipeline != nil {
-		for i, s := range c.src.pipeline() {
+	if c.src.Pipeline != nil {
+		for i, s := range c.src.Pipeline() {
 			q := strconv.Itoa(i)
 			for _, e := range []struct {
 				name string
@@ -96,8 +85,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	if c.src.ct != nil {
-		st := c.src.ct()
+	if c.src.Conntrack != nil {
+		st := c.src.Conntrack.Stats()
 		ch <- prometheus.MustNewConstMetric(c.ctEntries, prometheus.GaugeValue, float64(st.Entries4), "IPv4")
 		ch <- prometheus.MustNewConstMetric(c.ctEntries, prometheus.GaugeValue, float64(st.Entries6), "IPv6")
 		counter(c.ctOps, st.Inserts, "inserts")
@@ -107,8 +96,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.ctOps, st.Expiries, "expiries")
 		counter(c.ctOps, st.Deletes, "deletes")
 	}
-	if c.src.aff != nil {
-		st := c.src.aff()
+	if c.src.Affinity != nil {
+		st := c.src.Affinity.Stats()
 		ch <- prometheus.MustNewConstMetric(c.affEntries, prometheus.GaugeValue, float64(st.Entries))
 		for _, op := range []struct {
 			name string

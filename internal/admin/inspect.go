@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"context"
@@ -15,14 +15,9 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-)
 
-func init() {
-	subcommands["inspect"] = subcommand{
-		summary: "show services, conntrack, affinity or stats of a running xdpgate",
-		run:     inspect,
-	}
-}
+	"github.com/xdpgate/xdpgate/internal/config"
+)
 
 // inspectUsage is printed for -h and bad arguments.
 const inspectUsage = `usage: xdpgate inspect services|conntrack|affinity|stats [flags]
@@ -62,18 +57,18 @@ func parseInspectFlags(args []string, stderr io.Writer) (inspectOptions, error) 
 		o.what, args = args[0], args[1:]
 	}
 	if err := fs.Parse(args); err != nil {
-		return o, errUsage
+		return o, config.ErrUsage
 	}
 	if o.what == "" && fs.NArg() > 0 {
 		o.what = fs.Arg(0)
 		if err := fs.Parse(fs.Args()[1:]); err != nil {
-			return o, errUsage
+			return o, config.ErrUsage
 		}
 	}
 	bad := func(format string, a ...any) (inspectOptions, error) {
 		fmt.Fprintf(stderr, "xdpgate inspect: "+format+"\n", a...)
 		fs.Usage()
-		return o, errUsage
+		return o, config.ErrUsage
 	}
 	if fs.NArg() > 0 {
 		return bad("unexpected argument %q", fs.Arg(0))
@@ -112,9 +107,9 @@ func parseInspectFlags(args []string, stderr io.Writer) (inspectOptions, error) 
 	return o, nil
 }
 
-// adminClient returns an HTTP client whose every connection goes to the unix
+// newClient returns an HTTP client whose every connection goes to the unix
 // socket path.
-func adminClient(path string, timeout time.Duration) *http.Client {
+func newClient(path string, timeout time.Duration) *http.Client {
 	return &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{
@@ -127,9 +122,9 @@ func adminClient(path string, timeout time.Duration) *http.Client {
 	}
 }
 
-// adminGet fetches /v1/<what>?query from the admin socket and returns the
+// get fetches /v1/<what>?query from the admin socket and returns the
 // body of a 200 answer.
-func adminGet(c *http.Client, socket, what string, query url.Values) ([]byte, error) {
+func get(c *http.Client, socket, what string, query url.Values) ([]byte, error) {
 	u := "http://xdpgate/v1/" + what
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -149,8 +144,8 @@ func adminGet(c *http.Client, socket, what string, query url.Values) ([]byte, er
 	return body, nil
 }
 
-// inspect is `xdpgate inspect`.
-func inspect(args []string, stdout, stderr io.Writer) error {
+// Inspect is `xdpgate inspect`.
+func Inspect(args []string, stdout, stderr io.Writer) error {
 	o, err := parseInspectFlags(args, stderr)
 	if err != nil {
 		return err
@@ -159,7 +154,7 @@ func inspect(args []string, stdout, stderr io.Writer) error {
 	if o.what == "services" || o.what == "stats" {
 		q = nil
 	}
-	body, err := adminGet(adminClient(o.socket, o.timeout), o.socket, o.what, q)
+	body, err := get(newClient(o.socket, o.timeout), o.socket, o.what, q)
 	if err != nil {
 		return err
 	}
@@ -198,7 +193,7 @@ func orDash(s string) string {
 }
 
 func printServices(tw *tabwriter.Writer, body []byte) error {
-	var v adminServices
+	var v Services
 	if err := json.Unmarshal(body, &v); err != nil {
 		return err
 	}
@@ -245,7 +240,7 @@ func strs[T fmt.Stringer](xs []T) []string {
 }
 
 func printConntrack(tw *tabwriter.Writer, stdout io.Writer, body []byte) error {
-	var v adminConntrack
+	var v Conntrack
 	if err := json.Unmarshal(body, &v); err != nil {
 		return err
 	}
@@ -272,7 +267,7 @@ func printConntrack(tw *tabwriter.Writer, stdout io.Writer, body []byte) error {
 }
 
 func printAffinity(tw *tabwriter.Writer, body []byte) error {
-	var v []adminAffinity
+	var v []Affinity
 	if err := json.Unmarshal(body, &v); err != nil {
 		return err
 	}
@@ -289,7 +284,7 @@ func printAffinity(tw *tabwriter.Writer, body []byte) error {
 }
 
 func printStats(tw *tabwriter.Writer, body []byte) error {
-	var v adminStats
+	var v Stats
 	if err := json.Unmarshal(body, &v); err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"context"
@@ -32,43 +32,28 @@ import (
 // defaultConntrackLimit bounds /v1/conntrack when no limit is given.
 const defaultConntrackLimit = 1000
 
-// adminSource is what the admin handlers read. Any field may be nil (the
-// corresponding endpoint then reports an empty answer).
-type adminSource struct {
-	snapshot  func() *snapshot.Snapshot
-	conntrack *conntrack.Table
-	affinity  *affinity.Table
-	// now is the pipeline's clock (the clock of conntrack LastSeen and
-	// affinity LastPin).
-	now      func() int64
-	queues   func() []dataplane.QueueStats
-	pipeline func() []pipeline.QueueStats
-	// capture starts a capture session (Pipeline.StartCapture).
-	capture func(pipeline.CaptureConfig) (*pipeline.Capture, error)
+// Service is one service port in /v1/services.
+type Service struct {
+	ID                  uint32         `json:"id"`
+	Namespace           string         `json:"namespace"`
+	Name                string         `json:"name"`
+	PortName            string         `json:"portName,omitempty"`
+	Protocol            string         `json:"protocol"`
+	Port                uint16         `json:"port"`
+	NodePort            uint16         `json:"nodePort,omitempty"`
+	ClusterIPs          []netip.Addr   `json:"clusterIPs,omitempty"`
+	ExternalIPs         []netip.Addr   `json:"externalIPs,omitempty"`
+	LoadBalancerIPs     []netip.Addr   `json:"loadBalancerIPs,omitempty"`
+	SourceRanges        []netip.Prefix `json:"sourceRanges,omitempty"`
+	ExternalPolicy      string         `json:"externalTrafficPolicy"`
+	InternalPolicy      string         `json:"internalTrafficPolicy"`
+	HealthCheckNodePort uint16         `json:"healthCheckNodePort,omitempty"`
+	AffinitySeconds     uint32         `json:"affinityTimeoutSeconds,omitempty"`
+	Endpoints           []Endpoint     `json:"endpoints"`
 }
 
-// adminService is one service port in /v1/services.
-type adminService struct {
-	ID                  uint32          `json:"id"`
-	Namespace           string          `json:"namespace"`
-	Name                string          `json:"name"`
-	PortName            string          `json:"portName,omitempty"`
-	Protocol            string          `json:"protocol"`
-	Port                uint16          `json:"port"`
-	NodePort            uint16          `json:"nodePort,omitempty"`
-	ClusterIPs          []netip.Addr    `json:"clusterIPs,omitempty"`
-	ExternalIPs         []netip.Addr    `json:"externalIPs,omitempty"`
-	LoadBalancerIPs     []netip.Addr    `json:"loadBalancerIPs,omitempty"`
-	SourceRanges        []netip.Prefix  `json:"sourceRanges,omitempty"`
-	ExternalPolicy      string          `json:"externalTrafficPolicy"`
-	InternalPolicy      string          `json:"internalTrafficPolicy"`
-	HealthCheckNodePort uint16          `json:"healthCheckNodePort,omitempty"`
-	AffinitySeconds     uint32          `json:"affinityTimeoutSeconds,omitempty"`
-	Endpoints           []adminEndpoint `json:"endpoints"`
-}
-
-// adminEndpoint is one endpoint of an adminService.
-type adminEndpoint struct {
+// Endpoint is one endpoint of an Service.
+type Endpoint struct {
 	ID          uint32         `json:"id"`
 	Addr        netip.AddrPort `json:"addr"`
 	Node        string         `json:"node,omitempty"`
@@ -80,43 +65,43 @@ type adminEndpoint struct {
 	InLocal     bool           `json:"inLocal"`
 }
 
-// adminServices is the /v1/services answer.
-type adminServices struct {
-	Generation uint64         `json:"generation"`
-	Services   []adminService `json:"services"`
+// Services is the /v1/services answer.
+type Services struct {
+	Generation uint64    `json:"generation"`
+	Services   []Service `json:"services"`
 }
 
-// adminFlow is one flow in /v1/conntrack.
-type adminFlow struct {
-	Proto     string     `json:"proto"`
-	State     string     `json:"state"`
-	Service   string     `json:"service,omitempty"`
-	Endpoint  uint32     `json:"endpointID"`
-	Orig      adminTuple `json:"orig"`
-	Reply     adminTuple `json:"reply"`
-	Replied   bool       `json:"replied"`
-	IdleMilli int64      `json:"idleMs"`
-	Packets   [2]uint64  `json:"packets"`
-	Bytes     [2]uint64  `json:"bytes"`
+// Flow is one flow in /v1/conntrack.
+type Flow struct {
+	Proto     string    `json:"proto"`
+	State     string    `json:"state"`
+	Service   string    `json:"service,omitempty"`
+	Endpoint  uint32    `json:"endpointID"`
+	Orig      Tuple     `json:"orig"`
+	Reply     Tuple     `json:"reply"`
+	Replied   bool      `json:"replied"`
+	IdleMilli int64     `json:"idleMs"`
+	Packets   [2]uint64 `json:"packets"`
+	Bytes     [2]uint64 `json:"bytes"`
 }
 
-// adminTuple is one direction of a flow.
-type adminTuple struct {
+// Tuple is one direction of a flow.
+type Tuple struct {
 	Src netip.AddrPort `json:"src"`
 	Dst netip.AddrPort `json:"dst"`
 }
 
-// adminConntrack is the /v1/conntrack answer.
-type adminConntrack struct {
-	Flows []adminFlow `json:"flows"`
+// Conntrack is the /v1/conntrack answer.
+type Conntrack struct {
+	Flows []Flow `json:"flows"`
 	// Matched counts every matching flow; Truncated is true when Flows
 	// holds fewer because of the limit.
 	Matched   int  `json:"matched"`
 	Truncated bool `json:"truncated"`
 }
 
-// adminAffinity is one entry in /v1/affinity.
-type adminAffinity struct {
+// Affinity is one entry in /v1/affinity.
+type Affinity struct {
 	Service        string     `json:"service"`
 	ServicePortID  uint32     `json:"servicePortID"`
 	Client         netip.Addr `json:"client"`
@@ -126,8 +111,8 @@ type adminAffinity struct {
 	TimeoutSeconds uint32     `json:"timeoutSeconds"`
 }
 
-// adminQueue is one queue in /v1/stats.
-type adminQueue struct {
+// Queue is one queue in /v1/stats.
+type Queue struct {
 	Interface     string            `json:"interface"`
 	Queue         int               `json:"queue"`
 	ZeroCopy      bool              `json:"zeroCopy"`
@@ -141,9 +126,9 @@ type adminQueue struct {
 	Drops         map[string]uint64 `json:"drops,omitempty"`
 }
 
-// adminStats is the /v1/stats answer.
-type adminStats struct {
-	Queues   []adminQueue          `json:"queues"`
+// Stats is the /v1/stats answer.
+type Stats struct {
+	Queues   []Queue               `json:"queues"`
 	Pipeline []pipeline.QueueStats `json:"pipeline"`
 	// Drops sums QueueStats.Drops over the queues, by reason.
 	Drops     map[string]uint64 `json:"drops"`
@@ -151,8 +136,8 @@ type adminStats struct {
 	Affinity  *affinity.Stats   `json:"affinity,omitempty"`
 }
 
-// adminHandler returns the admin API's handler.
-func adminHandler(src adminSource) http.Handler {
+// Handler returns the admin API's handler.
+func Handler(src Source) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, servicesOf(src.snap()))
@@ -182,18 +167,18 @@ func adminHandler(src adminSource) http.Handler {
 	return mux
 }
 
-func (s adminSource) snap() *snapshot.Snapshot {
-	if s.snapshot == nil {
+func (s Source) snap() *snapshot.Snapshot {
+	if s.Snapshot == nil {
 		return nil
 	}
-	return s.snapshot()
+	return s.Snapshot()
 }
 
-func (s adminSource) clock() int64 {
-	if s.now == nil {
+func (s Source) clock() int64 {
+	if s.Now == nil {
 		return 0
 	}
-	return s.now()
+	return s.Now()
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -210,25 +195,25 @@ func policyName(local bool) string {
 	return "Cluster"
 }
 
-func servicesOf(s *snapshot.Snapshot) adminServices {
-	out := adminServices{Services: []adminService{}}
+func servicesOf(s *snapshot.Snapshot) Services {
+	out := Services{Services: []Service{}}
 	if s == nil {
 		return out
 	}
 	out.Generation = s.Generation
 	for i := range s.ServicePorts {
 		sp := &s.ServicePorts[i]
-		as := adminService{
+		as := Service{
 			ID: sp.ID, Namespace: sp.Namespace, Name: sp.Name, PortName: sp.PortName,
 			Protocol: sp.Protocol.String(), Port: sp.Port, NodePort: sp.NodePort,
 			ClusterIPs: sp.ClusterIPs, ExternalIPs: sp.ExternalIPs, LoadBalancerIPs: sp.LoadBalancerIPs,
 			SourceRanges:   sp.SourceRanges,
 			ExternalPolicy: policyName(sp.ExternalPolicyLocal), InternalPolicy: policyName(sp.InternalPolicyLocal),
 			HealthCheckNodePort: sp.HealthCheckNodePort, AffinitySeconds: sp.AffinitySeconds,
-			Endpoints: make([]adminEndpoint, 0, len(sp.Endpoints)),
+			Endpoints: make([]Endpoint, 0, len(sp.Endpoints)),
 		}
 		for _, ep := range sp.Endpoints {
-			as.Endpoints = append(as.Endpoints, adminEndpoint{
+			as.Endpoints = append(as.Endpoints, Endpoint{
 				ID: ep.ID, Addr: ep.AddrPort(), Node: ep.NodeName, Local: ep.Local,
 				Ready: ep.Ready, Serving: ep.Serving, Terminating: ep.Terminating,
 				InCluster: ep.InCluster, InLocal: ep.InLocal,
@@ -386,14 +371,14 @@ func namesOf(s *snapshot.Snapshot) spNames {
 	return n
 }
 
-func conntrackOf(src adminSource, f flowFilter) adminConntrack {
-	out := adminConntrack{Flows: []adminFlow{}}
-	if src.conntrack == nil {
+func conntrackOf(src Source, f flowFilter) Conntrack {
+	out := Conntrack{Flows: []Flow{}}
+	if src.Conntrack == nil {
 		return out
 	}
 	names := namesOf(src.snap())
 	now := src.clock()
-	src.conntrack.Range(func(e *conntrack.Entry) bool {
+	src.Conntrack.Range(func(e *conntrack.Entry) bool {
 		if !f.matchEntry(e) {
 			return true
 		}
@@ -402,11 +387,11 @@ func conntrackOf(src adminSource, f flowFilter) adminConntrack {
 			out.Truncated = true
 			return true
 		}
-		out.Flows = append(out.Flows, adminFlow{
+		out.Flows = append(out.Flows, Flow{
 			Proto: protoName(e.Orig.Proto), State: e.State.String(),
 			Service: names.svc[e.ServicePort], Endpoint: e.Endpoint,
-			Orig:    adminTuple{netip.AddrPortFrom(e.Orig.SrcAddr(), e.Orig.SrcPort), netip.AddrPortFrom(e.Orig.DstAddr(), e.Orig.DstPort)},
-			Reply:   adminTuple{netip.AddrPortFrom(e.Reply.SrcAddr(), e.Reply.SrcPort), netip.AddrPortFrom(e.Reply.DstAddr(), e.Reply.DstPort)},
+			Orig:    Tuple{netip.AddrPortFrom(e.Orig.SrcAddr(), e.Orig.SrcPort), netip.AddrPortFrom(e.Orig.DstAddr(), e.Orig.DstPort)},
+			Reply:   Tuple{netip.AddrPortFrom(e.Reply.SrcAddr(), e.Reply.SrcPort), netip.AddrPortFrom(e.Reply.DstAddr(), e.Reply.DstPort)},
 			Replied: e.Replied, IdleMilli: max(now-e.LastSeen, 0) / int64(time.Millisecond),
 			Packets: e.Packets, Bytes: e.Bytes,
 		})
@@ -415,14 +400,14 @@ func conntrackOf(src adminSource, f flowFilter) adminConntrack {
 	return out
 }
 
-func affinityOf(src adminSource, f flowFilter) []adminAffinity {
-	out := []adminAffinity{}
-	if src.affinity == nil {
+func affinityOf(src Source, f flowFilter) []Affinity {
+	out := []Affinity{}
+	if src.Affinity == nil {
 		return out
 	}
 	names := namesOf(src.snap())
 	now := src.clock()
-	src.affinity.Range(now, func(e affinity.Entry) bool {
+	src.Affinity.Range(now, func(e affinity.Entry) bool {
 		if f.services != nil && !f.services[e.ServicePort] {
 			return true
 		}
@@ -432,7 +417,7 @@ func affinityOf(src adminSource, f flowFilter) []adminAffinity {
 		if f.limit > 0 && len(out) >= f.limit {
 			return false
 		}
-		out = append(out, adminAffinity{
+		out = append(out, Affinity{
 			Service: names.svc[e.ServicePort], ServicePortID: e.ServicePort,
 			Client: e.Client, EndpointID: e.Endpoint, Endpoint: names.ep[e.Endpoint],
 			RemainingMilli: e.Remaining(now).Milliseconds(), TimeoutSeconds: e.TimeoutSeconds,
@@ -454,11 +439,11 @@ func dropMap(d *[dataplane.NumDropReasons]uint64, into map[string]uint64) map[st
 	return into
 }
 
-func statsOf(src adminSource) adminStats {
-	out := adminStats{Queues: []adminQueue{}, Pipeline: []pipeline.QueueStats{}, Drops: map[string]uint64{}}
-	if src.queues != nil {
-		for _, q := range src.queues() {
-			out.Queues = append(out.Queues, adminQueue{
+func statsOf(src Source) Stats {
+	out := Stats{Queues: []Queue{}, Pipeline: []pipeline.QueueStats{}, Drops: map[string]uint64{}}
+	if src.Queues != nil {
+		for _, q := range src.Queues() {
+			out.Queues = append(out.Queues, Queue{
 				Interface: q.Ifname, Queue: q.QueueID, ZeroCopy: q.ZeroCopy,
 				RxFrames: q.RxFrames, RxBytes: q.RxBytes, TxFrames: q.TxFrames, TxBytes: q.TxBytes,
 				TxCopied: q.TxCopied, TxRingFull: q.TxRingFull, FillRingEmpty: q.FillRingEmpty,
@@ -467,31 +452,31 @@ func statsOf(src adminSource) adminStats {
 			dropMap(&q.Drops, out.Drops)
 		}
 	}
-	if src.pipeline != nil {
-		out.Pipeline = src.pipeline()
+	if src.Pipeline != nil {
+		out.Pipeline = src.Pipeline()
 	}
-	if src.conntrack != nil {
-		st := src.conntrack.Stats()
+	if src.Conntrack != nil {
+		st := src.Conntrack.Stats()
 		out.Conntrack = &st
 	}
-	if src.affinity != nil {
-		st := src.affinity.Stats()
+	if src.Affinity != nil {
+		st := src.Affinity.Stats()
 		out.Affinity = &st
 	}
 	return out
 }
 
-// adminServer is a running admin socket.
-type adminServer struct {
+// Server is a running admin socket.
+type Server struct {
 	path string
 	srv  *http.Server
 	done chan struct{}
 }
 
-// startAdmin listens on the unix socket path (mode 0600, parent directory
+// Start listens on the unix socket path (mode 0600, parent directory
 // created 0700 when missing, a stale socket replaced) and serves h until
 // Close.
-func startAdmin(path string, h http.Handler, log *slog.Logger) (*adminServer, error) {
+func Start(path string, h http.Handler, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("admin socket directory: %w", err)
 	}
@@ -521,7 +506,7 @@ func startAdmin(path string, h http.Handler, log *slog.Logger) (*adminServer, er
 		ln.Close()
 		return nil, fmt.Errorf("admin socket mode: %w", err)
 	}
-	a := &adminServer{path: path, srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, done: make(chan struct{})}
+	a := &Server{path: path, srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -534,7 +519,7 @@ func startAdmin(path string, h http.Handler, log *slog.Logger) (*adminServer, er
 
 // Close stops the server (open requests get up to 2 s) and removes the
 // socket file.
-func (a *adminServer) Close() error {
+func (a *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	err := a.srv.Shutdown(ctx)

@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"context"
@@ -16,14 +16,9 @@ import (
 
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
-)
 
-func init() {
-	subcommands["capture"] = subcommand{
-		summary: "write a pcap of the frames a running xdpgate handles (before/after translation)",
-		run:     capture,
-	}
-}
+	"github.com/xdpgate/xdpgate/internal/config"
+)
 
 const captureUsage = `usage: xdpgate capture -w FILE|- [--point pre|post|both] [--host ADDR] [--port N] [--service ns/name] [-c N] [--duration D]
 
@@ -54,12 +49,12 @@ func parseCaptureFlags(args []string, stderr io.Writer) (captureOptions, error) 
 	count := fs.Int("c", 0, "stop after this many frames (0: no limit)")
 	duration := fs.Duration("duration", 0, "stop after this long (0: no limit; Ctrl-C stops too)")
 	if err := fs.Parse(args); err != nil {
-		return o, errUsage
+		return o, config.ErrUsage
 	}
 	bad := func(format string, a ...any) (captureOptions, error) {
 		fmt.Fprintf(stderr, "xdpgate capture: "+format+"\n", a...)
 		fs.Usage()
-		return o, errUsage
+		return o, config.ErrUsage
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -92,10 +87,10 @@ func parseCaptureFlags(args []string, stderr io.Writer) (captureOptions, error) 
 	return o, nil
 }
 
-// capture is `xdpgate capture`: it streams the pcap from the admin socket
+// Capture is `xdpgate capture`: it streams the pcap from the admin socket
 // and rewrites it record by record, so that an interrupted capture still
 // leaves a valid file.
-func capture(args []string, stdout, stderr io.Writer) error {
+func Capture(args []string, stdout, stderr io.Writer) error {
 	o, err := parseCaptureFlags(args, stderr)
 	if err != nil {
 		return err
@@ -106,7 +101,7 @@ func capture(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	resp, err := adminClient(o.socket, 0).Do(req)
+	resp, err := newClient(o.socket, 0).Do(req)
 	if err != nil {
 		return fmt.Errorf("admin socket %s (is xdpgate running with --admin-socket %s, and are you root?): %w", o.socket, o.socket, err)
 	}

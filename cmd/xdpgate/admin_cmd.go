@@ -1,0 +1,14 @@
+package main
+
+import "github.com/xdpgate/xdpgate/internal/admin"
+
+func init() {
+	subcommands["inspect"] = subcommand{
+		summary: "show services, conntrack, affinity or stats of a running xdpgate",
+		run:     admin.Inspect,
+	}
+	subcommands["capture"] = subcommand{
+		summary: "write a pcap of the frames a running xdpgate handles (before/after translation)",
+		run:     admin.Capture,
+	}
+}

@@ -1,0 +1,48 @@
+package dataplane
+
+import "net/netip"
+
+// L4Addr is {address, port, IP protocol}: a frontend (ClusterIP, external IP,
+// load-balancer IP with the service port) or an endpoint.
+type L4Addr struct {
+	Addr  netip.Addr
+	Port  uint16
+	Proto uint8
+}
+
+// PortProto is a NodePort: a port and an IP protocol.
+type PortProto struct {
+	Port  uint16
+	Proto uint8
+}
+
+// Rules is the plain-data content of the classifier's maps: what the XDP
+// program redirects to the AF_XDP sockets. Everything not matched is passed
+// to the kernel. The integrator converts the control-plane snapshot into it.
+//
+// Protocols are TCP (6), UDP (17) or SCTP (132). IPv4-mapped IPv6 addresses
+// are unmapped, so either spelling of an IPv4 address works.
+type Rules struct {
+	// Frontends are matched on the destination of a packet. Their
+	// addresses alone also match later IPv4/IPv6 fragments (which carry no
+	// ports), so frontend addresses should not be node addresses.
+	Frontends []L4Addr
+	// NodePorts are matched on the destination port when the destination
+	// address is one of NodePortAddrs.
+	NodePorts []PortProto
+	// NodePortAddrs are the node addresses NodePorts are served on.
+	NodePortAddrs []netip.Addr
+	// Endpoints are matched on the source of a packet (replies from the
+	// endpoints of translated flows); their addresses alone match later
+	// fragments.
+	Endpoints []L4Addr
+	// SNATAddrs are the node addresses used for masquerade; a packet to one
+	// of them with a destination port in [SNATPortMin, SNATPortMax] is a
+	// reply to a masqueraded flow. The range must not overlap the kernel's
+	// net.ipv4.ip_local_port_range on those addresses, or replies to the
+	// node's own connections are taken away from the kernel.
+	SNATAddrs []netip.Addr
+	// SNATPortMin and SNATPortMax bound the SNAT port range, inclusive.
+	// SNATPortMax == 0 disables SNAT matching.
+	SNATPortMin, SNATPortMax uint16
+}

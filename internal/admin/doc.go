@@ -1,0 +1,12 @@
+// Package admin is xdpgate's operator interface to a running gateway: the
+// admin API (HTTP+JSON over a root-only unix socket: services, conntrack,
+// affinity, stats and pcap capture), its clients (`xdpgate inspect` and
+// `xdpgate capture`), the JSON types both sides share, and the Prometheus
+// collector of the dataplane's counters.
+//
+// Everything reads published state only (Source: the snapshot pointer,
+// lock-free table walks, counters the pollers publish once per batch), so an
+// inspection or a scrape never blocks a poller. HTTP rather than a bespoke
+// protocol lets operators use
+// `curl --unix-socket /run/xdpgate/admin.sock http://x/v1/stats`.
+package admin

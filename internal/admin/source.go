@@ -1,0 +1,30 @@
+package admin
+
+import (
+	"github.com/xdpgate/xdpgate/affinity"
+	"github.com/xdpgate/xdpgate/conntrack"
+	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/pipeline"
+	"github.com/xdpgate/xdpgate/snapshot"
+)
+
+// Source is what the admin API and the metrics Collector read: published
+// state only (the snapshot pointer, lock-free table walks, atomically
+// published counters), so neither ever blocks a poller. Any field may be
+// nil; the corresponding answer or metric family is then empty.
+type Source struct {
+	// Snapshot returns the snapshot in use (Pipeline.Snapshot).
+	Snapshot func() *snapshot.Snapshot
+	// Conntrack and Affinity are the pipeline's tables.
+	Conntrack *conntrack.Table
+	Affinity  *affinity.Table
+	// Now is the pipeline's clock, the clock of conntrack LastSeen and
+	// affinity LastPin (Pipeline.Now).
+	Now func() int64
+	// Queues returns the I/O layer's per-queue counters (Dataplane.Stats).
+	Queues func() []dataplane.QueueStats
+	// Pipeline returns the pipeline's per-queue counters (Pipeline.Stats).
+	Pipeline func() []pipeline.QueueStats
+	// StartCapture starts a capture session (Pipeline.StartCapture).
+	StartCapture func(pipeline.CaptureConfig) (*pipeline.Capture, error)
+}

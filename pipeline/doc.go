@@ -1,0 +1,49 @@
+// Package pipeline is xdpgate's translation pipeline: kube-proxy's job
+// (DNAT, SNAT where kube-proxy masquerades, reverse NAT, ClientIP affinity,
+// traffic policies, reject) for the frames the XDP classifier redirects to
+// the AF_XDP sockets. It is pure Go: the I/O layer (package dataplane) hands
+// it batches of frames through the dataplane.Processor seam and applies the
+// verdicts it sets; it makes no syscalls of its own.
+//
+// # Per frame
+//
+//	nat.Parse -> TTL check (time exceeded back to the sender)
+//	  -> conntrack (fragments: the first fragment's flow; ICMP errors: the
+//	     quoted packet's flow, reversed)
+//	  hit:  rewrite to the flow's precomputed tuple
+//	  miss: snapshot.Classify -> reject (ICMP port unreachable) | drop by
+//	        cause | forward: affinity or Maglev endpoint, SNAT port, Insert
+//	  -> TTL-1 -> next hop (dataplane.NextHopper) -> Ethernet -> TX
+//
+// Frames are processed in chunks of 64 so that conntrack lookups are
+// batched. Every per-queue buffer is allocated by New; Process allocates
+// nothing (TestNoAllocs).
+//
+// # Drop reasons
+//
+// The I/O layer counts drops per dataplane.DropReason and reserves the values
+// from dataplane.FirstPipelineDropReason up for this package (reasons.go),
+// which names them with dataplane.RegisterDropReason. nat's finer
+// malformed-frame reasons are grouped into those and also counted exactly in
+// QueueStats.NATDrops.
+//
+// # Applying snapshots
+//
+// Applier is the protocol between the control loop and the dataplane: Apply
+// publishes a new snapshot (Publish: one atomic store, then the flow and
+// affinity tables are reconciled with the change, as kube-proxy's UDP
+// conntrack reconciler does) and then programs the classifier with Rules;
+// Run sweeps the tables and prunes removed TCP endpoints whose last flow
+// ended ("retained" endpoints, whose replies the classifier keeps
+// redirecting until then).
+//
+// # Concurrency
+//
+// Process runs on every poller at once. Shared state is the published
+// snapshot (loaded once per batch), the conntrack and affinity tables
+// (concurrent by design, see their packages) and the next hopper. Everything
+// else a poller touches is its own queue's state, indexed by
+// dataplane.Queue.Index; counters are plain integers published with atomic
+// stores once per batch (Stats). Capture costs one atomic load per batch
+// while off.
+package pipeline
