@@ -24,6 +24,7 @@ const (
 	cntRedirectSNAT
 	cntRedirectICMPError
 	cntRedirectFragment
+	cntPassNodeTraffic
 	cntMax
 )
 
@@ -31,6 +32,7 @@ const (
 const (
 	addrNodePort = 1
 	addrSNAT     = 2
+	addrLocal    = 4
 )
 
 // ClassifierCounters are the classifier's per-decision packet counts, summed
@@ -43,6 +45,10 @@ type ClassifierCounters struct {
 	// because their dst is a frontend address or their src an endpoint
 	// address.
 	RedirectFragment uint64
+	// PassNodeTraffic counts packets from an endpoint's address and port
+	// to an address of this node: the node's own connections to endpoints
+	// (the kubelet to the API server, probes, DNS), left to the kernel.
+	PassNodeTraffic uint64
 }
 
 // ClassifierConfig sizes the classifier's maps; zero fields take defaults.
@@ -264,6 +270,12 @@ func (c *Classifier) Update(r Rules) error {
 		}
 		na[addr16(a)] |= addrSNAT
 	}
+	for _, a := range r.LocalAddrs {
+		if !a.IsValid() {
+			return fmt.Errorf("invalid local address: %w", ErrBadConfig)
+		}
+		na[addr16(a)] |= addrLocal
+	}
 	if r.SNATPortMax != 0 && r.SNATPortMin > r.SNATPortMax {
 		return fmt.Errorf("SNAT port range %d-%d: %w", r.SNATPortMin, r.SNATPortMax, ErrBadConfig)
 	}
@@ -356,6 +368,6 @@ func (c *Classifier) Counters() (ClassifierCounters, error) {
 		PassICMP: out[cntPassICMP], RedirectFrontend: out[cntRedirectFrontend],
 		RedirectNodePort: out[cntRedirectNodePort], RedirectEndpoint: out[cntRedirectEndpoint],
 		RedirectSNAT: out[cntRedirectSNAT], RedirectICMPError: out[cntRedirectICMPError],
-		RedirectFragment: out[cntRedirectFragment],
+		RedirectFragment: out[cntRedirectFragment], PassNodeTraffic: out[cntPassNodeTraffic],
 	}, nil
 }

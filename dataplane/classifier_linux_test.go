@@ -158,6 +158,7 @@ func testRules() Rules {
 			{a("2001:2::2:2"), 8080, 6},
 		},
 		SNATAddrs:   []netip.Addr{a("198.18.0.20")},
+		LocalAddrs:  []netip.Addr{a("198.18.0.10"), a("198.18.0.20"), a("2001:2::10")},
 		SNATPortMin: 40000,
 		SNATPortMax: 40100,
 	}
@@ -217,6 +218,7 @@ func TestPrivClassifier(t *testing.T) {
 	frag := func(s ClassifierCounters) uint64 { return s.PassFragment }
 	rfrag := func(s ClassifierCounters) uint64 { return s.RedirectFragment }
 	trunc := func(s ClassifierCounters) uint64 { return s.PassTruncated }
+	node := func(s ClassifierCounters) uint64 { return s.PassNodeTraffic }
 
 	cases := []struct {
 		name    string
@@ -235,6 +237,10 @@ func TestPrivClassifier(t *testing.T) {
 		{"ssh to node", pkt{src: "198.18.9.9", dst: "198.18.0.10", proto: tcp, sport: 1234, dport: 22}.frame, xdpPass, notOwned},
 		{"endpoint reply v4", pkt{src: "198.18.2.2", dst: "198.18.9.9", proto: tcp, sport: 8080, dport: 1234}.frame, xdpRedirect, ep},
 		{"endpoint reply v6", pkt{src: "2001:2::2:2", dst: "2001:2::9:9", proto: tcp, sport: 8080, dport: 1234}.frame, xdpRedirect, ep},
+		{"node to endpoint v4, reply", pkt{src: "198.18.2.2", dst: "198.18.0.10", proto: tcp, sport: 8080, dport: 45000}.frame, xdpPass, node},
+		{"node to endpoint v6, reply", pkt{src: "2001:2::2:2", dst: "2001:2::10", proto: tcp, sport: 8080, dport: 45000}.frame, xdpPass, node},
+		{"masqueraded reply from endpoint", pkt{src: "198.18.2.2", dst: "198.18.0.20", proto: tcp, sport: 8080, dport: 40050}.frame, xdpRedirect, sn},
+		{"node to endpoint from a SNAT address, outside the range", pkt{src: "198.18.2.2", dst: "198.18.0.20", proto: tcp, sport: 8080, dport: 45000}.frame, xdpPass, node},
 		{"endpoint other port", pkt{src: "198.18.2.2", dst: "198.18.9.9", proto: tcp, sport: 22, dport: 1234}.frame, xdpPass, notOwned},
 		{"snat reply", pkt{src: "198.18.2.2", dst: "198.18.0.20", proto: udp, sport: 53, dport: 40050}.frame, xdpRedirect, sn},
 		{"snat range min", pkt{src: "198.18.2.3", dst: "198.18.0.20", proto: tcp, sport: 53, dport: 40000}.frame, xdpRedirect, sn},
@@ -247,6 +253,7 @@ func TestPrivClassifier(t *testing.T) {
 		{"v4 first fragment elsewhere", pkt{src: "198.18.9.9", dst: "198.18.1.1", proto: udp, sport: 1234, dport: 80, fragMF: true}.frame, xdpPass, notOwned},
 		{"v4 later fragment to frontend addr", pkt{src: "198.18.9.9", dst: "198.18.1.1", proto: udp, fragOff: 185}.frame, xdpRedirect, rfrag},
 		{"v4 later fragment from endpoint addr", pkt{src: "198.18.2.2", dst: "198.18.9.9", proto: udp, fragMF: true, fragOff: 1}.frame, xdpRedirect, rfrag},
+		{"v4 later fragment from endpoint addr to node", pkt{src: "198.18.2.2", dst: "198.18.0.10", proto: udp, fragOff: 185}.frame, xdpPass, node},
 		{"v4 later fragment to node", pkt{src: "198.18.9.9", dst: "198.18.0.10", proto: udp, fragOff: 185}.frame, xdpPass, frag},
 		{"v6 hop-by-hop to frontend", pkt{v6ext: "hbh", src: "2001:2::9:9", dst: "2001:2::1:1", proto: udp, sport: 1234, dport: 53}.frame, xdpRedirect, fe},
 		{"v6 first fragment to frontend", pkt{v6ext: "frag0", src: "2001:2::9:9", dst: "2001:2::1:1", proto: udp, sport: 1234, dport: 53}.frame, xdpRedirect, fe},
@@ -257,6 +264,8 @@ func TestPrivClassifier(t *testing.T) {
 		{"ping to frontend", pkt{src: "198.18.9.9", dst: "198.18.1.1", proto: icmp4, icmpType: 8}.frame, xdpPass, pIcmp},
 		{"icmp unreach inner dst endpoint", pkt{src: "198.18.3.3", dst: "198.18.0.20", proto: icmp4, icmpType: 3, icmpCode: 4,
 			inner: &pkt{src: "198.18.0.20", dst: "198.18.2.2", proto: tcp, sport: 40050, dport: 8080}}.frame, xdpRedirect, ie},
+		{"icmp unreach about the node's own packet to an endpoint", pkt{src: "198.18.3.3", dst: "198.18.0.10", proto: icmp4, icmpType: 3, icmpCode: 4,
+			inner: &pkt{src: "198.18.0.10", dst: "198.18.2.2", proto: tcp, sport: 45000, dport: 8080}}.frame, xdpPass, pIcmp},
 		{"icmp time exceeded inner src frontend", pkt{src: "198.18.3.3", dst: "198.18.1.1", proto: icmp4, icmpType: 11,
 			inner: &pkt{src: "198.18.1.1", dst: "198.18.9.9", proto: tcp, sport: 80, dport: 1234}}.frame, xdpRedirect, ie},
 		{"icmp unreach inner src nodeport", pkt{src: "198.18.3.3", dst: "198.18.0.10", proto: icmp4, icmpType: 3, icmpCode: 3,
@@ -270,7 +279,7 @@ func TestPrivClassifier(t *testing.T) {
 		{"icmpv6 too big inner src frontend", pkt{src: "2001:2::3:3", dst: "2001:2::1:1", proto: icmp6, icmpType: 2,
 			inner: &pkt{src: "2001:2::1:1", dst: "2001:2::9:9", proto: udp, sport: 53, dport: 1234}}.frame, xdpRedirect, ie},
 		{"icmpv6 unreach inner dst endpoint", pkt{src: "2001:2::3:3", dst: "2001:2::10", proto: icmp6, icmpType: 1,
-			inner: &pkt{src: "2001:2::10", dst: "2001:2::2:2", proto: tcp, sport: 40000, dport: 8080}}.frame, xdpRedirect, ie},
+			inner: &pkt{src: "2001:2::9:9", dst: "2001:2::2:2", proto: tcp, sport: 40000, dport: 8080}}.frame, xdpRedirect, ie},
 		{"icmpv6 echo", pkt{src: "2001:2::3:3", dst: "2001:2::1:1", proto: icmp6, icmpType: 128}.frame, xdpPass, pIcmp},
 		{"icmpv6 neighbour solicitation", pkt{src: "2001:2::3:3", dst: "2001:2::10", proto: icmp6, icmpType: 135}.frame, xdpPass, pIcmp},
 		{"truncated ipv4", func(t *testing.T) []byte {

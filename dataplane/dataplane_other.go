@@ -58,5 +58,8 @@ func NewEgress(EgressConfig) (*Egress, error) { return nil, errNotSupported() }
 // Lookup always reports no route.
 func (*Egress) Lookup(dst netip.Addr) (Hop, LookupStatus) { return Hop{}, LookupNoRoute }
 
+// LocalAddrs returns nothing.
+func (*Egress) LocalAddrs() ([]netip.Addr, uint64) { return nil, 0 }
+
 // Close does nothing.
 func (*Egress) Close() error { return nil }

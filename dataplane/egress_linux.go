@@ -164,6 +164,8 @@ type egressTable struct {
 	v4, v6 routeTable
 	neigh  map[neighKey][6]byte
 	links  map[int]linkInfo
+	// local is every address of the namespace, unmapped, sorted.
+	local []netip.Addr
 }
 
 // NewEgress dumps the current routes, neighbours, links and addresses of the
@@ -282,6 +284,15 @@ func (e *Egress) markDirty() {
 	}
 }
 
+// LocalAddrs returns every address of the node (all interfaces of the
+// namespace) as of the last netlink update, sorted; the caller must not
+// modify the slice. The generation changes whenever the tables are rebuilt,
+// so a caller polling for address changes compares it first.
+func (e *Egress) LocalAddrs() (addrs []netip.Addr, generation uint64) {
+	gen := e.rebuilds.Load()
+	return e.table.Load().local, gen
+}
+
 // Close stops the subscriptions and goroutines.
 func (e *Egress) Close() error {
 	e.cancel()
@@ -396,6 +407,7 @@ func (e *Egress) build() (*egressTable, error) {
 			continue
 		}
 		ip = ip.Unmap()
+		t.local = append(t.local, ip)
 		// Prefer global addresses; take a link-local one only when there
 		// is nothing else.
 		if ip.Is4() && (!li.v4.IsValid() || li.v4.IsLinkLocalUnicast()) {
@@ -405,6 +417,8 @@ func (e *Egress) build() (*egressTable, error) {
 		}
 		t.links[ad.LinkIndex] = li
 	}
+	slices.SortFunc(t.local, netip.Addr.Compare)
+	t.local = slices.Compact(t.local)
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		rt := &t.v4
 		if fam == netlink.FAMILY_V6 {

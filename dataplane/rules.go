@@ -33,9 +33,14 @@ type Rules struct {
 	// NodePortAddrs are the node addresses NodePorts are served on.
 	NodePortAddrs []netip.Addr
 	// Endpoints are matched on the source of a packet (replies from the
-	// endpoints of translated flows); their addresses alone match later
-	// fragments.
+	// endpoints of translated flows) whose destination is not one of
+	// LocalAddrs; their addresses alone match later fragments.
 	Endpoints []L4Addr
+	// LocalAddrs are every address of this node. A packet from an endpoint
+	// to one of them is the node's own traffic (the kubelet's connection to
+	// the API server, probes, DNS), which the kernel keeps: replies of
+	// translated flows go to a client, or to a SNAT address and port.
+	LocalAddrs []netip.Addr
 	// SNATAddrs are the node addresses used for masquerade; a packet to one
 	// of them with a destination port in [SNATPortMin, SNATPortMax] is a
 	// reply to a masqueraded flow. The range must not overlap the kernel's

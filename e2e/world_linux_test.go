@@ -362,9 +362,18 @@ func (w *world) tcpQuery(local netip.Addr, dst netip.AddrPort) (reply, error) {
 
 // tcpQueryTimeout is tcpQuery with a connect timeout.
 func (w *world) tcpQueryTimeout(local netip.Addr, dst netip.AddrPort, timeout time.Duration) (reply, error) {
+	return tcpQueryIn(w.c, local, dst, timeout)
+}
+
+// tcpQueryIn connects from local (invalid: the kernel's choice) to dst in
+// ns and reads the identity line.
+func tcpQueryIn(ns *testnet.NS, local netip.Addr, dst netip.AddrPort, timeout time.Duration) (reply, error) {
 	var conn net.Conn
-	err := w.c.Do(func() (err error) {
-		d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: local.AsSlice()}}
+	err := ns.Do(func() (err error) {
+		d := net.Dialer{Timeout: timeout}
+		if local.IsValid() {
+			d.LocalAddr = &net.TCPAddr{IP: local.AsSlice()}
+		}
 		conn, err = d.Dial("tcp", dst.String())
 		return err
 	})
@@ -411,9 +420,19 @@ func (w *world) udpQuery(local netip.Addr, dst netip.AddrPort) (reply, error) {
 
 // udpQueryFrom is udpQuery from a given source port.
 func (w *world) udpQueryFrom(local, dst netip.AddrPort) (reply, error) {
+	return udpQueryIn(w.c, local, dst)
+}
+
+// udpQueryIn sends a datagram from local (an invalid address: the kernel's
+// choice) to dst in ns, up to three times, and returns the first answer.
+func udpQueryIn(ns *testnet.NS, local, dst netip.AddrPort) (reply, error) {
 	var pc net.PacketConn
-	err := w.c.Do(func() (err error) {
-		pc, err = net.ListenPacket("udp", local.String())
+	err := ns.Do(func() (err error) {
+		laddr := ":0"
+		if local.Addr().IsValid() {
+			laddr = local.String()
+		}
+		pc, err = net.ListenPacket("udp", laddr)
 		return err
 	})
 	if err != nil {

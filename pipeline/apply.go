@@ -38,6 +38,13 @@ type Classifier interface {
 	Update(dataplane.Rules) error
 }
 
+// NodeAddrs reports every address of the node and a generation that changes
+// whenever the set may have changed (*dataplane.Egress follows them through
+// netlink).
+type NodeAddrs interface {
+	LocalAddrs() (addrs []netip.Addr, generation uint64)
+}
+
 // Applier is the protocol between the control loop and the dataplane: it
 // applies each new snapshot to the Pipeline and to the Classifier in the
 // order that keeps every redirected packet answerable, and it runs the
@@ -50,22 +57,32 @@ type Classifier interface {
 // departed endpoint keep their replies until Run's PruneRetained finds
 // their last flow gone and re-programs the classifier without them.
 //
+// The node's addresses are followed (Run polls NodeAddrs every tick): the
+// pipeline masquerades to the current source address of the route towards
+// the endpoint, so every node address is a SNAT address for the classifier,
+// and every node address marks a packet from an endpoint as the node's own
+// traffic rather than a reply of a translated flow (dataplane.Rules).
+//
 // Concurrency: Apply (control loop) and Run (housekeeping goroutine) may
 // run at once; mu serialises every classifier update so an older rule set
-// never overwrites a newer one.
+// never overwrites a newer one, and guards the address fields.
 type Applier struct {
-	p         *Pipeline
-	cls       Classifier
-	snatAddrs []netip.Addr
-	log       *slog.Logger
-	mu        sync.Mutex // serialises Classifier.Update
+	p     *Pipeline
+	cls   Classifier
+	addrs NodeAddrs
+	log   *slog.Logger
+
+	mu       sync.Mutex
+	local    []netip.Addr // the node's addresses the rules were built with
+	localGen uint64
 }
 
-// NewApplier returns an Applier for p that programs cls, with snatAddrs the
-// node addresses replies to masqueraded flows arrive on (the classifier
-// redirects them in the pipeline's SNAT port range).
-func NewApplier(p *Pipeline, cls Classifier, snatAddrs []netip.Addr) *Applier {
-	return &Applier{p: p, cls: cls, snatAddrs: slices.Clone(snatAddrs), log: p.log}
+// NewApplier returns an Applier for p that programs cls with the node
+// addresses addrs reports.
+func NewApplier(p *Pipeline, cls Classifier, addrs NodeAddrs) *Applier {
+	a := &Applier{p: p, cls: cls, addrs: addrs, log: p.log}
+	a.local, a.localGen = addrs.LocalAddrs()
+	return a
 }
 
 // Apply makes s the snapshot the pollers use and programs the classifier
@@ -80,13 +97,36 @@ func (a *Applier) Apply(s *snapshot.Snapshot) {
 func (a *Applier) program(s *snapshot.Snapshot) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if err := a.cls.Update(a.p.Rules(s, a.snatAddrs)); err != nil {
+	a.programLocked(s)
+}
+
+func (a *Applier) programLocked(s *snapshot.Snapshot) {
+	r := a.p.Rules(s, a.local)
+	r.LocalAddrs = a.local
+	if err := a.cls.Update(r); err != nil {
 		a.log.Error("classifier update", "err", err)
 	}
 }
 
-// Run sweeps expired flows and affinity entries every HousekeepTick and,
-// every RetainedEvery, forgets removed endpoints whose last flow ended and
+// followAddrs re-programs the classifier when the node's addresses changed.
+func (a *Applier) followAddrs() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	addrs, gen := a.addrs.LocalAddrs()
+	if gen == a.localGen {
+		return
+	}
+	a.localGen = gen
+	if slices.Equal(addrs, a.local) {
+		return
+	}
+	a.log.Info("node addresses changed", "old", a.local, "new", addrs)
+	a.local = addrs
+	a.programLocked(a.p.Snapshot())
+}
+
+// Run follows the node's addresses and sweeps expired flows and affinity
+// entries every HousekeepTick and, every RetainedEvery, forgets removed endpoints whose last flow ended and
 // re-programs the classifier without them. It returns when ctx ends.
 func (a *Applier) Run(ctx context.Context) {
 	v4, v6 := a.p.ct.Capacity()
@@ -103,6 +143,7 @@ func (a *Applier) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
+			a.followAddrs()
 			a.p.Housekeep(a.p.Now(), ctBudget, affBudget)
 			if now.Sub(lastPrune) >= RetainedEvery {
 				lastPrune = now

@@ -25,13 +25,21 @@ func (c *recordingClassifier) Update(r dataplane.Rules) error {
 	return c.fail
 }
 
+// fixedAddrs is a NodeAddrs whose set the test changes.
+type fixedAddrs struct {
+	addrs []netip.Addr
+	gen   uint64
+}
+
+func (f *fixedAddrs) LocalAddrs() ([]netip.Addr, uint64) { return f.addrs, f.gen }
+
 func TestApplierOrderAndRetained(t *testing.T) {
 	old := ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{
 		ptPort(1, snapshot.TCP, ptVIP4, []netip.Addr{ptEP4a}, nil),
 	}})
 	w := newWorld(t, nil, func(c *Config) { c.SNATPortMin, c.SNATPortMax = 100, 200 })
 	cls := &recordingClassifier{p: w.p}
-	a := NewApplier(w.p, cls, []netip.Addr{ptGW4})
+	a := NewApplier(w.p, cls, &fixedAddrs{addrs: []netip.Addr{ptGW4}, gen: 1})
 
 	a.Apply(old)
 	if len(cls.updates) != 1 || cls.seen[0] != old {
@@ -40,8 +48,8 @@ func TestApplierOrderAndRetained(t *testing.T) {
 	r := cls.updates[0]
 	wantEP := dataplane.L4Addr{Addr: ptEP4a, Port: 8080, Proto: 6}
 	if !slices.Contains(r.Endpoints, wantEP) || r.SNATPortMin != 100 || r.SNATPortMax != 200 ||
-		!slices.Equal(r.SNATAddrs, []netip.Addr{ptGW4}) {
-		t.Errorf("Apply rules = %+v, want endpoint %v, SNAT %v ports 100-200", r, wantEP, ptGW4)
+		!slices.Equal(r.SNATAddrs, []netip.Addr{ptGW4}) || !slices.Equal(r.LocalAddrs, []netip.Addr{ptGW4}) {
+		t.Errorf("Apply rules = %+v, want endpoint %v, SNAT and local address %v, ports 100-200", r, wantEP, ptGW4)
 	}
 
 	// A TCP flow to the endpoint, then the endpoint leaves: its replies stay
@@ -57,5 +65,34 @@ func TestApplierOrderAndRetained(t *testing.T) {
 	}
 	if w.p.Snapshot() != newSnap {
 		t.Errorf("Snapshot() after a failed classifier update is not the applied one")
+	}
+}
+
+// TestApplierFollowsAddrs: a changed set of node addresses re-programs the
+// classifier (SNAT and local addresses), an unchanged one does not.
+func TestApplierFollowsAddrs(t *testing.T) {
+	w := newWorld(t, nil, nil)
+	cls := &recordingClassifier{p: w.p}
+	addrs := &fixedAddrs{addrs: []netip.Addr{ptGW4}, gen: 1}
+	a := NewApplier(w.p, cls, addrs)
+	a.Apply(ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{
+		ptPort(1, snapshot.TCP, ptVIP4, []netip.Addr{ptEP4a}, nil),
+	}}))
+	a.followAddrs()
+	addrs.gen++ // rebuilt, same addresses
+	a.followAddrs()
+	if len(cls.updates) != 1 {
+		t.Fatalf("updates = %d after unchanged addresses, want 1", len(cls.updates))
+	}
+	renewed := netip.MustParseAddr("198.18.0.77")
+	addrs.addrs, addrs.gen = []netip.Addr{renewed}, addrs.gen+1
+	a.followAddrs()
+	if len(cls.updates) != 2 {
+		t.Fatalf("updates = %d after an address change, want 2", len(cls.updates))
+	}
+	r := cls.updates[1]
+	if !slices.Equal(r.SNATAddrs, []netip.Addr{renewed}) || !slices.Equal(r.LocalAddrs, []netip.Addr{renewed}) ||
+		len(r.Frontends) != 1 {
+		t.Errorf("rules after the change = %+v, want SNAT and local %v and the service kept", r, renewed)
 	}
 }

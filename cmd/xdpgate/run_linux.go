@@ -36,7 +36,7 @@ func run(args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	snatAddrs, err := dataplane.InterfaceAddrs(o.interfaces)
+	ifAddrs, err := dataplane.InterfaceAddrs(o.interfaces)
 	if err != nil {
 		return err
 	}
@@ -66,7 +66,7 @@ func run(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("pipeline: %w", err)
 	}
-	build := o.build(snatAddrs)
+	build := o.build(ifAddrs)
 	ctrl, err := control.New(control.Config{Build: build, HealthzAddr: o.healthzAddr,
 		MetricsAddr: o.metricsAddr, NodeOptional: o.manifests != "", Logger: log})
 	if err != nil {
@@ -79,10 +79,10 @@ func run(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer closeAdmin()
-	applier := pipeline.NewApplier(pl, dp.Classifier(), snatAddrs)
+	applier := pipeline.NewApplier(pl, dp.Classifier(), eg)
 	ctrl.Subscribe(applier.Apply)
 	log.Info("xdpgate starting", "version", versionString(), "interfaces", o.interfaces, "queues", dp.NumQueues(),
-		"node", o.nodeName, "node_ips", build.NodeIPs, "snat_addrs", snatAddrs, "snat_ports", fmt.Sprintf("%d-%d", o.snatMin, o.snatMax),
+		"node", o.nodeName, "node_ips", build.NodeIPs, "snat_ports", fmt.Sprintf("%d-%d", o.snatMin, o.snatMax),
 		"healthz", ctrl.HealthzAddr(), "metrics", ctrl.MetricsAddr())
 	return runUntilDone(ctx, log,
 		task{"control", func(ctx context.Context) error { return ctrl.Run(ctx, src) }},

@@ -12,20 +12,23 @@
 //   - TCP/UDP/SCTP and {dst addr, dst port, proto} is a frontend;
 //   - TCP/UDP/SCTP, {dst port, proto} is a NodePort and dst addr is a node
 //     address with the NODEPORT flag;
-//   - TCP/UDP/SCTP and {src addr, src port, proto} is an endpoint (replies of
-//     translated flows);
+//   - TCP/UDP/SCTP, {src addr, src port, proto} is an endpoint and dst addr is
+//     not an address of this node (replies of translated flows: they go to a
+//     client, or to a SNAT address and port, matched below; a reply from an
+//     endpoint to a node address is the node's own traffic, such as the
+//     kubelet's connection to the API server, and stays with the kernel);
 //   - TCP/UDP/SCTP, dst addr is a node address with the SNAT flag and dst port
 //     is inside the SNAT port range (replies to masqueraded flows);
 //   - an ICMP destination-unreachable / time-exceeded (ICMPv6 also
 //     packet-too-big) error whose embedded packet is one xdpgate sent: inner
-//     dst is an endpoint, or inner src is a frontend, a NodePort on a node
-//     address, or a SNAT address and port.
+//     dst is an endpoint and inner src not a node address, or inner src is a
+//     frontend, a NodePort on a node address, or a SNAT address and port.
 //
 // Fragments: a first fragment (offset 0) carries the ports and is classified
 // like any packet. A later fragment has no ports: it is owned when its dst
-// is a frontend address or its src an endpoint address (any port); later
-// fragments of NodePort and SNAT flows are passed (the node's own traffic
-// uses those addresses too).
+// is a frontend address, or its src an endpoint address (any port) and its
+// dst not a node address; later fragments of NodePort and SNAT flows are
+// passed (the node's own traffic uses those addresses too).
 //
 // IPv6 extension headers (hop-by-hop, routing, destination options,
 // fragment) are walked, at most four.
@@ -75,6 +78,7 @@ typedef __u32 __wsum;
 // Node address flags (values of node_addrs).
 #define ADDR_NODEPORT 1
 #define ADDR_SNAT 2
+#define ADDR_LOCAL 4 // any address of this node
 
 struct xdp_md {
 	__u32 data;
@@ -124,6 +128,7 @@ enum {
 	CNT_REDIRECT_SNAT,
 	CNT_REDIRECT_ICMP_ERROR,
 	CNT_REDIRECT_FRAGMENT,
+	CNT_PASS_NODE_TRAFFIC, // from an endpoint to a node address: the node's own
 	CNT_MAX,
 };
 
@@ -351,7 +356,7 @@ static __always_inline int inner_owned(void *data, void *data_end, __u32 off, __
 		return 0;
 	in.sport = ports[0];
 	in.dport = ports[1];
-	if (is_l4_in(&endpoints, in.dst, in.dport, in.proto))
+	if (is_l4_in(&endpoints, in.dst, in.dport, in.proto) && !addr_has(in.src, ADDR_LOCAL))
 		return 1;
 	if (is_l4_in(&frontends, in.src, in.sport, in.proto))
 		return 1;
@@ -398,8 +403,11 @@ int xdpgate_classify(struct xdp_md *ctx)
 	if (l4 < 0 || l4 > 0xffff)
 		return pass(CNT_PASS_TRUNCATED);
 	if (t.later_frag) {
-		if (in_set(&frontend_addrs, t.dst) || in_set(&endpoint_addrs, t.src))
+		if (in_set(&frontend_addrs, t.dst))
 			return redirect(ctx, CNT_REDIRECT_FRAGMENT);
+		if (in_set(&endpoint_addrs, t.src))
+			return addr_has(t.dst, ADDR_LOCAL) ? pass(CNT_PASS_NODE_TRAFFIC)
+							   : redirect(ctx, CNT_REDIRECT_FRAGMENT);
 		return pass(CNT_PASS_FRAGMENT);
 	}
 
@@ -413,10 +421,11 @@ int xdpgate_classify(struct xdp_md *ctx)
 			return redirect(ctx, CNT_REDIRECT_FRONTEND);
 		if (is_nodeport(t.dst, t.dport, t.proto))
 			return redirect(ctx, CNT_REDIRECT_NODEPORT);
-		if (is_l4_in(&endpoints, t.src, t.sport, t.proto))
-			return redirect(ctx, CNT_REDIRECT_ENDPOINT);
 		if (is_snat(t.dst, t.dport))
 			return redirect(ctx, CNT_REDIRECT_SNAT);
+		if (is_l4_in(&endpoints, t.src, t.sport, t.proto))
+			return addr_has(t.dst, ADDR_LOCAL) ? pass(CNT_PASS_NODE_TRAFFIC)
+							   : redirect(ctx, CNT_REDIRECT_ENDPOINT);
 		return pass(CNT_PASS_NOT_OWNED);
 	}
 
