@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bytes"
@@ -15,21 +15,10 @@ import (
 	"time"
 )
 
-// `xdpgate demo` builds a throw-away topology of network namespaces, runs
-// the gateway dataplane (`xdpgate run` of this binary) in it, drives HTTP
-// traffic from many client addresses and shows a live view. The topology
-// (all addresses from the benchmarking range 198.18.0.0/15):
-//
-//	xgdemo-clients            xgdemo-gw (xdpgate run)             xgdemo-gwpods (node gw)
-//	lo: 198.19.0.1-64/32 --  dc 198.18.1.2 | gc 198.18.1.1   gp 198.18.2.1 | dp 198.18.2.2 -- lo: 198.18.3.x
-//	                                         gn 198.18.4.1 | dn 198.18.4.2   xgdemo-node2 (remote node)
-//	                                                                          lo: 198.18.5.x
-//
-// The gateway manages gc, gp and gn; its kernel does not forward. The
-// portable parts (flags, manifest, live view) are here, the namespaces and
-// processes in demo_linux.go.
+// The portable parts (flags, manifest, live view) are here, the namespaces
+// and processes in demo_linux.go.
 
-//go:embed demo/manifest.yaml.tmpl
+//go:embed manifest.yaml.tmpl
 var demoManifestTmpl string
 
 var demoManifest = template.Must(template.New("manifest").Parse(demoManifestTmpl))
@@ -43,12 +32,16 @@ type demoOptions struct {
 	cleanup  bool
 }
 
-func init() {
-	subcommands["demo"] = subcommand{
-		summary: "run a self-contained demo in network namespaces (root)",
-		run:     demo,
-	}
-}
+// ErrUsage: bad flags or arguments; what was wrong has been written to
+// stderr (or, for the backend helper, is in the error).
+var ErrUsage = errors.New("usage")
+
+// Summary is the demo command's one-line description.
+const Summary = "run a self-contained demo in network namespaces (root)"
+
+// BackendHelper is the hidden first argument after "demo" that makes the
+// binary serve backends (ServeBackends) instead of running the demo.
+const BackendHelper = "_serve-backends"
 
 func parseDemoFlags(args []string, stderr io.Writer) (demoOptions, error) {
 	var o demoOptions
@@ -72,11 +65,11 @@ it creates is removed at the end, on Ctrl-C and on error.
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return o, errUsage
+		return o, ErrUsage
 	}
 	bad := func(format string, a ...any) (demoOptions, error) {
 		fmt.Fprintf(stderr, "xdpgate demo: "+format+"\n", a...)
-		return o, errUsage
+		return o, ErrUsage
 	}
 	switch {
 	case fs.NArg() > 0:
