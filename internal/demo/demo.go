@@ -13,6 +13,10 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // The portable parts (flags, manifest, live view) are here, the namespaces
@@ -170,50 +174,65 @@ func containsString(list []string, s string) bool {
 	return false
 }
 
-// promSamples is a parsed Prometheus text exposition: "name{labels}" ->
-// value (labels as printed, sorted by the client library).
-type promSamples map[string]float64
+// promSamples is a parsed /metrics answer: metric family name -> family.
+type promSamples map[string]*dto.MetricFamily
 
-var errBadExposition = errors.New("bad metrics exposition")
-
-// parsePromText parses the text format's sample lines; comments and
-// histogram/summary details are kept like any other sample.
+// parsePromText parses a Prometheus text exposition (expfmt's parser, the
+// one Prometheus uses for the text format).
 func parsePromText(text string) (promSamples, error) {
-	out := promSamples{}
-	for _, l := range strings.Split(text, "\n") {
-		if l == "" || l[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(l, ' ')
-		if i < 0 {
-			return nil, fmt.Errorf("%w: %q", errBadExposition, l)
-		}
-		v, err := strconv.ParseFloat(l[i+1:], 64)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %q", errBadExposition, l)
-		}
-		out[l[:i]] = v
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		return nil, fmt.Errorf("parse metrics: %w", err)
 	}
-	return out, nil
+	return fams, nil
+}
+
+// sampleValue returns the value of a counter, gauge or untyped sample; the
+// view reads no histograms or summaries, so they have none here.
+func sampleValue(m *dto.Metric) (float64, bool) {
+	switch {
+	case m.Counter != nil:
+		return m.GetCounter().GetValue(), true
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue(), true
+	case m.Untyped != nil:
+		return m.GetUntyped().GetValue(), true
+	}
+	return 0, false
+}
+
+// labelValue returns the value of m's label name.
+func labelValue(m *dto.Metric, name string) (string, bool) {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue(), true
+		}
+	}
+	return "", false
+}
+
+// hasLabels reports whether m carries every `key="value"` pair in labels.
+func hasLabels(m *dto.Metric, labels []string) bool {
+	for _, l := range labels {
+		k, quoted, _ := strings.Cut(l, "=")
+		want, err := strconv.Unquote(quoted)
+		if err != nil {
+			want = quoted
+		}
+		if got, ok := labelValue(m, k); !ok || got != want {
+			return false
+		}
+	}
+	return true
 }
 
 // sum adds the samples of metric name whose labels contain every given
 // `key="value"` pair.
 func (p promSamples) sum(name string, labels ...string) float64 {
 	var s float64
-	for k, v := range p {
-		n, rest, _ := strings.Cut(k, "{")
-		if n != name {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			if !strings.Contains(rest, l) {
-				ok = false
-				break
-			}
-		}
-		if ok {
+	for _, m := range p[name].GetMetric() {
+		if v, ok := sampleValue(m); ok && hasLabels(m, labels) {
 			s += v
 		}
 	}
@@ -222,28 +241,17 @@ func (p promSamples) sum(name string, labels ...string) float64 {
 
 // has reports whether metric name is exported at all.
 func (p promSamples) has(name string) bool {
-	for k := range p {
-		if n, _, _ := strings.Cut(k, "{"); n == name {
-			return true
-		}
-	}
-	return false
+	return len(p[name].GetMetric()) > 0
 }
 
 // byLabel sums metric name by the value of label.
 func (p promSamples) byLabel(name, label string) map[string]float64 {
 	out := map[string]float64{}
-	for k, v := range p {
-		n, rest, _ := strings.Cut(k, "{")
-		if n != name {
-			continue
+	for _, m := range p[name].GetMetric() {
+		lv, labelled := labelValue(m, label)
+		if v, ok := sampleValue(m); ok && labelled {
+			out[lv] += v
 		}
-		_, after, ok := strings.Cut(rest, label+`="`)
-		if !ok {
-			continue
-		}
-		val, _, _ := strings.Cut(after, `"`)
-		out[val] += v
 	}
 	return out
 }
