@@ -22,8 +22,10 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 all: build
 
+## build: the product, bin/xdpgate, and the benchmark rig, bin/xdpgate-bench.
 build:
 	$(GO) build -o bin/xdpgate ./cmd/xdpgate
+	$(GO) build -o bin/xdpgate-bench ./cmd/xdpgate-bench
 
 ## demo: the README's first command. As root: namespaces, backends, the
 ## gateway dataplane and live traffic for DEMO_FLAGS (default 30 s), then
@@ -33,11 +35,13 @@ demo: deps build
 
 ## bench: the benchmark rig (as root, ~10 min): every scenario against
 ## xdpgate, kube-proxy's nftables and iptables rulesets in the kernel, and the
-## raw AF_XDP forwarder, side by side. Results, plots and profiles go to
-## bench/results/ (latest.md, latest.json, latest/*.svg). BENCH_FLAGS are
+## raw AF_XDP forwarder, side by side. bin/xdpgate-bench measures the
+## bin/xdpgate built next to it. The report goes to bench/results/ (latest.md,
+## latest.json, latest/*.svg, replaced by every run); each run's own files and
+## the CPU profiles go to bench/results/runs/ (not committed). BENCH_FLAGS are
 ## passed through, e.g. BENCH_FLAGS="--scenarios udp64-1k-flows --duration 3s".
 bench: deps build
-	./bin/xdpgate bench $(BENCH_FLAGS)
+	./bin/xdpgate-bench $(BENCH_FLAGS)
 
 ## test: every test the project has (unit, -race, fuzz seeds, privileged
 ## network-namespace tests, real kube-apiserver integration tests).

@@ -1,6 +1,7 @@
 // Package rig is the benchmark rig: it builds a three-namespace topology,
 // runs each scenario against each dataplane in the same run, and returns a
 // report.Run (bench/report renders it as JSON, Markdown and plots).
+// cmd/xdpgate-bench is its command line.
 //
 //	gen [gen0] ---veth--- [gw0] gw [gw1] ---veth--- [sink0] sink
 //
@@ -8,8 +9,9 @@
 // CPU) sends frames from client addresses 198.18.64.0 onwards to a
 // LoadBalancer VIP (198.18.3.1). The gateway namespace runs one of:
 //
-//   - xdpgate: `xdpgate run` from a manifest, its pollers pinned to the
-//     gateway CPU, exactly as a user runs it;
+//   - xdpgate: `xdpgate run` of Options.Binary (the product binary, a
+//     child process) from a manifest, its pollers pinned to the gateway
+//     CPU, exactly as a user runs it;
 //   - nftables: the kernel with kube-proxy's nftables-mode ruleset for the
 //     same snapshot (bench/baseline);
 //   - iptables: the kernel with kube-proxy's iptables-mode ruleset;
@@ -17,7 +19,7 @@
 //     rings and pollers with no translation: the ceiling of xdpgate's I/O
 //     path on this machine.
 //
-// Options.External (xdpgate bench --external NAME=COMMAND) adds dataplanes
+// Options.External (xdpgate-bench --external NAME=COMMAND) adds dataplanes
 // of your own: COMMAND runs under sh in the gateway namespace (in its own
 // process group, stopped with SIGTERM; end it with exec so the dataplane
 // itself receives the signal) and must forward what arrives on

@@ -21,8 +21,9 @@ import (
 // Options configure a rig run. The zero value runs everything with the
 // defaults below.
 type Options struct {
-	// Binary is the xdpgate binary run as the gateway (default: this
-	// process's executable).
+	// Binary is the xdpgate binary run as the gateway. It is required
+	// when the xdpgate dataplane is measured: the rig lives in its own
+	// binary (cmd/xdpgate-bench), so its own executable is not xdpgate.
 	Binary string
 	// Scenarios and Dataplanes select what runs (default: all).
 	Scenarios  []string
@@ -67,13 +68,6 @@ type Options struct {
 }
 
 func (o Options) withDefaults() (Options, error) {
-	if o.Binary == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return o, err
-		}
-		o.Binary = exe
-	}
 	if len(o.Custom) == 0 {
 		if len(o.Scenarios) == 0 {
 			for _, s := range Scenarios {
@@ -117,6 +111,9 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	}
 	o.Dataplanes = ordered
+	if o.Binary == "" && slices.Contains(o.Dataplanes, DataplaneXDPGate) {
+		return o, fmt.Errorf("dataplane %s: Options.Binary, the xdpgate binary to run, is empty", DataplaneXDPGate)
+	}
 	if o.Duration <= 0 {
 		o.Duration = 3 * time.Second
 	}

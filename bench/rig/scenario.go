@@ -27,7 +27,7 @@ const (
 	// clientBase is the first client (frame source) address; clients run
 	// up to 198.19.255.255 at most (114,688 addresses).
 	clientBase = "198.18.64.0"
-	// nsPrefix names every namespace the rig creates, so `xdpgate bench
+	// nsPrefix names every namespace the rig creates, so `xdpgate-bench
 	// --cleanup` can find leftovers of an interrupted run.
 	nsPrefix = "xgb-"
 )
@@ -213,7 +213,7 @@ func (s Scenario) objects() (*v1.Service, *discoveryv1.EndpointSlice) {
 func (s Scenario) Manifest() ([]byte, error) {
 	svc, slice := s.objects()
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "# xdpgate bench scenario %s: %s\n", s.Name, s.Description)
+	fmt.Fprintf(&b, "# xdpgate-bench scenario %s: %s\n", s.Name, s.Description)
 	for i, o := range []any{svc, slice} {
 		y, err := yaml.Marshal(o)
 		if err != nil {

@@ -12,8 +12,10 @@
 //	xdpgate inspect services|conntrack|affinity|stats [-o json]     (a running gateway)
 //	xdpgate capture -w out.pcap [--point pre|post|both] [filters]   (a running gateway)
 //	xdpgate demo [--duration 30s] [--keep] | --cleanup              (make demo)
-//	xdpgate bench [--scenarios ...] [--external NAME=CMD] [--out dir] (make bench, as root)
 //	xdpgate version
+//
+// The benchmark rig is its own binary, cmd/xdpgate-bench, so that its
+// plotting and traffic generator stay out of this one.
 //
 // `xdpgate run -h` lists every flag; with --cpus the pollers are pinned and
 // the process's other threads are kept off those CPUs. It runs as root or with CAP_NET_ADMIN,

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bytes"
@@ -13,23 +13,16 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
-// `xdpgate demo` builds a throw-away topology of network namespaces, runs
-// the gateway dataplane (`xdpgate run` of this binary) in it, drives HTTP
-// traffic from many client addresses and shows a live view. The topology
-// (all addresses from the benchmarking range 198.18.0.0/15):
-//
-//	xgdemo-clients            xgdemo-gw (xdpgate run)             xgdemo-gwpods (node gw)
-//	lo: 198.19.0.1-64/32 --  dc 198.18.1.2 | gc 198.18.1.1   gp 198.18.2.1 | dp 198.18.2.2 -- lo: 198.18.3.x
-//	                                         gn 198.18.4.1 | dn 198.18.4.2   xgdemo-node2 (remote node)
-//	                                                                          lo: 198.18.5.x
-//
-// The gateway manages gc, gp and gn; its kernel does not forward. The
-// portable parts (flags, manifest, live view) are here, the namespaces and
-// processes in demo_linux.go.
+// The portable parts (flags, manifest, live view) are here, the namespaces
+// and processes in demo_linux.go.
 
-//go:embed demo/manifest.yaml.tmpl
+//go:embed manifest.yaml.tmpl
 var demoManifestTmpl string
 
 var demoManifest = template.Must(template.New("manifest").Parse(demoManifestTmpl))
@@ -43,12 +36,16 @@ type demoOptions struct {
 	cleanup  bool
 }
 
-func init() {
-	subcommands["demo"] = subcommand{
-		summary: "run a self-contained demo in network namespaces (root)",
-		run:     demo,
-	}
-}
+// ErrUsage: bad flags or arguments; what was wrong has been written to
+// stderr (or, for the backend helper, is in the error).
+var ErrUsage = errors.New("usage")
+
+// Summary is the demo command's one-line description.
+const Summary = "run a self-contained demo in network namespaces (root)"
+
+// BackendHelper is the hidden first argument after "demo" that makes the
+// binary serve backends (ServeBackends) instead of running the demo.
+const BackendHelper = "_serve-backends"
 
 func parseDemoFlags(args []string, stderr io.Writer) (demoOptions, error) {
 	var o demoOptions
@@ -72,11 +69,11 @@ it creates is removed at the end, on Ctrl-C and on error.
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return o, errUsage
+		return o, ErrUsage
 	}
 	bad := func(format string, a ...any) (demoOptions, error) {
 		fmt.Fprintf(stderr, "xdpgate demo: "+format+"\n", a...)
-		return o, errUsage
+		return o, ErrUsage
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -177,50 +174,65 @@ func containsString(list []string, s string) bool {
 	return false
 }
 
-// promSamples is a parsed Prometheus text exposition: "name{labels}" ->
-// value (labels as printed, sorted by the client library).
-type promSamples map[string]float64
+// promSamples is a parsed /metrics answer: metric family name -> family.
+type promSamples map[string]*dto.MetricFamily
 
-var errBadExposition = errors.New("bad metrics exposition")
-
-// parsePromText parses the text format's sample lines; comments and
-// histogram/summary details are kept like any other sample.
+// parsePromText parses a Prometheus text exposition (expfmt's parser, the
+// one Prometheus uses for the text format).
 func parsePromText(text string) (promSamples, error) {
-	out := promSamples{}
-	for _, l := range strings.Split(text, "\n") {
-		if l == "" || l[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(l, ' ')
-		if i < 0 {
-			return nil, fmt.Errorf("%w: %q", errBadExposition, l)
-		}
-		v, err := strconv.ParseFloat(l[i+1:], 64)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %q", errBadExposition, l)
-		}
-		out[l[:i]] = v
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		return nil, fmt.Errorf("parse metrics: %w", err)
 	}
-	return out, nil
+	return fams, nil
+}
+
+// sampleValue returns the value of a counter, gauge or untyped sample; the
+// view reads no histograms or summaries, so they have none here.
+func sampleValue(m *dto.Metric) (float64, bool) {
+	switch {
+	case m.Counter != nil:
+		return m.GetCounter().GetValue(), true
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue(), true
+	case m.Untyped != nil:
+		return m.GetUntyped().GetValue(), true
+	}
+	return 0, false
+}
+
+// labelValue returns the value of m's label name.
+func labelValue(m *dto.Metric, name string) (string, bool) {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue(), true
+		}
+	}
+	return "", false
+}
+
+// hasLabels reports whether m carries every `key="value"` pair in labels.
+func hasLabels(m *dto.Metric, labels []string) bool {
+	for _, l := range labels {
+		k, quoted, _ := strings.Cut(l, "=")
+		want, err := strconv.Unquote(quoted)
+		if err != nil {
+			want = quoted
+		}
+		if got, ok := labelValue(m, k); !ok || got != want {
+			return false
+		}
+	}
+	return true
 }
 
 // sum adds the samples of metric name whose labels contain every given
 // `key="value"` pair.
 func (p promSamples) sum(name string, labels ...string) float64 {
 	var s float64
-	for k, v := range p {
-		n, rest, _ := strings.Cut(k, "{")
-		if n != name {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			if !strings.Contains(rest, l) {
-				ok = false
-				break
-			}
-		}
-		if ok {
+	for _, m := range p[name].GetMetric() {
+		if v, ok := sampleValue(m); ok && hasLabels(m, labels) {
 			s += v
 		}
 	}
@@ -229,28 +241,17 @@ func (p promSamples) sum(name string, labels ...string) float64 {
 
 // has reports whether metric name is exported at all.
 func (p promSamples) has(name string) bool {
-	for k := range p {
-		if n, _, _ := strings.Cut(k, "{"); n == name {
-			return true
-		}
-	}
-	return false
+	return len(p[name].GetMetric()) > 0
 }
 
 // byLabel sums metric name by the value of label.
 func (p promSamples) byLabel(name, label string) map[string]float64 {
 	out := map[string]float64{}
-	for k, v := range p {
-		n, rest, _ := strings.Cut(k, "{")
-		if n != name {
-			continue
+	for _, m := range p[name].GetMetric() {
+		lv, labelled := labelValue(m, label)
+		if v, ok := sampleValue(m); ok && labelled {
+			out[lv] += v
 		}
-		_, after, ok := strings.Cut(rest, label+`="`)
-		if !ok {
-			continue
-		}
-		val, _, _ := strings.Cut(after, `"`)
-		out[val] += v
 	}
 	return out
 }

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"io"
@@ -32,8 +32,8 @@ func TestParseDemoFlags(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseDemoFlags(tc.args, io.Discard)
 			if tc.wantErr {
-				if err != errUsage {
-					t.Errorf("parseDemoFlags(%q) error = %v, want errUsage", tc.args, err)
+				if err != ErrUsage {
+					t.Errorf("parseDemoFlags(%q) error = %v, want ErrUsage", tc.args, err)
 				}
 				return
 			}

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bufio"
@@ -34,9 +34,6 @@ const (
 	demoNSPods    = "xgdemo-gwpods" // pods of the gateway node
 	demoNSNode2   = "xgdemo-node2"  // a remote node, reached through the gateway
 	demoStateDir  = "/run/xdpgate-demo"
-	// demoBackendHelper is the hidden first argument that makes
-	// `xdpgate demo` serve backends (run inside a backend namespace).
-	demoBackendHelper = "_serve-backends"
 )
 
 // demoNamespaces in teardown order: the gateway first, so that its
@@ -53,13 +50,12 @@ func demoNodeNS(node string) string {
 // demoClient returns the i-th client address (i >= 0): 198.19.0.1 and up.
 func demoClient(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 19, 0, byte(i + 1)}) }
 
-// demo is `xdpgate demo`: build the topology, run the gateway and the
-// backends, drive traffic with a live view, then remove everything (unless
-// --keep); `--cleanup` removes a kept topology.
-func demo(args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == demoBackendHelper {
-		return demoServeBackends(args[1:], stderr)
-	}
+// Run is `xdpgate demo` with args (the flags after "demo"): build the
+// topology, run the gateway and the backends, drive traffic with a live
+// view, then remove everything (unless --keep); `--cleanup` removes a kept
+// topology. It starts this process's executable as `run` (the gateway) and
+// as `demo BackendHelper` (the backends): see the package documentation.
+func Run(args []string, stdout, stderr io.Writer) error {
 	o, err := parseDemoFlags(args, stderr)
 	if err != nil {
 		return err
@@ -173,7 +169,7 @@ func (d *demoRun) run(ctx context.Context) error {
 	defer d.gwNS.Close()
 
 	for _, ns := range []string{demoNSPods, demoNSNode2} {
-		args := []string{demoBackendHelper}
+		args := []string{BackendHelper}
 		for _, b := range demoBackends {
 			if demoNodeNS(b.Node) == ns {
 				args = append(args, fmt.Sprintf("%s=%s", b.Name, netip.AddrPortFrom(b.Addr, demoBackendPort)))
@@ -840,10 +836,10 @@ func demoNSPids(ns string) []int {
 	return pids
 }
 
-// demoServeBackends is the hidden helper run inside a backend namespace:
-// one HTTP server per NAME=ADDR:PORT argument answering with its name, until
-// SIGTERM.
-func demoServeBackends(args []string, stderr io.Writer) error {
+// ServeBackends is the hidden helper (`xdpgate demo BackendHelper ARGS`)
+// run inside a backend namespace: one HTTP server per NAME=ADDR:PORT
+// argument answering with its name, until SIGTERM.
+func ServeBackends(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var servers []*http.Server
@@ -851,7 +847,7 @@ func demoServeBackends(args []string, stderr io.Writer) error {
 	for _, a := range args {
 		name, addr, ok := strings.Cut(a, "=")
 		if !ok {
-			return fmt.Errorf("%s: want NAME=ADDR:PORT: %w", a, errUsage)
+			return fmt.Errorf("%s: want NAME=ADDR:PORT: %w", a, ErrUsage)
 		}
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {

@@ -2,26 +2,44 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/xdpgate/xdpgate/bench/rig"
 	"github.com/xdpgate/xdpgate/internal/config"
 )
 
-func init() {
-	subcommands["bench"] = subcommand{
-		summary: "run the benchmark rig: xdpgate vs the kernel (nftables, iptables) vs the raw AF_XDP forwarder",
-		run:     bench,
+// errUsage: bad flags or arguments; the flag package has said why.
+var errUsage = errors.New("usage")
+
+func main() {
+	os.Exit(mainArgs(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// mainArgs runs the rig and returns the exit code: 0, 1 on failure, 2 on a
+// usage error.
+func mainArgs(args []string, stdout, stderr io.Writer) int {
+	err := bench(args, stdout, stderr)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(stderr, "xdpgate-bench: %v\n", err)
+		return 1
 	}
 }
 
-// benchOptions are the flags of `xdpgate bench`.
+// benchOptions are the flags of xdpgate-bench.
 type benchOptions struct {
 	scenarios, dataplanes []string
 	duration, sweepPoint  time.Duration
@@ -31,6 +49,7 @@ type benchOptions struct {
 	unsteered             bool
 	cleanup               bool
 	external              map[string]string
+	xdpgate               string // --xdpgate as given; "" looks next to this binary
 	xdpgateArgs           []string
 }
 
@@ -52,7 +71,7 @@ func (e externalFlag) Set(v string) error {
 
 func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	var o benchOptions
-	fs := flag.NewFlagSet("xdpgate bench", flag.ContinueOnError)
+	fs := flag.NewFlagSet("xdpgate-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var scenarios, dataplanes, xdpgateArgs string
 	fs.StringVar(&scenarios, "scenarios", "", "comma-separated scenarios (default all: udp64-1-flow, udp64-1k-flows, udp64-100k-flows, tcp-syn, affinity-100k, conntrack-1m)")
@@ -60,9 +79,10 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "length of one measured burst")
 	fs.IntVar(&o.repeat, "repeat", 3, "bursts per scenario and dataplane; the median is reported with the range")
 	fs.DurationVar(&o.sweepPoint, "sweep-point", 2*time.Second, "length of one point of a delivered-vs-offered sweep")
-	fs.StringVar(&o.out, "out", "bench/results", "directory for the JSON, Markdown and plots (latest.* are updated)")
-	fs.BoolVar(&o.profiles, "profiles", true, "write a CPU profile of each xdpgate run next to the results")
+	fs.StringVar(&o.out, "out", "bench/results", "directory for latest.json, latest.md and the plots in latest/ (replaced by every run); each run's own files and the CPU profiles go to its "+runsDir+"/ subdirectory")
+	fs.BoolVar(&o.profiles, "profiles", true, "write a CPU profile of each xdpgate run to "+runsDir+"/"+profilesDir+"/ under --out")
 	fs.BoolVar(&o.unsteered, "unsteered", true, "also measure xdpgate and nftables once without softirq steering")
+	fs.StringVar(&o.xdpgate, "xdpgate", "", "the xdpgate binary measured as the xdpgate dataplane (default: xdpgate next to this binary, then bin/xdpgate, then xdpgate on PATH)")
 	fs.StringVar(&xdpgateArgs, "xdpgate-args", "", "extra `xdpgate run` flags for the xdpgate dataplane, space-separated (they override the rig's, e.g. \"--busy-poll 50us\")")
 	o.external = map[string]string{}
 	fs.Var(externalFlag(o.external), "external", "NAME=COMMAND: also measure your own dataplane, COMMAND run by sh in the gateway namespace (repeatable; see bench/rig's documentation for its environment)")
@@ -71,11 +91,11 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 		return o, errUsage
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "xdpgate bench: unexpected arguments %q\n", fs.Args())
+		fmt.Fprintf(stderr, "xdpgate-bench: unexpected arguments %q\n", fs.Args())
 		return o, errUsage
 	}
 	if o.duration <= 0 || o.sweepPoint <= 0 || o.repeat < 1 {
-		fmt.Fprintln(stderr, "xdpgate bench: --duration, --sweep-point and --repeat must be positive")
+		fmt.Fprintln(stderr, "xdpgate-bench: --duration, --sweep-point and --repeat must be positive")
 		return o, errUsage
 	}
 	o.scenarios, o.dataplanes = config.SplitList(scenarios), config.SplitList(dataplanes)
@@ -83,12 +103,24 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	return o, nil
 }
 
+// measuresXDPGate reports whether the run includes the xdpgate dataplane
+// (no --dataplanes means all of them).
+func (o benchOptions) measuresXDPGate() bool {
+	return !o.cleanup && (len(o.dataplanes) == 0 || slices.Contains(o.dataplanes, rig.DataplaneXDPGate))
+}
+
 func bench(args []string, stdout, stderr io.Writer) error {
 	o, err := parseBenchFlags(args, stderr)
 	if err != nil {
 		return err
 	}
+	var binary string
+	if o.measuresXDPGate() {
+		if binary, err = findXDPGate(o.xdpgate); err != nil {
+			return err
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	return runBench(ctx, o, "xdpgate bench "+strings.Join(args, " "), stdout, stderr)
+	return runBench(ctx, o, binary, "xdpgate-bench "+strings.Join(args, " "), stdout, stderr)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,7 +13,7 @@ import (
 	"github.com/xdpgate/xdpgate/bench/rig"
 )
 
-func runBench(ctx context.Context, o benchOptions, command string, stdout, stderr io.Writer) error {
+func runBench(ctx context.Context, o benchOptions, binary, command string, stdout, stderr io.Writer) error {
 	removed, err := rig.Cleanup()
 	if len(removed) > 0 {
 		fmt.Fprintf(stderr, "removed namespaces left by an earlier run: %s\n", strings.Join(removed, " "))
@@ -20,15 +21,17 @@ func runBench(ctx context.Context, o benchOptions, command string, stdout, stder
 	if err != nil || o.cleanup {
 		return err
 	}
-	if missing, err := missingCaps(); err != nil {
-		return err
-	} else if len(missing) > 0 {
-		return fmt.Errorf("%w: %s (the rig creates namespaces and attaches XDP: run as root)", errMissingCaps, strings.Join(missing, ", "))
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: the rig creates network namespaces and attaches XDP programs")
 	}
-	ro := rig.Options{Scenarios: o.scenarios, Dataplanes: o.dataplanes, Duration: o.duration, Repeat: o.repeat,
+	ro := rig.Options{Binary: binary, Scenarios: o.scenarios, Dataplanes: o.dataplanes, Duration: o.duration, Repeat: o.repeat,
 		SweepPoint: o.sweepPoint, Unsteered: o.unsteered, External: o.external, XDPGateArgs: o.xdpgateArgs, Command: command, Log: stderr}
+	runs := filepath.Join(o.out, runsDir)
 	if o.profiles {
-		ro.ProfileDir = filepath.Join(o.out, "profiles")
+		ro.ProfileDir = filepath.Join(runs, profilesDir)
+	}
+	if binary != "" {
+		fmt.Fprintf(stderr, "measuring %s as the xdpgate dataplane\n", binary)
 	}
 	run, err := rig.Run(ctx, ro)
 	if run == nil {
@@ -41,12 +44,16 @@ func runBench(ctx context.Context, o benchOptions, command string, stdout, stder
 		return err
 	}
 	stamp, serr := report.Save(run, o.out)
+	if aerr := archiveRun(o.out, runs, stamp); aerr != nil {
+		return errors.Join(serr, aerr)
+	}
 	if serr != nil {
 		return serr
 	}
 	if werr := report.WriteMarkdown(stdout, run); werr != nil {
 		return werr
 	}
-	fmt.Fprintf(stderr, "results: %s/%s.{json,md}, plots in %s/%s/ (also %s/latest.*)\n", o.out, stamp, o.out, stamp, o.out)
+	fmt.Fprintf(stderr, "results: %s/%s.{json,md}, plots in %s/%s/; this run also in %s/%s.{json,md} and %s/%s/\n",
+		o.out, report.Latest, o.out, report.Latest, runs, stamp, runs, stamp)
 	return err
 }

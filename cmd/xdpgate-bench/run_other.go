@@ -8,6 +8,6 @@ import (
 	"io"
 )
 
-func runBench(context.Context, benchOptions, string, io.Writer, io.Writer) error {
+func runBench(context.Context, benchOptions, string, string, io.Writer, io.Writer) error {
 	return errors.New("the benchmark rig needs Linux (network namespaces, XDP, AF_XDP)")
 }
