@@ -277,7 +277,8 @@ func (d *demoRun) buildTopology() error {
 		}
 	}
 	// Only xdpgate forwards on the gateway; the veth ends feeding managed
-	// interfaces send complete checksums (test-environment.md).
+	// interfaces send complete checksums (a veth peer on the same host sends
+	// CHECKSUM_PARTIAL frames, whose L4 checksum XDP sees unfinished).
 	for _, c := range [][]string{
 		{demoNSGateway, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0"},
 		{demoNSClients, "ethtool", "-K", "dc", "tx", "off"},
