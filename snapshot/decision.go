@@ -3,6 +3,8 @@ package snapshot
 import (
 	"fmt"
 	"net/netip"
+
+	"github.com/xdpgate/xdpgate/maglev"
 )
 
 // Verdict is what happens to the first packet of a flow.
@@ -166,18 +168,13 @@ func (s *Snapshot) Chain(d Decision) (eps []int32, maglev []uint16) {
 
 // Pick returns the endpoint of the decision's chain that the Maglev table
 // assigns to hash (a client-IP hash for ClientIP affinity, a 5-tuple hash
-// otherwise). Without a table it falls back to hash modulo the chain length.
-// It returns nil when the chain is empty.
+// otherwise), with maglev.Pick: without a table it falls back to hash
+// modulo the chain length. It returns nil when the chain is empty.
 func (s *Snapshot) Pick(d Decision, hash uint64) *Endpoint {
 	eps, table := s.Chain(d)
-	if len(eps) == 0 {
+	i := maglev.Pick(table, len(eps), hash)
+	if i < 0 {
 		return nil
-	}
-	var i int
-	if len(table) > 0 {
-		i = int(table[hash%uint64(len(table))])
-	} else {
-		i = int(hash % uint64(len(eps)))
 	}
 	return &s.ServicePorts[d.ServicePort].Endpoints[eps[i]]
 }
