@@ -7,7 +7,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
-	"github.com/xdpgate/xdpgate/snapshot"
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // Labels that make kube-proxy ignore a Service or EndpointSlice
@@ -61,7 +61,7 @@ type svcSpec struct {
 
 type portSpec struct {
 	name     string
-	proto    snapshot.Proto
+	proto    nat.Proto
 	port     uint16
 	nodePort uint16
 }
@@ -84,14 +84,14 @@ func parseAddr(s string) (netip.Addr, error) {
 	return a.Unmap(), nil
 }
 
-func parseProto(p v1.Protocol) (snapshot.Proto, bool) {
+func parseProto(p v1.Protocol) (nat.Proto, bool) {
 	switch p {
 	case v1.ProtocolTCP, "":
-		return snapshot.TCP, true
+		return nat.ProtoTCP, true
 	case v1.ProtocolUDP:
-		return snapshot.UDP, true
+		return nat.ProtoUDP, true
 	case v1.ProtocolSCTP:
-		return snapshot.SCTP, true
+		return nat.ProtoSCTP, true
 	}
 	return 0, false
 }

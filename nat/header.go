@@ -1,6 +1,9 @@
 package nat
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // Typed byte views of the headers this package reads and writes. Each view is
 // a slice that starts at its header; the parser checks the length once and
@@ -124,20 +127,45 @@ func (h ipv6Hdr) payloadLen() int { return int(binary.BigEndian.Uint16(h[ipv6Pay
 func (h ipv6Hdr) src() [16]byte   { return [16]byte(h[ipv6Src : ipv6Src+16]) }
 func (h ipv6Hdr) dst() [16]byte   { return [16]byte(h[ipv6Dst : ipv6Dst+16]) }
 
-// IP protocol numbers (IANA) this package knows.
+// Proto is an IP protocol number (IANA "Assigned Internet Protocol
+// Numbers"): the IPv4 Protocol field, the IPv6 Next Header field. It is the
+// one protocol type of xdpgate: packets, conntrack tuples and service ports
+// all carry it.
+type Proto uint8
+
+// IP protocol numbers this package knows.
 const (
-	ProtoHopByHop = 0
-	ProtoICMP     = 1
-	ProtoTCP      = 6
-	ProtoUDP      = 17
-	ProtoRouting  = 43
-	ProtoFragment = 44
-	ProtoAH       = 51
-	ProtoICMPv6   = 58
-	ProtoNoNext   = 59
-	ProtoDstOpts  = 60
-	ProtoSCTP     = 132
+	ProtoHopByHop Proto = 0
+	ProtoICMP     Proto = 1
+	ProtoTCP      Proto = 6
+	ProtoUDP      Proto = 17
+	ProtoRouting  Proto = 43
+	ProtoFragment Proto = 44
+	ProtoAH       Proto = 51
+	ProtoICMPv6   Proto = 58
+	ProtoNoNext   Proto = 59
+	ProtoDstOpts  Proto = 60
+	ProtoSCTP     Proto = 132
 )
+
+// String returns the protocol's name as Kubernetes spells it for a service
+// port ("TCP", "UDP", "SCTP"), "ICMP" or "ICMPv6", and "proto(N)" for any
+// other number.
+func (p Proto) String() string {
+	switch p {
+	case ProtoTCP:
+		return "TCP"
+	case ProtoUDP:
+		return "UDP"
+	case ProtoSCTP:
+		return "SCTP"
+	case ProtoICMP:
+		return "ICMP"
+	case ProtoICMPv6:
+		return "ICMPv6"
+	}
+	return fmt.Sprintf("proto(%d)", uint8(p))
+}
 
 // TCP header, RFC 9293 section 3.1 (ports 0-3, data offset 12, flags 13,
 // checksum 16); UDP header, RFC 768 (ports 0-3, length 4, checksum 6); SCTP

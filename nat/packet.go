@@ -43,7 +43,7 @@ type Packet struct {
 	Version uint8
 	// Proto is the transport protocol: the IPv4 protocol field, or the
 	// IPv6 next header after the extension headers.
-	Proto uint8
+	Proto Proto
 	// TTL is the IPv4 time to live or IPv6 hop limit.
 	TTL uint8
 	// DontFragment is the IPv4 DF flag (always false for IPv6).
@@ -85,7 +85,7 @@ type Packet struct {
 	// problem) whose quoted packet was parsed into the Inner fields.
 	ICMPError bool
 	// InnerProto is the transport protocol of the quoted packet.
-	InnerProto uint8
+	InnerProto Proto
 	// InnerFragment is true when the quoted packet is a non-first fragment
 	// (it then has no transport header).
 	InnerFragment bool
@@ -187,7 +187,7 @@ func parseIPv4(frame []byte, off int, p *Packet) DropReason {
 	p.End = uint16(off + tot)
 	p.L4Off = uint16(off + hl)
 	p.TTL = ip[ipv4TTL]
-	p.Proto = ip[ipv4Proto]
+	p.Proto = Proto(ip[ipv4Proto])
 	p.FragID = uint32(ip.id())
 	p.DontFragment = ff&ipv4FlagDF != 0
 	p.MoreFragments = ff&ipv4FlagMF != 0
@@ -247,7 +247,7 @@ func parseIPv6(frame []byte, off int, p *Packet) DropReason {
 	p.Src = netip.AddrFrom16(ip.src())
 	p.Dst = netip.AddrFrom16(ip.dst())
 	var x extWalk
-	if r := x.walk(frame, off, ip[ipv6NextHeader]); r != DropNone {
+	if r := x.walk(frame, off, Proto(ip[ipv6NextHeader])); r != DropNone {
 		return r
 	}
 	p.Proto = x.proto
@@ -270,7 +270,7 @@ func parseIPv6(frame []byte, off int, p *Packet) DropReason {
 
 // extWalk is the result of walking IPv6 extension headers.
 type extWalk struct {
-	proto   uint8
+	proto   Proto
 	more    bool
 	fragHdr bool
 	fragOff uint16
@@ -282,7 +282,7 @@ type extWalk struct {
 // walk follows the next-header chain from the IPv6 header at off through
 // b[:len(b)], stopping at the first upper-layer protocol, at a fragment
 // header with a non-zero offset (the rest is not a header), or at an error.
-func (x *extWalk) walk(b []byte, off int, nh uint8) DropReason {
+func (x *extWalk) walk(b []byte, off int, nh Proto) DropReason {
 	h := off + ipv6HdrLen
 	for n := 0; ; n++ {
 		var l int
@@ -326,7 +326,7 @@ func (x *extWalk) walk(b []byte, off int, nh uint8) DropReason {
 			return DropIPv6ExtTruncated
 		}
 		cur := nh
-		nh = b[h]
+		nh = Proto(b[h])
 		h += l
 		if cur == ProtoFragment && x.fragOff != 0 {
 			// The rest of a non-first fragment is payload.
@@ -457,7 +457,7 @@ func parseInner(b []byte, off int, p *Packet) DropReason {
 		if hl > len(q) {
 			return DropICMPInnerTruncated
 		}
-		p.InnerProto = ip[ipv4Proto]
+		p.InnerProto = Proto(ip[ipv4Proto])
 		p.InnerFragment = ip.flagsFrag()&ipv4FragOffMask != 0
 		innerMF = ip.flagsFrag()&ipv4FlagMF != 0
 		n = ip.totalLen() - hl
@@ -475,7 +475,7 @@ func parseInner(b []byte, off int, p *Packet) DropReason {
 		p.InnerSrc = netip.AddrFrom16(ip.src())
 		p.InnerDst = netip.AddrFrom16(ip.dst())
 		var x extWalk
-		if r := x.walk(b, off, ip[ipv6NextHeader]); r != DropNone {
+		if r := x.walk(b, off, Proto(ip[ipv6NextHeader])); r != DropNone {
 			if r == DropIPv6ExtTruncated {
 				return DropICMPInnerTruncated
 			}

@@ -131,7 +131,7 @@ func buildICMPError(buf, frame []byte, p *Packet, src netip.Addr, typ, code uint
 		binary.BigEndian.PutUint16(ip[ipv4ID:], 0)
 		binary.BigEndian.PutUint16(ip[ipv4FlagsFrag:], ipv4FlagDF) // RFC 6864: ID 0 with DF
 		ip[ipv4TTL] = replyTTL
-		ip[ipv4Proto] = ProtoICMP
+		ip[ipv4Proto] = byte(ProtoICMP)
 		ip[ipv4Checksum], ip[ipv4Checksum+1] = 0, 0
 		s4, d4 := src.As4(), p.Src.As4()
 		copy(ip[ipv4Src:], s4[:])
@@ -142,14 +142,14 @@ func buildICMPError(buf, frame []byte, p *Packet, src netip.Addr, typ, code uint
 	}
 	binary.BigEndian.PutUint32(ip[0:], 6<<28) // version 6, traffic class 0, flow label 0
 	binary.BigEndian.PutUint16(ip[ipv6PayloadLen:], uint16(len(msg)))
-	ip[ipv6NextHeader] = ProtoICMPv6
+	ip[ipv6NextHeader] = byte(ProtoICMPv6)
 	ip[ipv6HopLimit] = replyTTL
 	s16, d16 := src.As16(), p.Src.As16()
 	copy(ip[ipv6Src:], s16[:])
 	copy(ip[ipv6Dst:], d16[:])
 	// RFC 4443 section 2.3: pseudo-header of source, destination, upper-layer
 	// length and next header.
-	acc := SumWords(ip[ipv6Src:ipv6Src+32], uint64(len(msg))+ProtoICMPv6)
+	acc := SumWords(ip[ipv6Src:ipv6Src+32], uint64(len(msg))+uint64(ProtoICMPv6))
 	binary.BigEndian.PutUint16(msg[icmpChecksum:], ^FoldSum(SumWords(msg, acc)))
 	return n, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // ErrCaptureBusy is returned by StartCapture while another capture runs.
@@ -184,7 +185,7 @@ func (cfg *CaptureConfig) match(b []byte) bool {
 		et, off = binary.BigEndian.Uint16(b[16:]), 18
 	}
 	var src, dst netip.Addr
-	var proto uint8
+	var proto nat.Proto
 	var l4 int
 	hasPorts := false
 	switch et {
@@ -194,7 +195,7 @@ func (cfg *CaptureConfig) match(b []byte) bool {
 			return false
 		}
 		src, dst = netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20]))
-		proto = ip[9]
+		proto = nat.Proto(ip[9])
 		l4 = off + int(ip[0]&0xf)*4
 		hasPorts = binary.BigEndian.Uint16(ip[6:])&0x1fff == 0
 	case 0x86dd:
@@ -203,14 +204,14 @@ func (cfg *CaptureConfig) match(b []byte) bool {
 			return false
 		}
 		src, dst = netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40]))
-		proto = ip[6]
+		proto = nat.Proto(ip[6])
 		l4 = off + 40
 		hasPorts = true
 	default:
 		return false
 	}
 	var sport, dport uint16
-	if hasPorts && (proto == 6 || proto == 17 || proto == 132) && len(b) >= l4+4 {
+	if hasPorts && (proto == nat.ProtoTCP || proto == nat.ProtoUDP || proto == nat.ProtoSCTP) && len(b) >= l4+4 {
 		sport, dport = binary.BigEndian.Uint16(b[l4:]), binary.BigEndian.Uint16(b[l4+2:])
 	} else {
 		hasPorts = false

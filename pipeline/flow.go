@@ -53,7 +53,7 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 		f.Drop(DropNotService)
 		return fl, hop, newFlowDone
 	}
-	d := s.Classify(pk.Src, pk.Dst, pk.DstPort, snapshot.Proto(pk.Proto))
+	d := s.Classify(pk.Src, pk.Dst, pk.DstPort, pk.Proto)
 	switch d.Verdict {
 	case snapshot.Forward:
 	case snapshot.Reject:
@@ -97,7 +97,7 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 			ep = s.Pick(d, maglev.HashClientIP(pk.Src))
 		}
 	} else {
-		flowHash, hashed = maglev.HashFlow(pk.Src, pk.Dst, pk.SrcPort, pk.DstPort, pk.Proto), true
+		flowHash, hashed = maglev.HashFlow(pk.Src, pk.Dst, pk.SrcPort, pk.DstPort, uint8(pk.Proto)), true
 		ep = s.Pick(d, flowHash)
 	}
 	if ep == nil || ep.Addr.Is4() != pk.Dst.Is4() {
@@ -129,7 +129,7 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 			return fl, hop, newFlowDone
 		}
 		if !hashed {
-			flowHash = maglev.HashFlow(pk.Src, pk.Dst, pk.SrcPort, pk.DstPort, pk.Proto)
+			flowHash = maglev.HashFlow(pk.Src, pk.Dst, pk.SrcPort, pk.DstPort, uint8(pk.Proto))
 		}
 		start := uint32(flowHash>>32) % p.snatN
 		res = conntrack.Conflict

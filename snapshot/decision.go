@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/xdpgate/xdpgate/maglev"
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // Verdict is what happens to the first packet of a flow.
@@ -89,7 +90,7 @@ type Decision struct {
 //     (src in ClusterCIDRs) is short-circuited to the cluster chain without
 //     masquerade.
 //   - No usable endpoint anywhere: reject, for every frontend kind.
-func (s *Snapshot) Classify(src, dst netip.Addr, dport uint16, proto Proto) Decision {
+func (s *Snapshot) Classify(src, dst netip.Addr, dport uint16, proto nat.Proto) Decision {
 	spi, kind := s.Frontend(dst, dport, proto)
 	if spi < 0 {
 		if spi = s.NodePortFor(dst, dport, proto); spi < 0 || !s.IsNodePortAddr(dst) {

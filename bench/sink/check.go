@@ -40,8 +40,6 @@ const (
 	ip6Src       = 8
 	ip6Dst       = 24
 	udpChecksum  = 6
-	protoTCP     = 6
-	protoUDP     = 17
 	etherTypeV4  = 0x0800
 	etherTypeV6  = 0x86DD
 	etherType1Q  = 0x8100
@@ -117,7 +115,7 @@ func (c *checker) check(frame []byte) verdict {
 	}
 	var (
 		src, dst netip.Addr
-		proto    byte
+		proto    nat.Proto
 		l4       []byte // whole L4 segment, nil when not captured
 		ports    []byte // first four bytes of L4, nil when absent
 		pseudo   uint64 // pseudo-header sum without the length
@@ -144,7 +142,7 @@ func (c *checker) check(frame []byte) verdict {
 		}
 		src = netip.AddrFrom4([4]byte(ip[ip4Src : ip4Src+4]))
 		dst = netip.AddrFrom4([4]byte(ip[ip4Dst : ip4Dst+4]))
-		proto = ip[ip4Proto]
+		proto = nat.Proto(ip[ip4Proto])
 		frag := binary.BigEndian.Uint16(ip[ip4Frag:])
 		if frag&0x1fff != 0 { // later fragment: no L4 header
 			v.l4Skipped = true
@@ -170,7 +168,7 @@ func (c *checker) check(frame []byte) verdict {
 		}
 		src = netip.AddrFrom16([16]byte(ip[ip6Src : ip6Src+16]))
 		dst = netip.AddrFrom16([16]byte(ip[ip6Dst : ip6Dst+16]))
-		proto = ip[ip6Next]
+		proto = nat.Proto(ip[ip6Next])
 		l4Len = int(binary.BigEndian.Uint16(ip[ip6PayLen:]))
 		if len(ip) >= ip6Len+4 {
 			ports = ip[ip6Len : ip6Len+4]
@@ -184,21 +182,21 @@ func (c *checker) check(frame []byte) verdict {
 		return v
 	}
 
-	isL4 := proto == protoTCP || proto == protoUDP
+	isL4 := proto == nat.ProtoTCP || proto == nat.ProtoUDP
 	switch {
 	case v.l4Skipped:
 	case !isL4:
 		v.l4Skipped = true
 	case l4 == nil:
 		v.l4Skipped = true // longer than the sample: only the IP header was checked
-	case proto == protoUDP && src.Is4() && len(l4) >= 8 && l4[udpChecksum] == 0 && l4[udpChecksum+1] == 0:
+	case proto == nat.ProtoUDP && src.Is4() && len(l4) >= 8 && l4[udpChecksum] == 0 && l4[udpChecksum+1] == 0:
 		v.l4Skipped = true // RFC 768: zero means no checksum (IPv4 only)
 	default:
 		// RFC 768 / RFC 793 / RFC 8200 8.1: the checksum covers a
 		// pseudo-header (addresses, protocol, L4 length) and the segment;
 		// a correct segment sums to 0xffff.
 		if s := nat.FoldSum(nat.SumWords(l4, pseudo+uint64(l4Len))); s != 0xffff {
-			v.csumFail("%s checksum wrong (%v -> %v, sum %#04x)", protoName(proto), src, dst, s)
+			v.csumFail("%s checksum wrong (%v -> %v, sum %#04x)", proto, src, dst, s)
 		}
 	}
 
@@ -225,11 +223,4 @@ func (c *checker) srcOK(a netip.Addr) bool {
 		}
 	}
 	return false
-}
-
-func protoName(p byte) string {
-	if p == protoTCP {
-		return "TCP"
-	}
-	return "UDP"
 }
