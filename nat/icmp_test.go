@@ -173,8 +173,8 @@ func TestBuildICMPErrors(t *testing.T) {
 				l3 := int(wp.L3Off)
 				want[l3+ipv4TOS] = replyTOSv4
 				put16(want[l3+ipv4ID:], 0)
-				put16(want[l3+ipv4Checksum:], 0)
-				put16(want[l3+ipv4Checksum:], ^refSum(want[l3:l3+20], 0))
+				put16(want[l3+IPv4ChecksumOff:], 0)
+				put16(want[l3+IPv4ChecksumOff:], ^refSum(want[l3:l3+20], 0))
 			}
 			if got := buf[:n]; !bytes.Equal(got, want) {
 				t.Errorf("build = \n%x, want\n%x", got, want)

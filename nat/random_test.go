@@ -16,8 +16,8 @@ import (
 func refFix(f []byte, p *Packet) {
 	l3, l4, end := int(p.L3Off), int(p.L4Off), int(p.End)
 	if p.Version == 4 {
-		put16(f[l3+ipv4Checksum:], 0)
-		put16(f[l3+ipv4Checksum:], ^refSum(f[l3:l4], 0))
+		put16(f[l3+IPv4ChecksumOff:], 0)
+		put16(f[l3+IPv4ChecksumOff:], ^refSum(f[l3:l4], 0))
 	}
 	if !p.HasL4 {
 		return
@@ -109,9 +109,9 @@ func TestRandomIncrementalVsFull(t *testing.T) {
 		want := append([]byte(nil), orig...)
 		var res DropReason
 		l3, l4 := int(p.L3Off), int(p.L4Off)
-		srcOff, dstOff, alen := l3+ipv4Src, l3+ipv4Dst, 4
+		srcOff, dstOff, alen := l3+IPv4SrcOff, l3+IPv4DstOff, 4
 		if !v4 {
-			srcOff, dstOff, alen = l3+ipv6Src, l3+ipv6Dst, 16
+			srcOff, dstOff, alen = l3+IPv6SrcOff, l3+IPv6DstOff, 16
 		}
 		portOff := func(dst bool) int {
 			if p.Proto == ProtoICMP || p.Proto == ProtoICMPv6 {
@@ -149,7 +149,7 @@ func TestRandomIncrementalVsFull(t *testing.T) {
 			if v4 {
 				want[l3+ipv4TTL]--
 			} else {
-				want[l3+ipv6HopLimit]--
+				want[l3+IPv6HopLimitOff]--
 			}
 		}
 		if res != DropNone {
