@@ -7,6 +7,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/xdpgate/xdpgate/affinity"
 	"github.com/xdpgate/xdpgate/nat"
 )
 
@@ -15,12 +16,6 @@ import (
 const (
 	LabelServiceProxyName = "service.kubernetes.io/service-proxy-name"
 	LabelHeadless         = "service.kubernetes.io/headless"
-)
-
-// Affinity timeout bounds (k8s.io/api core/v1).
-const (
-	defaultAffinitySeconds = 10800
-	maxAffinitySeconds     = 86400
 )
 
 // ignoredByLabels reports whether kube-proxy's informer label selector
@@ -168,12 +163,12 @@ func parseService(svc *v1.Service) (spec svcSpec, errs []error, ok bool) {
 		}
 	}
 	if svc.Spec.SessionAffinity == v1.ServiceAffinityClientIP {
-		t := int32(defaultAffinitySeconds)
+		t := int32(affinity.DefaultTimeoutSeconds)
 		if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
 			t = *c.ClientIP.TimeoutSeconds
 		}
-		if t <= 0 || t > maxAffinitySeconds {
-			bad("spec.sessionAffinityConfig.clientIP.timeoutSeconds", invalidf("%d: must be greater than 0 and at most %d", t, maxAffinitySeconds))
+		if affinity.ValidateTimeoutSeconds(t) != nil {
+			bad("spec.sessionAffinityConfig.clientIP.timeoutSeconds", invalidf("%d: must be greater than 0 and at most %d", t, affinity.MaxTimeoutSeconds))
 			return spec, errs, false
 		}
 		spec.affinitySeconds = uint32(t)
