@@ -188,67 +188,6 @@ func BenchmarkSweep(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1024, "ns/slot")
 }
 
-func BenchmarkBuildMaglev(b *testing.B) {
-	for _, tc := range []struct {
-		n    int
-		size uint32
-	}{{100, DefaultMaglevSize}, {1000, DefaultMaglevSize}, {1000, 655373}} {
-		b.Run(fmt.Sprintf("%d-backends/%d", tc.n, tc.size), func(b *testing.B) {
-			bs := randBackends(rand.New(rand.NewPCG(1, 2)), tc.n, 0)
-			b.ReportAllocs()
-			cpu := startCPU()
-			for b.Loop() {
-				if _, err := BuildMaglev(bs, tc.size); err != nil {
-					b.Fatal(err)
-				}
-			}
-			cpu.stop(b)
-		})
-	}
-}
-
-func BenchmarkMaglevPick(b *testing.B) {
-	m, err := BuildMaglev(randBackends(rand.New(rand.NewPCG(1, 2)), 100, 0), 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	sum, h := 0, uint64(0)
-	cpu := startCPU()
-	for b.Loop() {
-		sum += m.Pick(h)
-		h += 0x9E3779B97F4A7C15
-	}
-	cpu.stop(b)
-	_ = sum
-}
-
-func BenchmarkHashClientIP(b *testing.B) {
-	for _, a := range []netip.Addr{c1, c6} {
-		b.Run(a.String(), func(b *testing.B) {
-			b.ReportAllocs()
-			var s uint64
-			cpu := startCPU()
-			for b.Loop() {
-				s += HashClientIP(a)
-			}
-			cpu.stop(b)
-			_ = s
-		})
-	}
-}
-
-func BenchmarkHashFlow(b *testing.B) {
-	b.ReportAllocs()
-	var s uint64
-	cpu := startCPU()
-	for b.Loop() {
-		s += HashFlow(c1, c2, 40000, 443, 6)
-	}
-	cpu.stop(b)
-	_ = s
-}
-
 // BenchmarkBaselineDependentLoad is the machine's floor for a Lookup that
 // misses the caches: one dependent random 8-byte load (pointer chasing)
 // in an array as large as the table's slots at 1M and 10M clients.

@@ -1,5 +1,6 @@
-// Package affinity holds the ClientIP session-affinity table and the
-// Maglev consistent-hash backend choice of the xdpgate dataplane.
+// Package affinity holds the ClientIP session-affinity table of the xdpgate
+// dataplane. The backend choice on a miss, and for services without
+// affinity, is Maglev, in package maglev.
 //
 // It is pure Go: no syscalls, no client-go; tests never need root.
 //
@@ -11,12 +12,12 @@
 //
 //	ep, ok := table.Lookup(svcPort, client, T, now)
 //	if !ok || !usable(ep) {             // e.g. snapshot.Usable
-//		ep = chain[maglev.Pick(affinity.HashClientIP(client))]
+//		ep = chain[maglev.Pick(slots, len(chain), maglev.HashClientIP(client))]
 //	}
 //	table.Pin(svcPort, client, ep, T, now) // every new flow, never per packet
 //
 // Services without affinity skip the table and pick with
-// HashFlow(src, dst, sport, dport, proto).
+// maglev.HashFlow(src, dst, sport, dport, proto).
 //
 // # Semantics compared with kube-proxy
 //
@@ -132,22 +133,4 @@
 // Counters are per shard: writer counters are updated under the shard lock,
 // hit and miss counters by readers with atomic adds on a cache line of
 // their own; Stats sums them without locking.
-//
-// # Maglev
-//
-// BuildMaglev implements Maglev hashing (Eisenbud et al., NSDI'16, 3.4).
-// Each backend gets a permutation of the M slots (M prime) from its stable
-// ID: offset = h1(ID) mod M, skip = h2(ID) mod (M-1) + 1, permutation[j] =
-// (offset + j·skip) mod M. Backends take turns, in ID order, claiming their
-// next preferred empty slot until all M are claimed, so each of N equal
-// backends owns floor(M/N) or ceil(M/N) slots, and a backend's departure
-// mostly hands its own slots to others. Weights (Envoy's and Katran's
-// weighted Maglev): in round r a backend of weight w takes a turn only if
-// r·w has reached its threshold, which then grows by the maximum weight, so
-// it claims w/maxWeight slots per round on average. Pick maps a flow hash to
-// slot hash mod M, the same arithmetic as snapshot.Snapshot.Pick.
-//
-// Consistency across gateways needs the same IDs (BackendID of "ip:port"),
-// weights and size, and the fixed seeds of HashClientIP, HashFlow and the
-// permutation, which TestHashGolden and TestMaglevGolden pin.
 package affinity

@@ -15,15 +15,4 @@ var (
 	ErrShards = errors.New("shard count must be a power of two")
 	// ErrProbeWindow reports a Config.ProbeWindow outside 1..MaxProbeWindow.
 	ErrProbeWindow = errors.New("probe window out of range")
-	// ErrNoBackends reports a Maglev build without any backend of
-	// non-zero weight.
-	ErrNoBackends = errors.New("no backend with non-zero weight")
-	// ErrTooManyBackends reports more backends than MaxMaglevBackends or
-	// than table slots.
-	ErrTooManyBackends = errors.New("too many backends")
-	// ErrDuplicateBackend reports two backends with the same ID.
-	ErrDuplicateBackend = errors.New("duplicate backend id")
-	// ErrMaglevSize reports a Maglev table size that is not a prime in
-	// 2..MaxMaglevSize.
-	ErrMaglevSize = errors.New("maglev table size must be a prime")
 )

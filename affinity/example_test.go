@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/xdpgate/xdpgate/affinity"
+	"github.com/xdpgate/xdpgate/maglev"
 )
 
 // Example shows the new-flow path of a ClientIP service: affinity lookup,
@@ -22,11 +23,11 @@ func Example() {
 		netip.MustParseAddrPort("198.18.1.3:8080"),
 	}
 	ids := []uint32{101, 102, 103} // the control plane's endpoint IDs
-	backends := make([]affinity.Backend, len(endpoints))
+	backends := make([]maglev.Backend, len(endpoints))
 	for i, ep := range endpoints {
-		backends[i] = affinity.Backend{ID: affinity.BackendID(ep), Weight: 1}
+		backends[i] = maglev.Backend{ID: maglev.BackendID(ep), Weight: 1}
 	}
-	maglev, err := affinity.BuildMaglev(backends, 0)
+	choice, err := maglev.Build(backends, 0)
 	if err != nil {
 		panic(err)
 	}
@@ -38,10 +39,10 @@ func Example() {
 		ep, ok := table.Lookup(svcPort, client, timeout, int64(now))
 		hit := ok && usable(ep)
 		if !hit {
-			ep = ids[maglev.Pick(affinity.HashClientIP(client))]
+			ep = ids[choice.Pick(maglev.HashClientIP(client))]
 		}
 		res := table.Pin(svcPort, client, ep, timeout, int64(now))
-		fmt.Printf("t=%v hit=%v pin=%v same=%v\n", now, hit, res, ep == ids[maglev.Pick(affinity.HashClientIP(client))])
+		fmt.Printf("t=%v hit=%v pin=%v same=%v\n", now, hit, res, ep == ids[choice.Pick(maglev.HashClientIP(client))])
 	}
 	newFlow(0)
 	newFlow(time.Hour)

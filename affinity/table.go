@@ -170,6 +170,13 @@ func New(cfg Config) (*Table, error) {
 // Config returns the table's configuration with defaults applied.
 func (t *Table) Config() Config { return t.cfg }
 
+// Address family tags in the key hash, so that 1.2.3.4 and ::ffff:1.2.3.4
+// differ.
+const (
+	famV4 = 4
+	famV6 = 6
+)
+
 // hash places a key: the top bits choose the shard, the low 32 bits the
 // home slot inside it. The input is 24 bytes (xxhash's short-input path):
 // address words with the table seed folded in, then service port and

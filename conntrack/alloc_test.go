@@ -3,17 +3,19 @@ package conntrack
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 func TestNoAllocs(t *testing.T) {
 	tb := newTestTable(t, Config{MaxFlows: 1 << 12})
-	k4 := tup4(1, 2, 1000, 80, ProtoTCP)
+	k4 := tup4(1, 2, 1000, 80, nat.ProtoTCP)
 	x4 := xlate4(3, 8080)
-	k6 := MakeTuple(netip.MustParseAddr("2001:2::1"), netip.MustParseAddr("2001:2::2"), 1000, 80, ProtoTCP)
+	k6 := MakeTuple(netip.MustParseAddr("2001:2::1"), netip.MustParseAddr("2001:2::2"), 1000, 80, nat.ProtoTCP)
 	x6 := MakeTranslation(netip.MustParseAddrPort("[2001:2::3]:8080"), netip.MustParseAddrPort("[2001:2::4]:40000"))
 	f4, _ := tb.Insert(k4, x4, 1, 1, 0)
 	f6, _ := tb.Insert(k6, x6, 1, 1, 0)
-	fk := MakeFragKey(k4.SrcAddr(), k4.DstAddr(), ProtoUDP, 7)
+	fk := MakeFragKey(k4.SrcAddr(), k4.DstAddr(), nat.ProtoUDP, 7)
 	tb.RememberFragment(fk, f4, 0)
 	n := uint16(0)
 	tests := []struct {
@@ -22,12 +24,12 @@ func TestNoAllocs(t *testing.T) {
 	}{
 		{"Lookup hit v4", func() { tb.Lookup(k4, 1) }},
 		{"Lookup reply v4", func() { tb.Lookup(x4.Reply(k4), 1) }},
-		{"Lookup miss v4", func() { tb.Lookup(tup4(9, 9, 9, 9, ProtoTCP), 1) }},
+		{"Lookup miss v4", func() { tb.Lookup(tup4(9, 9, 9, 9, nat.ProtoTCP), 1) }},
 		{"Lookup hit v6", func() { tb.Lookup(k6, 1) }},
 		{"Insert exists", func() { tb.Insert(k4, x4, 1, 1, 1) }},
 		{"Insert new and Delete", func() {
 			n++
-			f, _ := tb.Insert(tup4(5, 6, n, 80, ProtoUDP), x4, 1, 1, 1)
+			f, _ := tb.Insert(tup4(5, 6, n, 80, nat.ProtoUDP), x4, 1, 1, 1)
 			tb.Delete(f.Handle)
 		}},
 		{"Touch", func() { tb.Touch(f4.Handle, Reply, TCPAck, 1500, 2) }},
@@ -35,7 +37,7 @@ func TestNoAllocs(t *testing.T) {
 		{"Sweep", func() { tb.Sweep(3, 64) }},
 		{"RememberFragment", func() { tb.RememberFragment(fk, f4, 4) }},
 		{"LookupFragment", func() { tb.LookupFragment(fk, 4) }},
-		{"MakeTuple", func() { MakeTuple(k6.SrcAddr(), k6.DstAddr(), 1, 2, ProtoTCP) }},
+		{"MakeTuple", func() { MakeTuple(k6.SrcAddr(), k6.DstAddr(), 1, 2, nat.ProtoTCP) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -52,7 +54,7 @@ func TestNoAllocsFullTable(t *testing.T) {
 	i := uint32(0)
 	got := testing.AllocsPerRun(500, func() {
 		i++
-		if _, res := tb.Insert(tup4(i, 2, uint16(i), 80, ProtoUDP), xlate4(3, 53), 1, 1, int64(i)); res != Inserted {
+		if _, res := tb.Insert(tup4(i, 2, uint16(i), 80, nat.ProtoUDP), xlate4(3, 53), 1, 1, int64(i)); res != Inserted {
 			t.Fatalf("Insert = %v, want inserted", res)
 		}
 	})
@@ -70,9 +72,9 @@ func TestLookupBatch(t *testing.T) {
 	tb := newTestTable(t, Config{MaxFlows: 4096, TouchResolution: 1})
 	var keys []Tuple
 	for i := range 300 {
-		k := tup4(uint32(i), 2, uint16(i), 80, [...]uint8{ProtoTCP, ProtoUDP}[i%2])
+		k := tup4(uint32(i), 2, uint16(i), 80, [...]nat.Proto{nat.ProtoTCP, nat.ProtoUDP}[i%2])
 		if i%5 == 0 {
-			k = MakeTuple(netipAddr6(i), netipAddr6(1000), uint16(i), 80, ProtoUDP)
+			k = MakeTuple(netipAddr6(i), netipAddr6(1000), uint16(i), 80, nat.ProtoUDP)
 		}
 		keys = append(keys, k)
 		if i%3 != 0 {

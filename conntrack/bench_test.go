@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // benchKey returns the i-th benchmark tuple, computed (not loaded from a
@@ -14,7 +16,7 @@ import (
 // key comes from the packet, which is in cache).
 func benchKey(i int) Tuple {
 	return Tuple4([4]byte{198, 18, byte(i >> 16), byte(i >> 8)}, [4]byte{198, 19, 0, byte(i)},
-		uint16(i), 80, ProtoTCP)
+		uint16(i), 80, nat.ProtoTCP)
 }
 
 // benchTuples returns n distinct IPv4 tuples.
@@ -186,7 +188,7 @@ func TestMemory10M(t *testing.T) {
 	x := xlate4(3, 8080)
 	start := time.Now()
 	for i := range n {
-		k := Tuple4([4]byte{198, 18, byte(i >> 16), byte(i >> 8)}, [4]byte{198, 19, byte(i >> 24), byte(i)}, uint16(i), 80, ProtoTCP)
+		k := Tuple4([4]byte{198, 18, byte(i >> 16), byte(i >> 8)}, [4]byte{198, 19, byte(i >> 24), byte(i)}, uint16(i), 80, nat.ProtoTCP)
 		if _, res := tb.Insert(k, x, 1, 1, int64(i)); res != Inserted {
 			t.Fatalf("Insert %d = %v", i, res)
 		}

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // checkInvariants checks a quiescent table: every live flow is found by
@@ -164,7 +166,7 @@ func TestConcurrentStress(t *testing.T) {
 		}
 	})
 	worker(30, func(r *rand.Rand, now int64) {
-		k := MakeFragKey(randTuple(src(r)).SrcAddr(), randTuple(src(r)).DstAddr(), ProtoUDP, uint32(r.IntN(16)))
+		k := MakeFragKey(randTuple(src(r)).SrcAddr(), randTuple(src(r)).DstAddr(), nat.ProtoUDP, uint32(r.IntN(16)))
 		if r.IntN(2) == 0 {
 			tb.RememberFragment(k, Flow{Endpoint: k.ID}, now)
 		} else if f, ok := tb.LookupFragment(k, now); ok && f.Endpoint != k.ID {
@@ -188,7 +190,7 @@ func TestRacingInsertSameTuple(t *testing.T) {
 	}
 	const racers = 4
 	tb := newTestTable(t, Config{MaxFlows: 1024})
-	orig := tup4(1, 2, 1000, 80, ProtoTCP)
+	orig := tup4(1, 2, 1000, 80, nat.ProtoTCP)
 	for round := range rounds {
 		var start, done sync.WaitGroup
 		start.Add(1)
@@ -234,7 +236,7 @@ func TestNoTornReads(t *testing.T) {
 	}
 	tb := newTestTable(t, Config{MaxFlows: 8, MaxFlows6: -1})
 	const flows = 32
-	key := func(i int) Tuple { return tup4(uint32(i), 500, uint16(1000+i), 80, ProtoUDP) }
+	key := func(i int) Tuple { return tup4(uint32(i), 500, uint16(1000+i), 80, nat.ProtoUDP) }
 	var wg sync.WaitGroup
 	for g := range 2 {
 		wg.Add(1)

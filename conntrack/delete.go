@@ -1,5 +1,7 @@
 package conntrack
 
+import "github.com/xdpgate/xdpgate/nat"
+
 // remove deletes the live record idx whose ctl was observed as c, for
 // reason why. The CAS of ctl from live to the next (even) generation is the
 // linearisation point and decides which of several concurrent removers
@@ -120,7 +122,7 @@ func (t *Table) DeleteByEndpoint(ep uint32) int {
 // removed. keep is called without any lock held. Cost as DeleteByEndpoint.
 func (t *Table) DeleteUDPByServicePort(svc uint32, keep func(ep uint32) bool) int {
 	return t.scan(0, len(t.r4)+len(t.r6), reasonDeleted, func(r *recHdr, c uint64) bool {
-		if ctlProto(c) != ProtoUDP || r.svc.Load() != svc {
+		if ctlProto(c) != nat.ProtoUDP || r.svc.Load() != svc {
 			return false
 		}
 		ep := r.ep.Load()

@@ -1,21 +1,25 @@
 package conntrack
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/xdpgate/xdpgate/nat"
+)
 
 // TestDeleteUDPByServicePort follows kube-proxy's UDP reconcile: only UDP
 // flows of the service port whose endpoint is not serving go.
 func TestDeleteUDPByServicePort(t *testing.T) {
 	type flow struct {
-		proto   uint8
+		proto   nat.Proto
 		svc, ep uint32
 		want    bool // survives
 	}
 	flows := []flow{
-		{ProtoUDP, 1, 10, true},  // serving endpoint
-		{ProtoUDP, 1, 11, false}, // endpoint no longer serving
-		{ProtoTCP, 1, 11, true},  // TCP is never reconciled
-		{ProtoUDP, 2, 11, true},  // other service port
-		{ProtoSCTP, 1, 11, true}, // SCTP neither (kube-proxy: UDP only)
+		{nat.ProtoUDP, 1, 10, true},  // serving endpoint
+		{nat.ProtoUDP, 1, 11, false}, // endpoint no longer serving
+		{nat.ProtoTCP, 1, 11, true},  // TCP is never reconciled
+		{nat.ProtoUDP, 2, 11, true},  // other service port
+		{nat.ProtoSCTP, 1, 11, true}, // SCTP neither (kube-proxy: UDP only)
 	}
 	tb := newTestTable(t, Config{MaxFlows: 64})
 	var hs []Handle

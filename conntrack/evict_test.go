@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 const sec = int64(time.Second)
@@ -22,7 +24,7 @@ func TestFloodKeepsEstablished(t *testing.T) {
 		if i%2 == 1 {
 			now = 100 * sec
 		}
-		f, res := tb.Insert(tup4(uint32(i), 1000, uint16(i), 80, ProtoTCP), xlate4(2000, 8080), 1, 1, now)
+		f, res := tb.Insert(tup4(uint32(i), 1000, uint16(i), 80, nat.ProtoTCP), xlate4(2000, 8080), 1, 1, now)
 		if res != Inserted {
 			t.Fatalf("fill %d: Insert = %v, want inserted", i, res)
 		}
@@ -47,7 +49,7 @@ func TestFloodKeepsEstablished(t *testing.T) {
 			b := busy[r.IntN(len(busy))]
 			tb.Touch(b.Handle, Original, TCPAck, 60, now)
 		}
-		k := Tuple4([4]byte{198, 19, byte(i >> 8), byte(i)}, addr4(1000), uint16(i), 80, ProtoTCP)
+		k := Tuple4([4]byte{198, 19, byte(i >> 8), byte(i)}, addr4(1000), uint16(i), 80, nat.ProtoTCP)
 		f, res := tb.Insert(k, xlate4(2000, 8080), 1, 1, now)
 		if res != Inserted {
 			t.Fatalf("flood %d: Insert = %v, want inserted (evicting)", i, res)
@@ -86,7 +88,7 @@ func TestEvictionOrder(t *testing.T) {
 		var flows []fl
 		now := 1000 * sec
 		for i := 0; len(flows) < 4; i++ {
-			k := tup4(uint32(i), 1, uint16(i), 80, ProtoUDP)
+			k := tup4(uint32(i), 1, uint16(i), 80, nat.ProtoUDP)
 			last := now - int64(r.IntN(25))*sec
 			expired := r.IntN(6) == 0
 			if expired {
@@ -171,11 +173,11 @@ func TestExpiryProperty(t *testing.T) {
 	}
 	var flows []fl
 	for i := range 1000 {
-		proto := [...]uint8{ProtoTCP, ProtoUDP, ProtoICMP, ProtoSCTP}[r.IntN(4)]
+		proto := [...]nat.Proto{nat.ProtoTCP, nat.ProtoUDP, nat.ProtoICMP, nat.ProtoSCTP}[r.IntN(4)]
 		k := tup4(uint32(i), 7, uint16(i), 80, proto)
 		last := int64(r.IntN(700)) * sec
 		f, _ := tb.Insert(k, xlate4(9, 80), 1, 1, last)
-		if proto == ProtoTCP {
+		if proto == nat.ProtoTCP {
 			tb.Touch(f.Handle, Original, TCPSyn, 1, last)
 		}
 		flows = append(flows, fl{k, f.Handle, last})
@@ -212,19 +214,19 @@ func TestExpiryProperty(t *testing.T) {
 func TestFullTable(t *testing.T) {
 	tb := newTestTable(t, Config{MaxFlows: 16, MaxFlows6: -1})
 	for i := range 16 {
-		if _, res := tb.Insert(tup4(uint32(i), 1, 1, 80, ProtoUDP), xlate4(2, 53), 1, 1, 0); res != Inserted {
+		if _, res := tb.Insert(tup4(uint32(i), 1, 1, 80, nat.ProtoUDP), xlate4(2, 53), 1, 1, 0); res != Inserted {
 			t.Fatalf("Insert %d = %v, want inserted", i, res)
 		}
 	}
 	// Full: the next insert evicts (every flow is in the two-bucket window
 	// of this tiny table).
-	if _, res := tb.Insert(tup4(100, 1, 1, 80, ProtoUDP), xlate4(2, 53), 1, 1, sec); res != Inserted {
+	if _, res := tb.Insert(tup4(100, 1, 1, 80, nat.ProtoUDP), xlate4(2, 53), 1, 1, sec); res != Inserted {
 		t.Fatalf("Insert into full table = %v, want inserted (evicting)", res)
 	}
 	if st := tb.Stats(); st.Evictions != 1 || st.Entries != 16 {
 		t.Fatalf("Stats() evictions %d entries %d, want 1 16", st.Evictions, st.Entries)
 	}
-	if _, res := tb.Insert(MakeTuple(netip.MustParseAddr("2001:2::1"), netip.MustParseAddr("2001:2::2"), 1, 2, ProtoUDP),
+	if _, res := tb.Insert(MakeTuple(netip.MustParseAddr("2001:2::1"), netip.MustParseAddr("2001:2::2"), 1, 2, nat.ProtoUDP),
 		MakeTranslation(netip.MustParseAddrPort("[2001:2::3]:53"), netip.AddrPort{}), 1, 1, 0); res != Invalid {
 		t.Fatalf("Insert(IPv6) with IPv6 disabled = %v, want invalid", res)
 	}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/xdpgate/xdpgate/conntrack"
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // Example shows the per-packet use by a poller: look the packet's tuple up;
@@ -22,7 +23,7 @@ func Example() {
 	node := netip.MustParseAddrPort("198.18.3.1:50001") // SNAT (masquerade)
 
 	// First packet, client -> VIP (SYN).
-	k := conntrack.MakeTuple(client.Addr(), vip.Addr(), client.Port(), vip.Port(), conntrack.ProtoTCP)
+	k := conntrack.MakeTuple(client.Addr(), vip.Addr(), client.Port(), vip.Port(), nat.ProtoTCP)
 	f, ok := ct.Lookup(k, now)
 	if !ok {
 		var res conntrack.InsertResult
@@ -33,7 +34,7 @@ func Example() {
 	fmt.Println("forward as:", f.Rewrite)
 
 	// The endpoint answers to the SNAT address (SYN+ACK).
-	r := conntrack.MakeTuple(endpoint.Addr(), node.Addr(), endpoint.Port(), node.Port(), conntrack.ProtoTCP)
+	r := conntrack.MakeTuple(endpoint.Addr(), node.Addr(), endpoint.Port(), node.Port(), nat.ProtoTCP)
 	f, ok = ct.Lookup(r, now+1000)
 	ct.Touch(f.Handle, f.Dir, conntrack.TCPSyn|conntrack.TCPAck, 60, now+1000)
 	fmt.Println("reply found:", ok, f.Dir, "endpoint", f.Endpoint)

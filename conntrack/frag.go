@@ -3,6 +3,8 @@ package conntrack
 import (
 	"net/netip"
 	"sync/atomic"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // fragBucket is the probe window of the fragment table: one bucket.
@@ -14,13 +16,13 @@ const fragBucket = 8
 type FragKey struct {
 	Src, Dst [16]byte
 	ID       uint32
-	Proto    uint8
+	Proto    nat.Proto
 	Family   Family
 }
 
 // MakeFragKey builds a FragKey from netip addresses; mixed or invalid
 // families give the zero key, which never matches.
-func MakeFragKey(src, dst netip.Addr, proto uint8, id uint32) FragKey {
+func MakeFragKey(src, dst netip.Addr, proto nat.Proto, id uint32) FragKey {
 	t := MakeTuple(src, dst, 0, 0, proto)
 	if t.Family == 0 {
 		return FragKey{}
@@ -176,7 +178,7 @@ func (t *Table) LookupFragment(k FragKey, now int64) (Flow, bool) {
 		putLE64(rw.Dst[:8], e.rwDst[0].Load())
 		putLE64(rw.Dst[8:], e.rwDst[1].Load())
 		p := e.rwPorts.Load()
-		rw.SrcPort, rw.DstPort, rw.Proto, rw.Family = uint16(p>>32), uint16(p>>16), uint8(p>>8), Family(p)
+		rw.SrcPort, rw.DstPort, rw.Proto, rw.Family = uint16(p>>32), uint16(p>>16), nat.Proto(p>>8), Family(p)
 		ids := e.ids.Load()
 		f.ServicePort, f.Endpoint = uint32(ids>>32), uint32(ids)
 		f.Handle = Handle(e.handle.Load())

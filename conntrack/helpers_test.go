@@ -3,12 +3,14 @@ package conntrack
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // addr4 returns 198.18.x.y for n = x<<8|y (RFC 2544 benchmark range).
 func addr4(n uint32) [4]byte { return [4]byte{198, 18 | byte(n>>16&1), byte(n >> 8), byte(n)} }
 
-func tup4(src, dst uint32, sport, dport uint16, proto uint8) Tuple {
+func tup4(src, dst uint32, sport, dport uint16, proto nat.Proto) Tuple {
 	return Tuple4(addr4(src), addr4(dst), sport, dport, proto)
 }
 

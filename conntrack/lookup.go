@@ -1,6 +1,10 @@
 package conntrack
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/xdpgate/xdpgate/nat"
+)
 
 // Flow is what Lookup and Insert return: a copy of the parts of a flow the
 // dataplane needs for one packet. It stays meaningful after the flow is
@@ -195,7 +199,7 @@ func advance(c uint64, d Dir, tcpFlags uint8) uint64 {
 		fl |= flagReplied
 	}
 	switch ctlProto(c) {
-	case ProtoTCP:
+	case nat.ProtoTCP:
 		closer := Original
 		if fl&flagCloserReply != 0 {
 			closer = Reply
@@ -205,7 +209,7 @@ func advance(c uint64, d Dir, tcpFlags uint8) uint64 {
 		if closer == Reply {
 			fl |= flagCloserReply
 		}
-	case ProtoUDP:
+	case nat.ProtoUDP:
 		if fl&flagReplied != 0 {
 			s = StateUDPReplied
 		}

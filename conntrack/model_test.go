@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // modelFlow is the reference model's flow: a plain struct in a Go map.
@@ -80,9 +82,9 @@ func (m *model) touch(f *modelFlow, d Dir, flags uint8, n int, now int64) {
 		f.replied = true
 	}
 	switch f.orig.Proto {
-	case ProtoTCP:
+	case nat.ProtoTCP:
 		f.state, f.closer = tcpNext(f.state, f.closer, d, flags)
-	case ProtoUDP:
+	case nat.ProtoUDP:
 		if f.replied {
 			f.state = StateUDPReplied
 		}
@@ -111,7 +113,7 @@ func (s *byteSource) done() bool { return len(s.b) == 0 }
 
 // randTuple draws from a small universe so that inserts collide.
 func randTuple(src opSource) Tuple {
-	protos := [...]uint8{ProtoTCP, ProtoUDP, ProtoICMP, ProtoSCTP}
+	protos := [...]nat.Proto{nat.ProtoTCP, nat.ProtoUDP, nat.ProtoICMP, nat.ProtoSCTP}
 	p := protos[src.next(len(protos))]
 	if src.next(4) == 0 {
 		var a, b [16]byte
@@ -244,7 +246,7 @@ func runModel(t testing.TB, src opSource, maxOps int) int {
 			keep := func(ep uint32) bool { return keepMask>>(ep-1)&1 == 1 }
 			want := 0
 			for _, f := range m.flows {
-				if f.orig.Proto == ProtoUDP && f.svc == svc && !keep(f.ep) {
+				if f.orig.Proto == nat.ProtoUDP && f.svc == svc && !keep(f.ep) {
 					m.remove(f)
 					want++
 				}
@@ -354,7 +356,7 @@ func FuzzTupleInput(f *testing.F) {
 		copy(k.Src[:], data[0:16])
 		copy(k.Dst[:], data[16:32])
 		k.SrcPort, k.DstPort = binary.LittleEndian.Uint16(data[32:]), binary.LittleEndian.Uint16(data[34:])
-		k.Proto, k.Family = data[36], Family(data[37])
+		k.Proto, k.Family = nat.Proto(data[36]), Family(data[37])
 		var x Translation
 		copy(x.DNATAddr[:], data[0:16])
 		x.DNATPort = binary.LittleEndian.Uint16(data[38:])

@@ -3,6 +3,8 @@ package conntrack
 import (
 	"encoding/binary"
 	"sync/atomic"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // Flow records. Every field is a sync/atomic value because a record can be
@@ -71,13 +73,13 @@ const (
 
 func ctlGen(c uint64) uint32           { return uint32(c >> genShift) }
 func ctlLive(c uint64) bool            { return c>>genShift&1 == 1 }
-func ctlProto(c uint64) uint8          { return uint8(c >> protoShift) }
+func ctlProto(c uint64) nat.Proto      { return nat.Proto(c >> protoShift) }
 func ctlFlags(c uint64) uint8          { return uint8(c >> flagShift) }
 func ctlState(c uint64) State          { return State(c & stateMask) }
 func ctlFree(gen uint32) uint64        { return uint64(gen) << genShift }
 func ports(sport, dport uint16) uint32 { return uint32(sport)<<16 | uint32(dport) }
 
-func makeCtl(gen uint32, proto, flags uint8, s State) uint64 {
+func makeCtl(gen uint32, proto nat.Proto, flags uint8, s State) uint64 {
 	return uint64(gen)<<genShift | uint64(proto)<<protoShift | uint64(flags)<<flagShift | uint64(s)
 }
 
@@ -90,7 +92,7 @@ func (w *words4) store(k *Tuple) {
 	w.ports.Store(ports(k.SrcPort, k.DstPort))
 }
 
-func (w *words4) load(proto uint8) Tuple {
+func (w *words4) load(proto nat.Proto) Tuple {
 	var k Tuple
 	binary.LittleEndian.PutUint32(k.Src[:4], w.src.Load())
 	binary.LittleEndian.PutUint32(k.Dst[:4], w.dst.Load())
@@ -107,7 +109,7 @@ func (w *words6) store(k *Tuple) {
 	w.ports.Store(ports(k.SrcPort, k.DstPort))
 }
 
-func (w *words6) load(proto uint8) Tuple {
+func (w *words6) load(proto nat.Proto) Tuple {
 	var k Tuple
 	binary.LittleEndian.PutUint64(k.Src[:8], w.src[0].Load())
 	binary.LittleEndian.PutUint64(k.Src[8:], w.src[1].Load())

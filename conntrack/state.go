@@ -1,6 +1,10 @@
 package conntrack
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/xdpgate/xdpgate/nat"
+)
 
 // Dir is the direction of a packet relative to its flow.
 type Dir uint8
@@ -73,13 +77,13 @@ func (s State) String() string {
 }
 
 // initialState is the state of a newly inserted flow of protocol proto.
-func initialState(proto uint8) State {
+func initialState(proto nat.Proto) State {
 	switch proto {
-	case ProtoTCP:
+	case nat.ProtoTCP:
 		return StateTCPNone
-	case ProtoUDP:
+	case nat.ProtoUDP:
 		return StateUDPUnreplied
-	case ProtoICMP, ProtoICMPv6:
+	case nat.ProtoICMP, nat.ProtoICMPv6:
 		return StateICMP
 	}
 	return StateOther

@@ -3,6 +3,8 @@ package conntrack
 import (
 	"testing"
 	"time"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 func TestTCPNext(t *testing.T) {
@@ -98,7 +100,7 @@ func TestTCPLifecycle(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tb := newTestTable(t, Config{MaxFlows: 64})
-			f, res := tb.Insert(tup4(1, 2, 1000, 80, ProtoTCP), xlate4(3, 8080), 1, 1, 0)
+			f, res := tb.Insert(tup4(1, 2, 1000, 80, nat.ProtoTCP), xlate4(3, 8080), 1, 1, 0)
 			if res != Inserted {
 				t.Fatalf("Insert = %v, want inserted", res)
 			}
@@ -121,25 +123,25 @@ func TestTCPLifecycle(t *testing.T) {
 
 func TestUDPReplied(t *testing.T) {
 	tb := newTestTable(t, Config{MaxFlows: 64})
-	f, _ := tb.Insert(tup4(1, 2, 1000, 53, ProtoUDP), xlate4(3, 5353), 1, 1, 0)
+	f, _ := tb.Insert(tup4(1, 2, 1000, 53, nat.ProtoUDP), xlate4(3, 5353), 1, 1, 0)
 	sec := int64(time.Second)
 	tb.Touch(f.Handle, Original, 0, 100, 0)
 	if e, _ := tb.Get(f.Handle); e.State != StateUDPUnreplied {
 		t.Fatalf("state after original = %v, want %v", e.State, StateUDPUnreplied)
 	}
 	// Unreplied: gone after 30 s.
-	if _, ok := tb.Lookup(tup4(1, 2, 1000, 53, ProtoUDP), 31*sec); ok {
+	if _, ok := tb.Lookup(tup4(1, 2, 1000, 53, nat.ProtoUDP), 31*sec); ok {
 		t.Fatalf("Lookup(unreplied after 31s) = hit, want miss")
 	}
-	f, _ = tb.Insert(tup4(1, 2, 1000, 53, ProtoUDP), xlate4(3, 5353), 1, 1, 40*sec)
+	f, _ = tb.Insert(tup4(1, 2, 1000, 53, nat.ProtoUDP), xlate4(3, 5353), 1, 1, 40*sec)
 	tb.Touch(f.Handle, Reply, 0, 100, 40*sec)
 	if e, _ := tb.Get(f.Handle); e.State != StateUDPReplied || !e.Replied {
 		t.Fatalf("state after reply = %v replied %v, want %v true", e.State, e.Replied, StateUDPReplied)
 	}
-	if _, ok := tb.Lookup(tup4(1, 2, 1000, 53, ProtoUDP), 40*sec+100*sec); !ok {
+	if _, ok := tb.Lookup(tup4(1, 2, 1000, 53, nat.ProtoUDP), 40*sec+100*sec); !ok {
 		t.Fatalf("Lookup(replied after 100s) = miss, want hit")
 	}
-	if _, ok := tb.Lookup(tup4(1, 2, 1000, 53, ProtoUDP), 40*sec+221*sec); ok {
+	if _, ok := tb.Lookup(tup4(1, 2, 1000, 53, nat.ProtoUDP), 40*sec+221*sec); ok {
 		t.Fatalf("Lookup(replied, 121s after last touch) = hit, want miss")
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"runtime"
 	"sync/atomic"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // Record sizes in bytes, for MemoryBytes (TestRecordSizes checks them
@@ -159,7 +161,7 @@ func (t *Table) hdrChecked(fam6 bool, idx uint32) *recHdr {
 	return nil
 }
 
-func (t *Table) loadTuple(fam6 bool, idx uint32, d Dir, proto uint8) Tuple {
+func (t *Table) loadTuple(fam6 bool, idx uint32, d Dir, proto nat.Proto) Tuple {
 	if fam6 {
 		return t.r6[idx].t[d&1].load(proto)
 	}

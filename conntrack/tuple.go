@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/bits"
 	"net/netip"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // Family is the IP version of a tuple: IPv4 or IPv6. The zero Family marks
@@ -15,15 +17,6 @@ type Family uint8
 const (
 	IPv4 Family = 4
 	IPv6 Family = 6
-)
-
-// IP protocol numbers the table treats specially.
-const (
-	ProtoICMP   = 1
-	ProtoTCP    = 6
-	ProtoUDP    = 17
-	ProtoICMPv6 = 58
-	ProtoSCTP   = 132
 )
 
 // Tuple identifies one direction of a flow: source and destination address
@@ -38,7 +31,7 @@ const (
 type Tuple struct {
 	Src, Dst         [16]byte
 	SrcPort, DstPort uint16
-	Proto            uint8
+	Proto            nat.Proto
 	Family           Family
 }
 
@@ -46,7 +39,7 @@ type Tuple struct {
 // family (an IPv4-mapped IPv6 address is IPv6: it arrived in an IPv6
 // header); otherwise, or for invalid addresses, it returns the zero Tuple,
 // which no operation matches.
-func MakeTuple(src, dst netip.Addr, sport, dport uint16, proto uint8) Tuple {
+func MakeTuple(src, dst netip.Addr, sport, dport uint16, proto nat.Proto) Tuple {
 	switch {
 	case src.Is4() && dst.Is4():
 		return Tuple4(src.As4(), dst.As4(), sport, dport, proto)
@@ -58,7 +51,7 @@ func MakeTuple(src, dst netip.Addr, sport, dport uint16, proto uint8) Tuple {
 
 // Tuple4 builds an IPv4 Tuple from raw addresses (as read from an IPv4
 // header).
-func Tuple4(src, dst [4]byte, sport, dport uint16, proto uint8) Tuple {
+func Tuple4(src, dst [4]byte, sport, dport uint16, proto nat.Proto) Tuple {
 	t := Tuple{SrcPort: sport, DstPort: dport, Proto: proto, Family: IPv4}
 	copy(t.Src[:4], src[:])
 	copy(t.Dst[:4], dst[:])
@@ -67,7 +60,7 @@ func Tuple4(src, dst [4]byte, sport, dport uint16, proto uint8) Tuple {
 
 // Tuple6 builds an IPv6 Tuple from raw addresses (as read from an IPv6
 // header).
-func Tuple6(src, dst [16]byte, sport, dport uint16, proto uint8) Tuple {
+func Tuple6(src, dst [16]byte, sport, dport uint16, proto nat.Proto) Tuple {
 	return Tuple{Src: src, Dst: dst, SrcPort: sport, DstPort: dport, Proto: proto, Family: IPv6}
 }
 

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 	"unsafe"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 func TestMakeTuple(t *testing.T) {
@@ -24,7 +26,7 @@ func TestMakeTuple(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			k := MakeTuple(tc.src, tc.dst, 1, 2, ProtoTCP)
+			k := MakeTuple(tc.src, tc.dst, 1, 2, nat.ProtoTCP)
 			if k.Family != tc.wantFamily || k.Valid() != (tc.wantFamily != 0) {
 				t.Fatalf("MakeTuple(%v, %v) = %+v (valid %v), want family %d", tc.src, tc.dst, k, k.Valid(), tc.wantFamily)
 			}
@@ -33,7 +35,7 @@ func TestMakeTuple(t *testing.T) {
 			}
 		})
 	}
-	k := MakeTuple(v4a, v4b, 1, 2, ProtoTCP)
+	k := MakeTuple(v4a, v4b, 1, 2, nat.ProtoTCP)
 	k.Src[7] = 1
 	if k.Valid() {
 		t.Errorf("Valid(IPv4 tuple with non-zero padding) = true, want false")
@@ -43,7 +45,7 @@ func TestMakeTuple(t *testing.T) {
 func TestTranslationReply(t *testing.T) {
 	client, vip := netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("198.18.1.1:80")
 	ep, node := netip.MustParseAddrPort("198.18.2.1:8080"), netip.MustParseAddrPort("198.18.3.1:50000")
-	orig := MakeTuple(client.Addr(), vip.Addr(), client.Port(), vip.Port(), ProtoTCP)
+	orig := MakeTuple(client.Addr(), vip.Addr(), client.Port(), vip.Port(), nat.ProtoTCP)
 	tests := []struct {
 		name    string
 		x       Translation
@@ -58,7 +60,7 @@ func TestTranslationReply(t *testing.T) {
 			r := tc.x.Reply(orig)
 			gotSrc := netip.AddrPortFrom(r.SrcAddr(), r.SrcPort)
 			gotDst := netip.AddrPortFrom(r.DstAddr(), r.DstPort)
-			if gotSrc != tc.wantSrc || gotDst != tc.wantDst || r.Proto != ProtoTCP || !r.Valid() {
+			if gotSrc != tc.wantSrc || gotDst != tc.wantDst || r.Proto != nat.ProtoTCP || !r.Valid() {
 				t.Fatalf("Reply(%v) = %v, want %v -> %v", orig, r, tc.wantSrc, tc.wantDst)
 			}
 			if r.Reverse().Reverse() != r {

@@ -108,26 +108,3 @@ func BenchmarkIncrementalSliceChange(b *testing.B) {
 		}
 	}
 }
-
-// BenchmarkMaglev10: one table for a 10-endpoint chain (1021 slots).
-func BenchmarkMaglev10(b *testing.B) {
-	ids := make([]uint64, 10)
-	for i := range ids {
-		ids[i] = mix64(uint64(i) + 1)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		buildMaglev(ids)
-	}
-}
-
-// mix64 is the splitmix64 finaliser: it spreads the bits of an already
-// hashed ID so that offset and skip are independent.
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
-}

@@ -9,7 +9,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
-	"github.com/xdpgate/xdpgate/affinity"
+	"github.com/xdpgate/xdpgate/maglev"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
 
@@ -570,7 +570,7 @@ func backendIDs(eps []epInfo, chain []int32) []uint64 {
 	}
 	ids := make([]uint64, len(chain))
 	for i, idx := range chain {
-		ids[i] = affinity.BackendID(eps[idx].ap)
+		ids[i] = maglev.BackendID(eps[idx].ap)
 	}
 	return ids
 }

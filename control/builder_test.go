@@ -10,6 +10,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/xdpgate/xdpgate/nat"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
 
@@ -257,7 +258,7 @@ func TestBadObjectsAreSkipped(t *testing.T) {
 		{name: "bad externalIP skips only that entry", svc: makeService("bad", "svc", clusterIPs("198.18.100.2"), externalIPs("nope", "198.18.201.2")),
 			errPart: "Service bad/svc: spec.externalIPs[0]",
 			check: func(t *testing.T, s *snapshot.Snapshot) {
-				if d := s.Classify(netip.MustParseAddr(externalClnt), netip.MustParseAddr("198.18.201.2"), 80, snapshot.TCP); d.Verdict != snapshot.Reject {
+				if d := s.Classify(netip.MustParseAddr(externalClnt), netip.MustParseAddr("198.18.201.2"), 80, nat.ProtoTCP); d.Verdict != snapshot.Reject {
 					t.Errorf("Classify(good externalIP) = %s, want reject (service kept, no endpoints)", d.Verdict)
 				}
 			}},
@@ -268,7 +269,7 @@ func TestBadObjectsAreSkipped(t *testing.T) {
 		{name: "frontend claimed twice: first in order keeps it", svc: makeService("a-first", "svc", clusterIPs("198.18.100.1")),
 			errPart: "already claimed",
 			check: func(t *testing.T, s *snapshot.Snapshot) {
-				d := s.Classify(netip.MustParseAddr(localPod), netip.MustParseAddr("198.18.100.1"), 80, snapshot.TCP)
+				d := s.Classify(netip.MustParseAddr(localPod), netip.MustParseAddr("198.18.100.1"), 80, nat.ProtoTCP)
 				if d.ServicePort < 0 || s.ServicePorts[d.ServicePort].Namespace != "a-first" {
 					t.Errorf("Classify(shared clusterIP) went to %d, want a-first/svc", d.ServicePort)
 				}

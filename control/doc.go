@@ -20,8 +20,9 @@
 // Desired state is a pure function of the objects, the BuildOptions and the
 // Builder's ID allocator. Files keep one concern each: service.go parses a
 // Service, endpoints.go merges EndpointSlices, categorize.go is kube-proxy's
-// CategorizeEndpoints, maglev.go the tables, ids.go the stable IDs,
-// builder.go assembles, and the servers and sources live in their own files.
+// CategorizeEndpoints, maglev.go the cache of Maglev tables, ids.go the
+// stable IDs, builder.go assembles, and the servers and sources live in
+// their own files.
 //
 // # Semantics
 //
@@ -94,11 +95,11 @@
 // # Maglev
 //
 // Every chain of two or more endpoints gets a Maglev table (slot -> index
-// into the chain) built over affinity.BackendID("ip:port") in chain order,
-// so gateways with the same endpoints agree. The size is the smallest of a
-// fixed list of primes (251, 509, 1021, ... 65537) that is >= 100*N. Tables
-// are cached per (service port, chain) and reused while the chain's
-// backends are unchanged.
+// into the chain) built by maglev.SlotsFor over maglev.BackendID("ip:port")
+// in chain order, so gateways with the same endpoints agree; package maglev
+// chooses the size (the smallest of a fixed list of primes that is >=
+// 100*N). Tables are cached per (service port, chain) and reused while the
+// chain's backends are unchanged.
 //
 // # Health and metrics
 //

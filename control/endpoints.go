@@ -8,7 +8,7 @@ import (
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 
-	"github.com/xdpgate/xdpgate/snapshot"
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // epInfo is one endpoint of one service port after merging the slices
@@ -30,7 +30,7 @@ type epInfo struct {
 // family: slice ports match service ports by (name, protocol).
 type slicePortKey struct {
 	name  string
-	proto snapshot.Proto
+	proto nat.Proto
 	v6    bool
 }
 
@@ -80,7 +80,7 @@ func mergeSlices(eps []*discoveryv1.EndpointSlice, nodeName string) (map[slicePo
 				bad(fmt.Sprintf("ports[%d].port", i), invalidf("%d out of range 1-65535", *p.Port))
 				continue
 			}
-			proto := snapshot.TCP
+			proto := nat.ProtoTCP
 			if p.Protocol != nil {
 				var ok bool
 				if proto, ok = parseProto(*p.Protocol); !ok {

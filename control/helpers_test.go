@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"github.com/xdpgate/xdpgate/nat"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
 
@@ -217,7 +218,7 @@ type flow struct {
 	name     string
 	src, dst string
 	port     uint16
-	proto    snapshot.Proto // 0 means TCP
+	proto    nat.Proto // 0 means TCP
 	// output is the endpoint set ("ip:port, ip:port" sorted) for Forward.
 	output  string
 	verdict snapshot.Verdict
@@ -234,7 +235,7 @@ type flow struct {
 func trace(s *snapshot.Snapshot, f flow) (snapshot.Decision, string, bool) {
 	proto := f.proto
 	if proto == 0 {
-		proto = snapshot.TCP
+		proto = nat.ProtoTCP
 	}
 	d := s.Classify(netip.MustParseAddr(f.src), netip.MustParseAddr(f.dst), f.port, proto)
 	if d.Verdict != snapshot.Forward {

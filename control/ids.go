@@ -3,14 +3,14 @@ package control
 import (
 	"net/netip"
 
-	"github.com/xdpgate/xdpgate/snapshot"
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // portKey identifies a snapshot.ServicePort: kube-proxy's ServicePortName
 // plus the IP family (one snapshot ServicePort per family, see doc.go).
 type portKey struct {
 	ns, name, port string
-	proto          snapshot.Proto
+	proto          nat.Proto
 	v6             bool
 }
 

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/xdpgate/xdpgate/internal/kubetest"
+	"github.com/xdpgate/xdpgate/nat"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
 
@@ -132,7 +133,7 @@ func TestKubeIntegration(t *testing.T) {
 	})
 	update()
 	s = rec.waitFor(t, "after scale to zero", func(s *snapshot.Snapshot) bool { return webEndpoints(s, ns) == "[]" })
-	if d := s.Classify(netip.MustParseAddr(localPod), netip.MustParseAddr(vip), 80, snapshot.TCP); d.Verdict != snapshot.Reject {
+	if d := s.Classify(netip.MustParseAddr(localPod), netip.MustParseAddr(vip), 80, nat.ProtoTCP); d.Verdict != snapshot.Reject {
 		t.Errorf("Classify(no endpoints) = %s, want reject", d.Verdict)
 	}
 	update("198.19.1.4")

@@ -6,6 +6,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
+	"github.com/xdpgate/xdpgate/nat"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
 
@@ -127,7 +128,7 @@ func TestPacketFlowsIPv4(t *testing.T) {
 		{name: "pod to clusterIP", src: pod, dst: "198.18.100.1", port: 80, output: "198.19.1.1:8080, 198.19.2.1:8080"},
 		{name: "external to clusterIP is masqueraded (cluster CIDR set)", src: ext, dst: "198.18.100.1", port: 80, output: "198.19.1.1:8080, 198.19.2.1:8080", masq: true},
 		{name: "clusterIP wrong port", src: pod, dst: "198.18.100.1", port: 81, verdict: none},
-		{name: "clusterIP wrong protocol", src: pod, dst: "198.18.100.1", port: 80, proto: snapshot.UDP, verdict: none},
+		{name: "clusterIP wrong protocol", src: pod, dst: "198.18.100.1", port: 80, proto: nat.ProtoUDP, verdict: none},
 		{name: "endpoint to own service: no SNAT unless it picks itself", src: "198.19.2.2", dst: "198.18.100.2", port: 80, output: "198.19.2.2:8080, 198.19.3.2:8080"},
 		{name: "hairpin: single endpoint reaching itself is masqueraded", src: "198.19.2.4", dst: "198.18.100.4", port: 80, output: "198.19.2.4:8080", masq: true},
 
@@ -190,10 +191,10 @@ func TestPacketFlowsIPv4(t *testing.T) {
 		{name: "ExternalName ignored", src: pod, dst: "198.18.100.16", port: 80, verdict: none},
 
 		// Protocols.
-		{name: "UDP clusterIP", src: pod, dst: "198.18.100.17", port: 80, proto: snapshot.UDP, output: "198.19.2.17:8080"},
-		{name: "UDP nodePort", src: ext, dst: nodeIP, port: 30017, proto: snapshot.UDP, output: "198.19.2.17:8080", masq: true},
+		{name: "UDP clusterIP", src: pod, dst: "198.18.100.17", port: 80, proto: nat.ProtoUDP, output: "198.19.2.17:8080"},
+		{name: "UDP nodePort", src: ext, dst: nodeIP, port: 30017, proto: nat.ProtoUDP, output: "198.19.2.17:8080", masq: true},
 		{name: "UDP nodePort over TCP is not a service", src: ext, dst: nodeIP, port: 30017, verdict: none},
-		{name: "SCTP clusterIP", src: pod, dst: "198.18.100.18", port: 80, proto: snapshot.SCTP, output: "198.19.2.18:8080"},
+		{name: "SCTP clusterIP", src: pod, dst: "198.18.100.18", port: 80, proto: nat.ProtoSCTP, output: "198.19.2.18:8080"},
 
 		// ITP+ETP Local.
 		{name: "ITP+ETP local: pod to clusterIP local chain", src: pod, dst: "198.18.100.19", port: 80, output: "198.19.1.19:8080", local: true},

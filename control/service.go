@@ -7,7 +7,8 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
-	"github.com/xdpgate/xdpgate/snapshot"
+	"github.com/xdpgate/xdpgate/affinity"
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // Labels that make kube-proxy ignore a Service or EndpointSlice
@@ -15,12 +16,6 @@ import (
 const (
 	LabelServiceProxyName = "service.kubernetes.io/service-proxy-name"
 	LabelHeadless         = "service.kubernetes.io/headless"
-)
-
-// Affinity timeout bounds (k8s.io/api core/v1).
-const (
-	defaultAffinitySeconds = 10800
-	maxAffinitySeconds     = 86400
 )
 
 // ignoredByLabels reports whether kube-proxy's informer label selector
@@ -61,7 +56,7 @@ type svcSpec struct {
 
 type portSpec struct {
 	name     string
-	proto    snapshot.Proto
+	proto    nat.Proto
 	port     uint16
 	nodePort uint16
 }
@@ -84,14 +79,14 @@ func parseAddr(s string) (netip.Addr, error) {
 	return a.Unmap(), nil
 }
 
-func parseProto(p v1.Protocol) (snapshot.Proto, bool) {
+func parseProto(p v1.Protocol) (nat.Proto, bool) {
 	switch p {
 	case v1.ProtocolTCP, "":
-		return snapshot.TCP, true
+		return nat.ProtoTCP, true
 	case v1.ProtocolUDP:
-		return snapshot.UDP, true
+		return nat.ProtoUDP, true
 	case v1.ProtocolSCTP:
-		return snapshot.SCTP, true
+		return nat.ProtoSCTP, true
 	}
 	return 0, false
 }
@@ -168,12 +163,12 @@ func parseService(svc *v1.Service) (spec svcSpec, errs []error, ok bool) {
 		}
 	}
 	if svc.Spec.SessionAffinity == v1.ServiceAffinityClientIP {
-		t := int32(defaultAffinitySeconds)
+		t := int32(affinity.DefaultTimeoutSeconds)
 		if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
 			t = *c.ClientIP.TimeoutSeconds
 		}
-		if t <= 0 || t > maxAffinitySeconds {
-			bad("spec.sessionAffinityConfig.clientIP.timeoutSeconds", invalidf("%d: must be greater than 0 and at most %d", t, maxAffinitySeconds))
+		if affinity.ValidateTimeoutSeconds(t) != nil {
+			bad("spec.sessionAffinityConfig.clientIP.timeoutSeconds", invalidf("%d: must be greater than 0 and at most %d", t, affinity.MaxTimeoutSeconds))
 			return spec, errs, false
 		}
 		spec.affinitySeconds = uint32(t)

@@ -23,21 +23,6 @@ type Forwarder struct {
 // NewForwarder returns a Forwarder resolving next hops with hops.
 func NewForwarder(hops NextHopper) *Forwarder { return &Forwarder{hops: hops} }
 
-// Ethernet and IP header offsets (RFC 894, RFC 791, RFC 8200).
-const (
-	ethHdrLen   = 14
-	ethTypeOff  = 12
-	etherIPv4   = 0x0800
-	etherIPv6   = 0x86DD
-	ipv4Dst     = 16
-	ipv6HopLim  = 7
-	ipv6Dst     = 24
-	ipv6HdrLen  = 40
-	ipv4MinHdr  = 20
-	ipv4VerIHL  = 0
-	ipv6VerByte = 0
-)
-
 // Process implements Processor.
 func (fw *Forwarder) Process(_ *Queue, frames []Frame) {
 	for i := range frames {
@@ -47,16 +32,16 @@ func (fw *Forwarder) Process(_ *Queue, frames []Frame) {
 
 func (fw *Forwarder) forward(f *Frame) {
 	b := f.Data()
-	if len(b) < ethHdrLen {
+	if len(b) < nat.EthHdrLen {
 		f.Drop(DropMalformed)
 		return
 	}
 	var dst netip.Addr
-	switch binary.BigEndian.Uint16(b[ethTypeOff:]) {
-	case etherIPv4:
-		ip := b[ethHdrLen:]
-		if len(ip) < ipv4MinHdr || ip[ipv4VerIHL]>>4 != 4 || int(ip[ipv4VerIHL]&0x0f)*4 < ipv4MinHdr ||
-			int(ip[ipv4VerIHL]&0x0f)*4 > len(ip) {
+	switch binary.BigEndian.Uint16(b[nat.EthTypeOff:]) {
+	case nat.EtherTypeIPv4:
+		ip := b[nat.EthHdrLen:]
+		if len(ip) < nat.IPv4MinLen || ip[nat.IPv4VerIHLOff]>>4 != 4 || int(ip[nat.IPv4VerIHLOff]&0x0f)*4 < nat.IPv4MinLen ||
+			int(ip[nat.IPv4VerIHLOff]&0x0f)*4 > len(ip) {
 			f.Drop(DropMalformed)
 			return
 		}
@@ -64,19 +49,19 @@ func (fw *Forwarder) forward(f *Frame) {
 			f.Drop(DropTTLExceeded)
 			return
 		}
-		dst = netip.AddrFrom4([4]byte(ip[ipv4Dst : ipv4Dst+4]))
-	case etherIPv6:
-		ip := b[ethHdrLen:]
-		if len(ip) < ipv6HdrLen || ip[ipv6VerByte]>>4 != 6 {
+		dst = netip.AddrFrom4([4]byte(ip[nat.IPv4DstOff : nat.IPv4DstOff+4]))
+	case nat.EtherTypeIPv6:
+		ip := b[nat.EthHdrLen:]
+		if len(ip) < nat.IPv6HdrLen || ip[0]>>4 != 6 {
 			f.Drop(DropMalformed)
 			return
 		}
-		if ip[ipv6HopLim] <= 1 {
+		if ip[nat.IPv6HopLimitOff] <= 1 {
 			f.Drop(DropTTLExceeded)
 			return
 		}
-		ip[ipv6HopLim]--
-		dst = netip.AddrFrom16([16]byte(ip[ipv6Dst : ipv6Dst+16]))
+		ip[nat.IPv6HopLimitOff]--
+		dst = netip.AddrFrom16([16]byte(ip[nat.IPv6DstOff : nat.IPv6DstOff+16]))
 	default:
 		f.Drop(DropNotIP)
 		return
@@ -91,7 +76,7 @@ func (fw *Forwarder) forward(f *Frame) {
 		f.Drop(DropNoRoute)
 		return
 	}
-	copy(b[0:6], hop.DstMAC[:])
-	copy(b[6:12], hop.SrcMAC[:])
+	copy(b[nat.EthDstOff:], hop.DstMAC[:])
+	copy(b[nat.EthSrcOff:], hop.SrcMAC[:])
 	f.TX(hop.Ifindex)
 }

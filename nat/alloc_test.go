@@ -9,7 +9,7 @@ import (
 // builders allocate nothing.
 func TestNoAllocs(t *testing.T) {
 	tcp := buildFrame(t, tcp4())
-	udp6 := buildFrame(t, frameSpec{src: cli6, dst: vip6, proto: ProtoUDP, sport: 1, dport: 2, ext: []uint8{ProtoHopByHop, ProtoFragment}})
+	udp6 := buildFrame(t, frameSpec{src: cli6, dst: vip6, proto: ProtoUDP, sport: 1, dport: 2, ext: []Proto{ProtoHopByHop, ProtoFragment}})
 	sctp := buildFrame(t, frameSpec{src: cli4, dst: vip4, proto: ProtoSCTP, sport: 1, dport: 2, payload: make([]byte, 100)})
 	icmp6 := buildFrame(t, frameSpec{src: rtr6, dst: gw6, proto: ProtoICMPv6, icmpErr: &errSpec{typ: 2, mtu: 1280,
 		inner: frameSpec{src: gw6, dst: be6, proto: ProtoTCP, sport: 61000, dport: 8080}}})

@@ -193,7 +193,7 @@ func seedFrames(t testing.TB) [][]byte {
 		buildFrame(t, frameSpec{src: be4, dst: gw4, proto: ProtoICMP, icmpErr: &errSpec{typ: 3, code: 3,
 			inner: frameSpec{src: gw4, dst: be4, proto: ProtoUDP, sport: 61000, dport: 5300, payload: []byte("q")}}}),
 		buildFrame(t, frameSpec{vlans: []uint16{2}, src: rtr6, dst: gw6, proto: ProtoICMPv6, icmpErr: &errSpec{typ: 2, mtu: 1280,
-			inner: frameSpec{src: gw6, dst: be6, proto: ProtoTCP, sport: 61000, dport: 8080, ext: []uint8{ProtoDstOpts}}}}),
+			inner: frameSpec{src: gw6, dst: be6, proto: ProtoTCP, sport: 61000, dport: 8080, ext: []Proto{ProtoDstOpts}}}}),
 		buildFrame(t, frameSpec{src: rtr6, dst: gw6, proto: ProtoICMPv6, icmpErr: &errSpec{typ: 3,
 			inner: frameSpec{src: gw6, dst: be6, proto: ProtoICMPv6, sport: 61000}}}),
 		buildFrame(t, frameSpec{src: rtr4, dst: gw4, proto: ProtoICMP, icmpErr: &errSpec{typ: 11,

@@ -31,12 +31,12 @@ var (
 type frameSpec struct {
 	vlans        []uint16 // VLAN IDs, outer first; two tags make the outer 802.1ad
 	src, dst     netip.Addr
-	proto        uint8  // ProtoTCP, ProtoUDP, ProtoSCTP, ProtoICMP/ProtoICMPv6 (echo, or error if icmpErr)
+	proto        Proto  // ProtoTCP, ProtoUDP, ProtoSCTP, ProtoICMP/ProtoICMPv6 (echo, or error if icmpErr)
 	sport, dport uint16 // ICMP echo: the identifier is sport
 	payload      []byte
 	ttl          uint8
 	v4opts       []layers.IPv4Option
-	ext          []uint8 // IPv6 extension header types, in order (each 8 bytes; fragment header is atomic)
+	ext          []Proto // IPv6 extension header types, in order (each 8 bytes; fragment header is atomic)
 	icmpErr      *errSpec
 }
 
@@ -107,7 +107,7 @@ func buildFrame(t testing.TB, s frameSpec) []byte {
 					next = s.ext[i+1]
 				}
 				h := make([]byte, 8)
-				h[0] = next
+				h[0] = byte(next)
 				switch typ {
 				case ProtoFragment:
 					binary.BigEndian.PutUint32(h[4:], 0xabcd0123) // atomic fragment
@@ -202,7 +202,7 @@ func refSum(b []byte, acc uint32) uint16 {
 }
 
 // refPseudo sums an IP pseudo-header (RFC 793/768/8200 section 8.1).
-func refPseudo(src, dst netip.Addr, proto uint8, length int) uint32 {
+func refPseudo(src, dst netip.Addr, proto Proto, length int) uint32 {
 	var acc uint32
 	acc += uint32(refSum(src.AsSlice(), 0))
 	acc += uint32(refSum(dst.AsSlice(), 0))

@@ -23,7 +23,7 @@ func TestICMPErrorTranslation(t *testing.T) {
 		f         flow
 		typ, code uint8
 		mtu       uint32
-		proto     uint8
+		proto     Proto
 		quote     int // 0: whole inner packet
 		fromBE    bool
 		vlans     []uint16
@@ -54,7 +54,7 @@ func TestICMPErrorTranslation(t *testing.T) {
 				icmpProto = ProtoICMPv6
 			}
 			mk := func(osrc, odst, isrc, idst netip.Addr, isp, idp uint16) []byte {
-				return buildFrame(t, frameSpec{vlans: tc.vlans, src: osrc, dst: odst, proto: uint8(icmpProto), icmpErr: &errSpec{
+				return buildFrame(t, frameSpec{vlans: tc.vlans, src: osrc, dst: odst, proto: Proto(icmpProto), icmpErr: &errSpec{
 					typ: tc.typ, code: tc.code, mtu: tc.mtu, quote: tc.quote,
 					inner: frameSpec{src: isrc, dst: idst, proto: tc.proto, sport: isp, dport: idp, payload: pl}}})
 			}
@@ -140,7 +140,7 @@ func TestBuildICMPErrors(t *testing.T) {
 		{"v4 time exceeded", frameSpec{src: cli4, dst: vip4, proto: ProtoTCP, sport: 40000, dport: 80, ttl: 1}, BuildICMPTimeExceeded, gw4, 11, 0, 0},
 		{"v6 port unreachable udp", frameSpec{src: cli6, dst: vip6, proto: ProtoUDP, sport: 40000, dport: 80}, BuildICMPPortUnreachable, vip6, 1, 4, 0},
 		{"v6 port unreachable big", frameSpec{src: cli6, dst: vip6, proto: ProtoTCP, sport: 40000, dport: 80, payload: big}, BuildICMPPortUnreachable, vip6, 1, 4, MaxICMPv6Quote},
-		{"v6 time exceeded ext", frameSpec{vlans: []uint16{8}, src: cli6, dst: vip6, proto: ProtoTCP, sport: 40000, dport: 80, ttl: 1, ext: []uint8{ProtoDstOpts}}, BuildICMPTimeExceeded, gw6, 3, 0, 0},
+		{"v6 time exceeded ext", frameSpec{vlans: []uint16{8}, src: cli6, dst: vip6, proto: ProtoTCP, sport: 40000, dport: 80, ttl: 1, ext: []Proto{ProtoDstOpts}}, BuildICMPTimeExceeded, gw6, 3, 0, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -159,7 +159,7 @@ func TestBuildICMPErrors(t *testing.T) {
 				icmpProto = ProtoICMPv6
 			}
 			// gopacket's version: swapped MACs, IP header 64 TTL.
-			want := buildFrame(t, frameSpec{vlans: tc.spec.vlans, src: tc.from, dst: tc.spec.src, proto: uint8(icmpProto),
+			want := buildFrame(t, frameSpec{vlans: tc.spec.vlans, src: tc.from, dst: tc.spec.src, proto: Proto(icmpProto),
 				icmpErr: &errSpec{typ: tc.typ, code: tc.code, inner: tc.spec, quote: tc.quote}})
 			SwapEthernet(want)
 			var wp Packet
@@ -173,8 +173,8 @@ func TestBuildICMPErrors(t *testing.T) {
 				l3 := int(wp.L3Off)
 				want[l3+ipv4TOS] = replyTOSv4
 				put16(want[l3+ipv4ID:], 0)
-				put16(want[l3+ipv4Checksum:], 0)
-				put16(want[l3+ipv4Checksum:], ^refSum(want[l3:l3+20], 0))
+				put16(want[l3+IPv4ChecksumOff:], 0)
+				put16(want[l3+IPv4ChecksumOff:], ^refSum(want[l3:l3+20], 0))
 			}
 			if got := buf[:n]; !bytes.Equal(got, want) {
 				t.Errorf("build = \n%x, want\n%x", got, want)

@@ -43,7 +43,7 @@ type Packet struct {
 	Version uint8
 	// Proto is the transport protocol: the IPv4 protocol field, or the
 	// IPv6 next header after the extension headers.
-	Proto uint8
+	Proto Proto
 	// TTL is the IPv4 time to live or IPv6 hop limit.
 	TTL uint8
 	// DontFragment is the IPv4 DF flag (always false for IPv6).
@@ -85,7 +85,7 @@ type Packet struct {
 	// problem) whose quoted packet was parsed into the Inner fields.
 	ICMPError bool
 	// InnerProto is the transport protocol of the quoted packet.
-	InnerProto uint8
+	InnerProto Proto
 	// InnerFragment is true when the quoted packet is a non-first fragment
 	// (it then has no transport header).
 	InnerFragment bool
@@ -127,22 +127,22 @@ func Parse(frame []byte, p *Packet) DropReason {
 	if len(frame) > 0xffff {
 		return DropFrameTooLong
 	}
-	if len(frame) < ethHdrLen {
+	if len(frame) < EthHdrLen {
 		return DropEthernetTruncated
 	}
-	et := binary.BigEndian.Uint16(frame[ethType:])
-	off := ethHdrLen
+	et := binary.BigEndian.Uint16(frame[EthTypeOff:])
+	off := EthHdrLen
 	for et == EtherTypeVLAN || et == EtherTypeQinQ {
 		if p.VLANTags == MaxVLANTags {
 			return DropVLANTooMany
 		}
-		if len(frame) < off+vlanTagLen {
+		if len(frame) < off+VLANTagLen {
 			return DropVLANTruncated
 		}
 		p.VLANTCI[p.VLANTags] = binary.BigEndian.Uint16(frame[off:])
 		p.VLANTags++
 		et = binary.BigEndian.Uint16(frame[off+2:])
-		off += vlanTagLen
+		off += VLANTagLen
 	}
 	p.EtherType = et
 	p.L3Off = uint16(off)
@@ -156,15 +156,15 @@ func Parse(frame []byte, p *Packet) DropReason {
 }
 
 func parseIPv4(frame []byte, off int, p *Packet) DropReason {
-	if len(frame)-off < ipv4MinLen {
+	if len(frame)-off < IPv4MinLen {
 		return DropIPv4Truncated
 	}
 	ip := ipv4Hdr(frame[off:])
-	if ip[ipv4VerIHL]>>4 != 4 {
+	if ip[IPv4VerIHLOff]>>4 != 4 {
 		return DropIPv4Version
 	}
 	hl := ip.headerLen()
-	if hl < ipv4MinLen {
+	if hl < IPv4MinLen {
 		return DropIPv4HeaderLength
 	}
 	if hl > len(ip) {
@@ -175,7 +175,7 @@ func parseIPv4(frame []byte, off int, p *Packet) DropReason {
 		return DropIPv4TotalLength
 	}
 	ip = ip[:tot]
-	if hl > ipv4MinLen && !validIPv4Options(ip[ipv4MinLen:hl]) {
+	if hl > IPv4MinLen && !validIPv4Options(ip[IPv4MinLen:hl]) {
 		return DropIPv4Options
 	}
 	ff := ip.flagsFrag()
@@ -187,7 +187,7 @@ func parseIPv4(frame []byte, off int, p *Packet) DropReason {
 	p.End = uint16(off + tot)
 	p.L4Off = uint16(off + hl)
 	p.TTL = ip[ipv4TTL]
-	p.Proto = ip[ipv4Proto]
+	p.Proto = Proto(ip[IPv4ProtoOff])
 	p.FragID = uint32(ip.id())
 	p.DontFragment = ff&ipv4FlagDF != 0
 	p.MoreFragments = ff&ipv4FlagMF != 0
@@ -229,25 +229,25 @@ func validIPv4Options(opts []byte) bool {
 }
 
 func parseIPv6(frame []byte, off int, p *Packet) DropReason {
-	if len(frame)-off < ipv6HdrLen {
+	if len(frame)-off < IPv6HdrLen {
 		return DropIPv6Truncated
 	}
 	ip := ipv6Hdr(frame[off:])
 	if ip[0]>>4 != 6 {
 		return DropIPv6Version
 	}
-	end := off + ipv6HdrLen + ip.payloadLen()
+	end := off + IPv6HdrLen + ip.payloadLen()
 	if end > len(frame) {
 		return DropIPv6PayloadLength
 	}
 	frame = frame[:end]
 	p.Version = 6
 	p.End = uint16(end)
-	p.TTL = ip[ipv6HopLimit]
+	p.TTL = ip[IPv6HopLimitOff]
 	p.Src = netip.AddrFrom16(ip.src())
 	p.Dst = netip.AddrFrom16(ip.dst())
 	var x extWalk
-	if r := x.walk(frame, off, ip[ipv6NextHeader]); r != DropNone {
+	if r := x.walk(frame, off, Proto(ip[IPv6NextHeaderOff])); r != DropNone {
 		return r
 	}
 	p.Proto = x.proto
@@ -270,7 +270,7 @@ func parseIPv6(frame []byte, off int, p *Packet) DropReason {
 
 // extWalk is the result of walking IPv6 extension headers.
 type extWalk struct {
-	proto   uint8
+	proto   Proto
 	more    bool
 	fragHdr bool
 	fragOff uint16
@@ -282,8 +282,8 @@ type extWalk struct {
 // walk follows the next-header chain from the IPv6 header at off through
 // b[:len(b)], stopping at the first upper-layer protocol, at a fragment
 // header with a non-zero offset (the rest is not a header), or at an error.
-func (x *extWalk) walk(b []byte, off int, nh uint8) DropReason {
-	h := off + ipv6HdrLen
+func (x *extWalk) walk(b []byte, off int, nh Proto) DropReason {
+	h := off + IPv6HdrLen
 	for n := 0; ; n++ {
 		var l int
 		switch nh {
@@ -326,7 +326,7 @@ func (x *extWalk) walk(b []byte, off int, nh uint8) DropReason {
 			return DropIPv6ExtTruncated
 		}
 		cur := nh
-		nh = b[h]
+		nh = Proto(b[h])
 		h += l
 		if cur == ProtoFragment && x.fragOff != 0 {
 			// The rest of a non-first fragment is payload.
@@ -345,11 +345,11 @@ func parseL4(b []byte, off int, p *Packet) DropReason {
 	case ProtoTCP:
 		return parseTCP(l4, p)
 	case ProtoUDP:
-		if len(l4) < udpLen {
+		if len(l4) < UDPHdrLen {
 			return DropUDPTruncated
 		}
 		ul := int(binary.BigEndian.Uint16(l4[udpLength:]))
-		if ul < udpLen || (!p.Fragment && ul > len(l4)) {
+		if ul < UDPHdrLen || (!p.Fragment && ul > len(l4)) {
 			return DropUDPLength
 		}
 	case ProtoSCTP:
@@ -371,11 +371,11 @@ func parseL4(b []byte, off int, p *Packet) DropReason {
 // parseTCP parses the TCP header at the start of l4, which ends with the IP
 // packet.
 func parseTCP(l4 []byte, p *Packet) DropReason {
-	if len(l4) < tcpMinLen {
+	if len(l4) < TCPMinLen {
 		return DropTCPTruncated
 	}
 	doff := int(l4[tcpDataOff]>>4) * 4
-	if doff < tcpMinLen || doff > len(l4) {
+	if doff < TCPMinLen || doff > len(l4) {
 		return DropTCPDataOffset
 	}
 	p.TCPFlags = l4[tcpFlags]
@@ -443,21 +443,21 @@ func parseInner(b []byte, off int, p *Packet) DropReason {
 	var l4, n int // n: the quoted packet's transport length per its header
 	innerMF := false
 	if p.Version == 4 {
-		if len(q) < ipv4MinLen {
+		if len(q) < IPv4MinLen {
 			return DropICMPInnerTruncated
 		}
 		ip := ipv4Hdr(q)
-		if ip[ipv4VerIHL]>>4 != 4 {
+		if ip[IPv4VerIHLOff]>>4 != 4 {
 			return DropICMPInnerVersion
 		}
 		hl := ip.headerLen()
-		if hl < ipv4MinLen {
+		if hl < IPv4MinLen {
 			return DropICMPInnerHeaderLength
 		}
 		if hl > len(q) {
 			return DropICMPInnerTruncated
 		}
-		p.InnerProto = ip[ipv4Proto]
+		p.InnerProto = Proto(ip[IPv4ProtoOff])
 		p.InnerFragment = ip.flagsFrag()&ipv4FragOffMask != 0
 		innerMF = ip.flagsFrag()&ipv4FlagMF != 0
 		n = ip.totalLen() - hl
@@ -465,7 +465,7 @@ func parseInner(b []byte, off int, p *Packet) DropReason {
 		p.InnerDst = netip.AddrFrom4(ip.dst())
 		l4 = off + hl
 	} else {
-		if len(q) < ipv6HdrLen {
+		if len(q) < IPv6HdrLen {
 			return DropICMPInnerTruncated
 		}
 		ip := ipv6Hdr(q)
@@ -475,7 +475,7 @@ func parseInner(b []byte, off int, p *Packet) DropReason {
 		p.InnerSrc = netip.AddrFrom16(ip.src())
 		p.InnerDst = netip.AddrFrom16(ip.dst())
 		var x extWalk
-		if r := x.walk(b, off, ip[ipv6NextHeader]); r != DropNone {
+		if r := x.walk(b, off, Proto(ip[IPv6NextHeaderOff])); r != DropNone {
 			if r == DropIPv6ExtTruncated {
 				return DropICMPInnerTruncated
 			}
@@ -485,7 +485,7 @@ func parseInner(b []byte, off int, p *Packet) DropReason {
 		p.InnerFragment = x.fragOff != 0
 		innerMF = x.more
 		l4 = x.l4
-		n = ipv6HdrLen + ip.payloadLen() - (l4 - off)
+		n = IPv6HdrLen + ip.payloadLen() - (l4 - off)
 	}
 	p.InnerL4Off = uint16(l4)
 	p.ICMPError = true
@@ -503,7 +503,7 @@ func parseInner(b []byte, off int, p *Packet) DropReason {
 		p.InnerDstPort = binary.BigEndian.Uint16(il4[l4DstPort:])
 		switch p.InnerProto {
 		case ProtoTCP:
-			p.InnerL4Checksum = len(il4) >= tcpChecksum+2
+			p.InnerL4Checksum = len(il4) >= TCPChecksumOff+2
 		case ProtoUDP:
 			p.InnerL4Checksum = true
 		case ProtoSCTP:

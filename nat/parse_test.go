@@ -30,7 +30,7 @@ func TestParse(t *testing.T) {
 			Packet{L3Off: 14, L4Off: 34, Version: 4, Proto: 1, TTL: 64, HasL4: true, HasPorts: true, SrcPort: 77, DstPort: 77, ICMPType: 8, DontFragment: true, FragID: 0x1234, Src: cli4, Dst: vip4}},
 		{"v6 udp", frameSpec{src: cli6, dst: vip6, proto: ProtoUDP, sport: 1000, dport: 53, ttl: 9},
 			Packet{L3Off: 14, L4Off: 54, Version: 6, Proto: 17, TTL: 9, HasL4: true, HasPorts: true, SrcPort: 1000, DstPort: 53, Src: cli6, Dst: vip6}},
-		{"v6 tcp ext headers", frameSpec{src: cli6, dst: vip6, proto: ProtoTCP, sport: 1000, dport: 443, ext: []uint8{ProtoHopByHop, ProtoDstOpts, ProtoRouting, ProtoFragment, ProtoDstOpts}},
+		{"v6 tcp ext headers", frameSpec{src: cli6, dst: vip6, proto: ProtoTCP, sport: 1000, dport: 443, ext: []Proto{ProtoHopByHop, ProtoDstOpts, ProtoRouting, ProtoFragment, ProtoDstOpts}},
 			Packet{L3Off: 14, L4Off: 94, Version: 6, Proto: 6, TTL: 64, HasL4: true, HasPorts: true, SrcPort: 1000, DstPort: 443, TCPFlags: 0x12, FragHeader: true, FragID: 0xabcd0123, Src: cli6, Dst: vip6}},
 		{"v6 icmp echo", frameSpec{src: cli6, dst: vip6, proto: ProtoICMPv6, sport: 99},
 			Packet{L3Off: 14, L4Off: 54, Version: 6, Proto: 58, TTL: 64, HasL4: true, HasPorts: true, SrcPort: 99, DstPort: 99, ICMPType: 128, Src: cli6, Dst: vip6}},
@@ -145,10 +145,10 @@ func TestParseMalformed(t *testing.T) {
 		{"udp cut", mut(base6, set16(18, 7)), DropUDPTruncated},
 		{"udp length 7", mut(base6, set16(58, 7)), DropUDPLength},
 		{"udp length beyond", mut(base6, set16(58, 17)), DropUDPLength},
-		{"ipv6 ext cut", mut(base6, func(b []byte) []byte { b[20] = ProtoDstOpts; b[55] = 200; return b }), DropIPv6ExtTruncated},
-		{"ipv6 hop-by-hop second", mut(buildFrame(t, frameSpec{src: cli6, dst: vip6, proto: ProtoUDP, ext: []uint8{ProtoDstOpts, ProtoHopByHop}}), func(b []byte) []byte { return b }), DropIPv6HopByHopOrder},
-		{"ipv6 too many ext", buildFrame(t, frameSpec{src: cli6, dst: vip6, proto: ProtoUDP, ext: []uint8{60, 60, 60, 60, 60, 60, 60, 60, 60}}), DropIPv6ExtTooMany},
-		{"ipv6 eight ext ok", buildFrame(t, frameSpec{src: cli6, dst: vip6, proto: ProtoUDP, ext: []uint8{60, 60, 60, 60, 60, 60, 60, 60}}), DropNone},
+		{"ipv6 ext cut", mut(base6, func(b []byte) []byte { b[20] = byte(ProtoDstOpts); b[55] = 200; return b }), DropIPv6ExtTruncated},
+		{"ipv6 hop-by-hop second", mut(buildFrame(t, frameSpec{src: cli6, dst: vip6, proto: ProtoUDP, ext: []Proto{ProtoDstOpts, ProtoHopByHop}}), func(b []byte) []byte { return b }), DropIPv6HopByHopOrder},
+		{"ipv6 too many ext", buildFrame(t, frameSpec{src: cli6, dst: vip6, proto: ProtoUDP, ext: []Proto{60, 60, 60, 60, 60, 60, 60, 60, 60}}), DropIPv6ExtTooMany},
+		{"ipv6 eight ext ok", buildFrame(t, frameSpec{src: cli6, dst: vip6, proto: ProtoUDP, ext: []Proto{60, 60, 60, 60, 60, 60, 60, 60}}), DropNone},
 		{"sctp cut", mut(buildFrame(t, frameSpec{src: cli4, dst: vip4, proto: ProtoSCTP}), set16(16, 20+11)), DropSCTPTruncated},
 		{"icmp cut", mut(icmp4, set16(16, 20+7)), DropICMPTruncated},
 		{"icmp inner cut", mut(icmp4, set16(16, 20+8+19)), DropICMPInnerTruncated},
@@ -192,7 +192,7 @@ func TestParseFragments(t *testing.T) {
 	binary.BigEndian.PutUint16(first[38:], 200)    // UDP length of the whole datagram
 	later := append([]byte(nil), f...)
 	binary.BigEndian.PutUint16(later[20:], 0x0003) // offset 24, last
-	f6 := buildFrame(t, frameSpec{src: cli6, dst: vip6, proto: ProtoTCP, sport: 1, dport: 2, ext: []uint8{ProtoFragment}, payload: make([]byte, 40)})
+	f6 := buildFrame(t, frameSpec{src: cli6, dst: vip6, proto: ProtoTCP, sport: 1, dport: 2, ext: []Proto{ProtoFragment}, payload: make([]byte, 40)})
 	first6 := append([]byte(nil), f6...)
 	put16(first6[14+40+2:], 0x0001) // offset 0, M
 	later6 := append([]byte(nil), f6...)

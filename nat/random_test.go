@@ -16,8 +16,8 @@ import (
 func refFix(f []byte, p *Packet) {
 	l3, l4, end := int(p.L3Off), int(p.L4Off), int(p.End)
 	if p.Version == 4 {
-		put16(f[l3+ipv4Checksum:], 0)
-		put16(f[l3+ipv4Checksum:], ^refSum(f[l3:l4], 0))
+		put16(f[l3+IPv4ChecksumOff:], 0)
+		put16(f[l3+IPv4ChecksumOff:], ^refSum(f[l3:l4], 0))
 	}
 	if !p.HasL4 {
 		return
@@ -62,7 +62,7 @@ func randAddr(r *rand.Rand, v4 bool) netip.Addr {
 	return netip.AddrFrom16(a)
 }
 
-func randSpec(r *rand.Rand, v4 bool, protos []uint8) frameSpec {
+func randSpec(r *rand.Rand, v4 bool, protos []Proto) frameSpec {
 	s := frameSpec{src: randAddr(r, v4), dst: randAddr(r, v4), sport: uint16(r.Uint32()), dport: uint16(r.Uint32()),
 		ttl: byte(1 + r.IntN(255))}
 	s.proto = protos[r.IntN(len(protos))]
@@ -81,7 +81,7 @@ func randSpec(r *rand.Rand, v4 bool, protos []uint8) frameSpec {
 			s.v4opts = append(s.v4opts, layers.IPv4Option{OptionType: 148, OptionLength: 4, OptionData: []byte{0, 0}})
 		}
 	} else {
-		for _, e := range []uint8{ProtoHopByHop, ProtoDstOpts, ProtoRouting, ProtoFragment} {
+		for _, e := range []Proto{ProtoHopByHop, ProtoDstOpts, ProtoRouting, ProtoFragment} {
 			if r.IntN(3) == 0 {
 				s.ext = append(s.ext, e)
 			}
@@ -97,7 +97,7 @@ func TestRandomIncrementalVsFull(t *testing.T) {
 	r := rand.New(rand.NewPCG(20261121, 1))
 	for i := 0; i < 3000; i++ {
 		v4 := r.IntN(2) == 0
-		s := randSpec(r, v4, []uint8{ProtoTCP, ProtoUDP, ProtoSCTP, ProtoICMP})
+		s := randSpec(r, v4, []Proto{ProtoTCP, ProtoUDP, ProtoSCTP, ProtoICMP})
 		orig := buildFrame(t, s)
 		var p Packet
 		if rr := Parse(orig, &p); rr != DropNone {
@@ -109,9 +109,9 @@ func TestRandomIncrementalVsFull(t *testing.T) {
 		want := append([]byte(nil), orig...)
 		var res DropReason
 		l3, l4 := int(p.L3Off), int(p.L4Off)
-		srcOff, dstOff, alen := l3+ipv4Src, l3+ipv4Dst, 4
+		srcOff, dstOff, alen := l3+IPv4SrcOff, l3+IPv4DstOff, 4
 		if !v4 {
-			srcOff, dstOff, alen = l3+ipv6Src, l3+ipv6Dst, 16
+			srcOff, dstOff, alen = l3+IPv6SrcOff, l3+IPv6DstOff, 16
 		}
 		portOff := func(dst bool) int {
 			if p.Proto == ProtoICMP || p.Proto == ProtoICMPv6 {
@@ -149,7 +149,7 @@ func TestRandomIncrementalVsFull(t *testing.T) {
 			if v4 {
 				want[l3+ipv4TTL]--
 			} else {
-				want[l3+ipv6HopLimit]--
+				want[l3+IPv6HopLimitOff]--
 			}
 		}
 		if res != DropNone {
@@ -189,9 +189,9 @@ func TestRandomICMPErrors(t *testing.T) {
 	r := rand.New(rand.NewPCG(20261121, 2))
 	for i := 0; i < 1500; i++ {
 		v4 := r.IntN(2) == 0
-		in := randSpec(r, v4, []uint8{ProtoTCP, ProtoUDP, ProtoICMP, ProtoSCTP})
+		in := randSpec(r, v4, []Proto{ProtoTCP, ProtoUDP, ProtoICMP, ProtoSCTP})
 		in.vlans = nil
-		out := randSpec(r, v4, []uint8{ProtoICMP})
+		out := randSpec(r, v4, []Proto{ProtoICMP})
 		es := &errSpec{typ: ICMPv4DestUnreach, code: uint8(r.IntN(16)), quote: r.IntN(600)}
 		if !v4 {
 			es.typ = uint8(1 + r.IntN(4))

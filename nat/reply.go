@@ -10,11 +10,11 @@ const (
 	// MaxICMPv4Quote: RFC 792 asks for the IP header plus 64 bits of
 	// data; RFC 1812 section 4.3.2.3 lets a router quote as much as keeps
 	// the error within 576 bytes: 576 - 20 (IP) - 8 (ICMP).
-	MaxICMPv4Quote = 576 - ipv4MinLen - icmpHdrLen
+	MaxICMPv4Quote = 576 - IPv4MinLen - icmpHdrLen
 	// MaxICMPv6Quote: RFC 4443 section 2.4(c): as much of the invoking
 	// packet as fits without the error exceeding the minimum IPv6 MTU:
 	// 1280 - 40 (IPv6) - 8 (ICMPv6).
-	MaxICMPv6Quote = 1280 - ipv6HdrLen - icmpHdrLen
+	MaxICMPv6Quote = 1280 - IPv6HdrLen - icmpHdrLen
 )
 
 // Fields of the replies this package builds.
@@ -63,7 +63,7 @@ func BuildICMPTimeExceeded(buf, frame []byte, p *Packet, src netip.Addr) (int, e
 
 // icmpErrorAllowed applies RFC 1122 section 3.2.2 and RFC 4443 section 2.4(e).
 func icmpErrorAllowed(frame []byte, p *Packet) bool {
-	if p.ICMPError || frame[ethDst]&1 != 0 { // an ICMP error; link-layer multicast or broadcast
+	if p.ICMPError || frame[EthDstOff]&1 != 0 { // an ICMP error; link-layer multicast or broadcast
 		return false
 	}
 	if p.HasL4 && p.Proto == ProtoICMPv6 && p.ICMPType < 128 {
@@ -98,9 +98,9 @@ func buildICMPError(buf, frame []byte, p *Packet, src netip.Addr, typ, code uint
 	l3, l4, end := int(p.L3Off), int(p.L4Off), int(p.End)
 	orig := frame[l3:end]
 
-	hdr, maxQ := ipv4MinLen, MaxICMPv4Quote
+	hdr, maxQ := IPv4MinLen, MaxICMPv4Quote
 	if p.Version == 6 {
-		hdr, maxQ = ipv6HdrLen, MaxICMPv6Quote
+		hdr, maxQ = IPv6HdrLen, MaxICMPv6Quote
 	}
 	q := min(len(orig), maxQ)
 	minQ := min(l4-l3+8, q)
@@ -113,8 +113,8 @@ func buildICMPError(buf, frame []byte, p *Packet, src netip.Addr, typ, code uint
 
 	// Ethernet and VLAN tags, addresses swapped.
 	copy(buf[:l3], frame[:l3])
-	copy(buf[ethDst:ethDst+6], frame[ethSrc:ethSrc+6])
-	copy(buf[ethSrc:ethSrc+6], frame[ethDst:ethDst+6])
+	copy(buf[EthDstOff:EthDstOff+6], frame[EthSrcOff:EthSrcOff+6])
+	copy(buf[EthSrcOff:EthSrcOff+6], frame[EthDstOff:EthDstOff+6])
 
 	ip := buf[l3 : l3+hdr]
 	msg := buf[l3+hdr : n]
@@ -125,31 +125,31 @@ func buildICMPError(buf, frame []byte, p *Packet, src netip.Addr, typ, code uint
 	copy(msg[icmpHdrLen:], orig[:q])
 
 	if p.Version == 4 {
-		ip[ipv4VerIHL] = 0x45
+		ip[IPv4VerIHLOff] = 0x45
 		ip[ipv4TOS] = replyTOSv4
-		binary.BigEndian.PutUint16(ip[ipv4TotalLen:], uint16(hdr+len(msg)))
+		binary.BigEndian.PutUint16(ip[IPv4TotalLenOff:], uint16(hdr+len(msg)))
 		binary.BigEndian.PutUint16(ip[ipv4ID:], 0)
-		binary.BigEndian.PutUint16(ip[ipv4FlagsFrag:], ipv4FlagDF) // RFC 6864: ID 0 with DF
+		binary.BigEndian.PutUint16(ip[IPv4FlagsFragOff:], ipv4FlagDF) // RFC 6864: ID 0 with DF
 		ip[ipv4TTL] = replyTTL
-		ip[ipv4Proto] = ProtoICMP
-		ip[ipv4Checksum], ip[ipv4Checksum+1] = 0, 0
+		ip[IPv4ProtoOff] = byte(ProtoICMP)
+		ip[IPv4ChecksumOff], ip[IPv4ChecksumOff+1] = 0, 0
 		s4, d4 := src.As4(), p.Src.As4()
-		copy(ip[ipv4Src:], s4[:])
-		copy(ip[ipv4Dst:], d4[:])
-		binary.BigEndian.PutUint16(ip[ipv4Checksum:], ^FoldSum(SumWords(ip, 0)))
+		copy(ip[IPv4SrcOff:], s4[:])
+		copy(ip[IPv4DstOff:], d4[:])
+		binary.BigEndian.PutUint16(ip[IPv4ChecksumOff:], ^FoldSum(SumWords(ip, 0)))
 		binary.BigEndian.PutUint16(msg[icmpChecksum:], ^FoldSum(SumWords(msg, 0)))
 		return n, nil
 	}
 	binary.BigEndian.PutUint32(ip[0:], 6<<28) // version 6, traffic class 0, flow label 0
-	binary.BigEndian.PutUint16(ip[ipv6PayloadLen:], uint16(len(msg)))
-	ip[ipv6NextHeader] = ProtoICMPv6
-	ip[ipv6HopLimit] = replyTTL
+	binary.BigEndian.PutUint16(ip[IPv6PayloadLenOff:], uint16(len(msg)))
+	ip[IPv6NextHeaderOff] = byte(ProtoICMPv6)
+	ip[IPv6HopLimitOff] = replyTTL
 	s16, d16 := src.As16(), p.Src.As16()
-	copy(ip[ipv6Src:], s16[:])
-	copy(ip[ipv6Dst:], d16[:])
+	copy(ip[IPv6SrcOff:], s16[:])
+	copy(ip[IPv6DstOff:], d16[:])
 	// RFC 4443 section 2.3: pseudo-header of source, destination, upper-layer
 	// length and next header.
-	acc := SumWords(ip[ipv6Src:ipv6Src+32], uint64(len(msg))+ProtoICMPv6)
+	acc := SumWords(ip[IPv6SrcOff:IPv6SrcOff+32], uint64(len(msg))+uint64(ProtoICMPv6))
 	binary.BigEndian.PutUint16(msg[icmpChecksum:], ^FoldSum(SumWords(msg, acc)))
 	return n, nil
 }

@@ -39,9 +39,9 @@ func SetSrc(frame []byte, p *Packet, addr netip.Addr, port uint16) DropReason {
 func rewrite4(frame []byte, p *Packet, addr netip.Addr, port uint16, dst bool) DropReason {
 	if p.Version == 4 && p.HasPorts && (p.Proto == ProtoTCP || p.Proto == ProtoUDP) && addr.Is4() {
 		l3, l4 := int(p.L3Off), int(p.L4Off)
-		ao, po := l3+ipv4Src, l4+l4SrcPort
+		ao, po := l3+IPv4SrcOff, l4+l4SrcPort
 		if dst {
-			ao, po = l3+ipv4Dst, l4+l4DstPort
+			ao, po = l3+IPv4DstOff, l4+l4DstPort
 		}
 		b := frame[:p.End]
 		a := addr.As4()
@@ -49,17 +49,17 @@ func rewrite4(frame []byte, p *Packet, addr netip.Addr, port uint16, dst bool) D
 		f := b[ao : ao+4]
 		d := diff32(binary.BigEndian.Uint32(f), n)
 		binary.BigEndian.PutUint32(f, n)
-		c := b[l3+ipv4Checksum : l3+ipv4Checksum+2]
+		c := b[l3+IPv4ChecksumOff : l3+IPv4ChecksumOff+2]
 		binary.BigEndian.PutUint16(c, ChecksumAdjust(binary.BigEndian.Uint16(c), d))
 		if old := binary.BigEndian.Uint16(b[po:]); old != port {
 			d += diff16(old, port)
 			binary.BigEndian.PutUint16(b[po:], port)
 		}
 		if p.Proto == ProtoTCP {
-			c = b[l4+tcpChecksum : l4+tcpChecksum+2]
+			c = b[l4+TCPChecksumOff : l4+TCPChecksumOff+2]
 			binary.BigEndian.PutUint16(c, ChecksumAdjust(binary.BigEndian.Uint16(c), d))
 		} else {
-			c = b[l4+udpChecksum : l4+udpChecksum+2]
+			c = b[l4+UDPChecksumOff : l4+UDPChecksumOff+2]
 			binary.BigEndian.PutUint16(c, adjustUDP(binary.BigEndian.Uint16(c), d))
 		}
 		if dst {
@@ -130,20 +130,20 @@ func rewrite(frame []byte, p *Packet, addr netip.Addr, port uint16, dst, withPor
 	var d uint32
 	if p.Version == 4 {
 		a := addr.As4()
-		o := l3 + ipv4Src
+		o := l3 + IPv4SrcOff
 		if dst {
-			o = l3 + ipv4Dst
+			o = l3 + IPv4DstOff
 		}
 		f := b[o : o+4]
 		d = diff4(f, a[:])
 		copy(f, a[:])
-		c := b[l3+ipv4Checksum : l3+ipv4Checksum+2]
+		c := b[l3+IPv4ChecksumOff : l3+IPv4ChecksumOff+2]
 		binary.BigEndian.PutUint16(c, ChecksumAdjust(binary.BigEndian.Uint16(c), d))
 	} else {
 		a := addr.As16()
-		o := l3 + ipv6Src
+		o := l3 + IPv6SrcOff
 		if dst {
-			o = l3 + ipv6Dst
+			o = l3 + IPv6DstOff
 		}
 		f := b[o : o+16]
 		d = diff16B(f, a[:])
@@ -180,10 +180,10 @@ func rewrite(frame []byte, p *Packet, addr netip.Addr, port uint16, dst, withPor
 	}
 	switch p.Proto {
 	case ProtoTCP:
-		c := b[l4+tcpChecksum : l4+tcpChecksum+2]
+		c := b[l4+TCPChecksumOff : l4+TCPChecksumOff+2]
 		binary.BigEndian.PutUint16(c, ChecksumAdjust(binary.BigEndian.Uint16(c), d+pd))
 	case ProtoUDP:
-		c := b[l4+udpChecksum : l4+udpChecksum+2]
+		c := b[l4+UDPChecksumOff : l4+UDPChecksumOff+2]
 		binary.BigEndian.PutUint16(c, adjustUDP(binary.BigEndian.Uint16(c), d+pd))
 	case ProtoICMPv6:
 		// RFC 4443 section 2.3: the checksum covers an IPv6 pseudo-header.
@@ -252,23 +252,23 @@ func rewriteInner(frame []byte, p *Packet, addr netip.Addr, port uint16, dst boo
 	var d, body uint32
 	if p.Version == 4 {
 		a := addr.As4()
-		o := il3 + ipv4Src
+		o := il3 + IPv4SrcOff
 		if dst {
-			o = il3 + ipv4Dst
+			o = il3 + IPv4DstOff
 		}
 		f := b[o : o+4]
 		d = diff4(f, a[:])
 		copy(f, a[:])
-		c := b[il3+ipv4Checksum : il3+ipv4Checksum+2]
+		c := b[il3+IPv4ChecksumOff : il3+IPv4ChecksumOff+2]
 		old := binary.BigEndian.Uint16(c)
 		n := ChecksumAdjust(old, d)
 		binary.BigEndian.PutUint16(c, n)
 		body = d + diff16(old, n)
 	} else {
 		a := addr.As16()
-		o := il3 + ipv6Src
+		o := il3 + IPv6SrcOff
 		if dst {
-			o = il3 + ipv6Dst
+			o = il3 + IPv6DstOff
 		}
 		f := b[o : o+16]
 		d = diff16B(f, a[:])
@@ -304,9 +304,9 @@ func rewriteInner(frame []byte, p *Packet, addr netip.Addr, port uint16, dst boo
 			// count in the ICMP checksum.
 			var n int
 			if p.Version == 4 {
-				n = int(binary.BigEndian.Uint16(b[il3+ipv4TotalLen:])) - (il4 - il3)
+				n = int(binary.BigEndian.Uint16(b[il3+IPv4TotalLenOff:])) - (il4 - il3)
 			} else {
-				n = ipv6HdrLen + int(binary.BigEndian.Uint16(b[il3+ipv6PayloadLen:])) - (il4 - il3)
+				n = IPv6HdrLen + int(binary.BigEndian.Uint16(b[il3+IPv6PayloadLenOff:])) - (il4 - il3)
 			}
 			c := b[il4+sctpChecksum : il4+sctpChecksum+4]
 			old := binary.BigEndian.Uint32(c)
@@ -320,10 +320,10 @@ func rewriteInner(frame []byte, p *Packet, addr netip.Addr, port uint16, dst boo
 		var n uint16
 		switch p.InnerProto {
 		case ProtoTCP:
-			co = il4 + tcpChecksum
+			co = il4 + TCPChecksumOff
 			n = ChecksumAdjust(binary.BigEndian.Uint16(b[co:]), d+pd)
 		case ProtoUDP:
-			co = il4 + udpChecksum
+			co = il4 + UDPChecksumOff
 			n = adjustUDP(binary.BigEndian.Uint16(b[co:]), d+pd)
 		case ProtoICMPv6:
 			co = il4 + icmpChecksum
@@ -371,7 +371,7 @@ func DecrementTTL(frame []byte, p *Packet) DropReason {
 		}
 		p.TTL = ip[ipv4TTL]
 	case 6:
-		h := &frame[l3+ipv6HopLimit]
+		h := &frame[l3+IPv6HopLimitOff]
 		if *h <= 1 {
 			return DropTTLExpired
 		}
@@ -397,7 +397,7 @@ func DecrementTTL4(ip []byte) bool {
 	}
 	n := old - 0x100
 	binary.BigEndian.PutUint16(w, n)
-	c := ip[ipv4Checksum : ipv4Checksum+2]
+	c := ip[IPv4ChecksumOff : IPv4ChecksumOff+2]
 	binary.BigEndian.PutUint16(c, ChecksumAdjust(binary.BigEndian.Uint16(c), diff16(old, n)))
 	return true
 }

@@ -16,7 +16,7 @@ func rewriteSpecs() []struct {
 	spec frameSpec
 } {
 	opts := []layers.IPv4Option{{OptionType: 1}, {OptionType: 1}, {OptionType: 148, OptionLength: 4, OptionData: []byte{0, 0}}, {OptionType: 7, OptionLength: 3, OptionData: []byte{4}}, {OptionType: 0}}
-	ext := []uint8{ProtoHopByHop, ProtoRouting, ProtoFragment, ProtoDstOpts}
+	ext := []Proto{ProtoHopByHop, ProtoRouting, ProtoFragment, ProtoDstOpts}
 	pl := []byte("some payload bytes, odd length")
 	return []struct {
 		name string
@@ -127,7 +127,7 @@ func TestRewrite(t *testing.T) {
 // SNAT (destination to the client) and reverse DNAT (source to the VIP).
 func TestRewriteReply(t *testing.T) {
 	for _, v4 := range []bool{true, false} {
-		for _, proto := range []uint8{ProtoTCP, ProtoUDP, ProtoSCTP} {
+		for _, proto := range []Proto{ProtoTCP, ProtoUDP, ProtoSCTP} {
 			be, gw := flowAddrs(v4)
 			cli, vip := cli6, vip6
 			if v4 {
@@ -257,7 +257,7 @@ func TestEthernet(t *testing.T) {
 func TestRewriteFirstFragment(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		proto uint8
+		proto Proto
 	}{{"udp", ProtoUDP}, {"tcp", ProtoTCP}} {
 		t.Run(tc.name, func(t *testing.T) {
 			pl := make([]byte, 200)

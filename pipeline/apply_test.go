@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/nat"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
 
@@ -35,7 +36,7 @@ func (f *fixedAddrs) LocalAddrs() ([]netip.Addr, uint64) { return f.addrs, f.gen
 
 func TestApplierOrderAndRetained(t *testing.T) {
 	old := ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{
-		ptPort(1, snapshot.TCP, ptVIP4, []netip.Addr{ptEP4a}, nil),
+		ptPort(1, nat.ProtoTCP, ptVIP4, []netip.Addr{ptEP4a}, nil),
 	}})
 	w := newWorld(t, nil, func(c *Config) { c.SNATPortMin, c.SNATPortMax = 100, 200 })
 	cls := &recordingClassifier{p: w.p}
@@ -56,7 +57,7 @@ func TestApplierOrderAndRetained(t *testing.T) {
 	// redirected while the flow lives.
 	w.run(t, tcpPkt(ptClient4, 1, ptVIP4, 80, "S").build(t))
 	newSnap := ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{
-		ptPort(1, snapshot.TCP, ptVIP4, nil, nil),
+		ptPort(1, nat.ProtoTCP, ptVIP4, nil, nil),
 	}})
 	cls.fail = errors.New("map full")
 	a.Apply(newSnap) // a failed update is logged, not fatal
@@ -76,7 +77,7 @@ func TestApplierFollowsAddrs(t *testing.T) {
 	addrs := &fixedAddrs{addrs: []netip.Addr{ptGW4}, gen: 1}
 	a := NewApplier(w.p, cls, addrs)
 	a.Apply(ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{
-		ptPort(1, snapshot.TCP, ptVIP4, []netip.Addr{ptEP4a}, nil),
+		ptPort(1, nat.ProtoTCP, ptVIP4, []netip.Addr{ptEP4a}, nil),
 	}}))
 	a.followAddrs()
 	addrs.gen++ // rebuilt, same addresses

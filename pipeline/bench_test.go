@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/nat"
 
 	"github.com/xdpgate/xdpgate/snapshot"
 )
@@ -15,11 +16,11 @@ import (
 // nothing.
 func TestPipelineNoAllocs(t *testing.T) {
 	s := ptSnapshot(t, snapshot.Snapshot{NodePortAddrs: []netip.Addr{ptGW4}, ServicePorts: []snapshot.ServicePort{
-		ptPort(1, snapshot.TCP, ptVIP4, twoEndpoints4(), func(sp *snapshot.ServicePort) {
+		ptPort(1, nat.ProtoTCP, ptVIP4, twoEndpoints4(), func(sp *snapshot.ServicePort) {
 			sp.AffinitySeconds = 100
 			sp.NodePort = 30000
 		}),
-		ptPort(2, snapshot.TCP, netip.MustParseAddr("198.18.100.2"), nil, nil),
+		ptPort(2, nat.ProtoTCP, netip.MustParseAddr("198.18.100.2"), nil, nil),
 	}})
 	w := newWorld(t, s, nil)
 	est := tcpPkt(ptClient4, 1111, ptVIP4, 80, "A").build(t)
@@ -68,7 +69,7 @@ func TestPipelineNoAllocs(t *testing.T) {
 // clients and their frames (original direction).
 func benchWorld(b *testing.B, n int, affinitySeconds uint32) (*ptWorld, [][]byte) {
 	s := ptSnapshot(b, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{
-		ptPort(1, snapshot.TCP, ptVIP4, twoEndpoints4(), func(sp *snapshot.ServicePort) { sp.AffinitySeconds = affinitySeconds }),
+		ptPort(1, nat.ProtoTCP, ptVIP4, twoEndpoints4(), func(sp *snapshot.ServicePort) { sp.AffinitySeconds = affinitySeconds }),
 	}})
 	w := newWorld(b, s, nil)
 	frames := make([][]byte, n)
@@ -120,7 +121,7 @@ func BenchmarkPipelineEstablished(b *testing.B) {
 // service (frontend lookup, affinity lookup + pin, Maglev, conntrack insert).
 func BenchmarkPipelineNewFlow(b *testing.B) {
 	s := ptSnapshot(b, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{
-		ptPort(1, snapshot.TCP, ptVIP4, twoEndpoints4(), func(sp *snapshot.ServicePort) { sp.AffinitySeconds = 100 }),
+		ptPort(1, nat.ProtoTCP, ptVIP4, twoEndpoints4(), func(sp *snapshot.ServicePort) { sp.AffinitySeconds = 100 }),
 	}})
 	w := newWorld(b, s, nil)
 	// Enough distinct flows that each packet is new: 1024 clients x ports.

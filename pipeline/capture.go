@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // ErrCaptureBusy is returned by StartCapture while another capture runs.
@@ -176,41 +177,43 @@ func (cfg *CaptureConfig) match(b []byte) bool {
 	if !cfg.Host.IsValid() && cfg.Port == 0 && len(cfg.AddrPorts) == 0 {
 		return true
 	}
-	if len(b) < 14 {
+	if len(b) < nat.EthHdrLen {
 		return false
 	}
-	et, off := binary.BigEndian.Uint16(b[12:]), 14
-	if et == 0x8100 && len(b) >= 18 {
-		et, off = binary.BigEndian.Uint16(b[16:]), 18
+	et, off := binary.BigEndian.Uint16(b[nat.EthTypeOff:]), nat.EthHdrLen
+	if et == nat.EtherTypeVLAN && len(b) >= nat.EthHdrLen+nat.VLANTagLen {
+		et, off = binary.BigEndian.Uint16(b[nat.EthTypeOff+nat.VLANTagLen:]), nat.EthHdrLen+nat.VLANTagLen
 	}
 	var src, dst netip.Addr
-	var proto uint8
+	var proto nat.Proto
 	var l4 int
 	hasPorts := false
 	switch et {
-	case 0x0800:
+	case nat.EtherTypeIPv4:
 		ip := b[off:]
-		if len(ip) < 20 || ip[0]>>4 != 4 {
+		if len(ip) < nat.IPv4MinLen || ip[0]>>4 != 4 {
 			return false
 		}
-		src, dst = netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20]))
-		proto = ip[9]
+		src = netip.AddrFrom4([4]byte(ip[nat.IPv4SrcOff : nat.IPv4SrcOff+4]))
+		dst = netip.AddrFrom4([4]byte(ip[nat.IPv4DstOff : nat.IPv4DstOff+4]))
+		proto = nat.Proto(ip[nat.IPv4ProtoOff])
 		l4 = off + int(ip[0]&0xf)*4
-		hasPorts = binary.BigEndian.Uint16(ip[6:])&0x1fff == 0
-	case 0x86dd:
+		hasPorts = binary.BigEndian.Uint16(ip[nat.IPv4FlagsFragOff:])&0x1fff == 0
+	case nat.EtherTypeIPv6:
 		ip := b[off:]
-		if len(ip) < 40 || ip[0]>>4 != 6 {
+		if len(ip) < nat.IPv6HdrLen || ip[0]>>4 != 6 {
 			return false
 		}
-		src, dst = netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40]))
-		proto = ip[6]
-		l4 = off + 40
+		src = netip.AddrFrom16([16]byte(ip[nat.IPv6SrcOff : nat.IPv6SrcOff+16]))
+		dst = netip.AddrFrom16([16]byte(ip[nat.IPv6DstOff : nat.IPv6DstOff+16]))
+		proto = nat.Proto(ip[nat.IPv6NextHeaderOff])
+		l4 = off + nat.IPv6HdrLen
 		hasPorts = true
 	default:
 		return false
 	}
 	var sport, dport uint16
-	if hasPorts && (proto == 6 || proto == 17 || proto == 132) && len(b) >= l4+4 {
+	if hasPorts && (proto == nat.ProtoTCP || proto == nat.ProtoUDP || proto == nat.ProtoSCTP) && len(b) >= l4+4 {
 		sport, dport = binary.BigEndian.Uint16(b[l4:]), binary.BigEndian.Uint16(b[l4+2:])
 	} else {
 		hasPorts = false

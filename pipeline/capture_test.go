@@ -7,13 +7,14 @@ import (
 	"testing"
 
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/nat"
 
 	"github.com/xdpgate/xdpgate/snapshot"
 )
 
 func captureWorld(t *testing.T) *ptWorld {
 	s := ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{
-		ptPort(1, snapshot.TCP, ptVIP4, twoEndpoints4(), nil),
+		ptPort(1, nat.ProtoTCP, ptVIP4, twoEndpoints4(), nil),
 	}})
 	return newWorld(t, s, nil)
 }

@@ -5,8 +5,8 @@ import (
 
 	"github.com/xdpgate/xdpgate/dataplane"
 
-	"github.com/xdpgate/xdpgate/affinity"
 	"github.com/xdpgate/xdpgate/conntrack"
+	"github.com/xdpgate/xdpgate/maglev"
 	"github.com/xdpgate/xdpgate/nat"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
@@ -53,7 +53,7 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 		f.Drop(DropNotService)
 		return fl, hop, newFlowDone
 	}
-	d := s.Classify(pk.Src, pk.Dst, pk.DstPort, snapshot.Proto(pk.Proto))
+	d := s.Classify(pk.Src, pk.Dst, pk.DstPort, pk.Proto)
 	switch d.Verdict {
 	case snapshot.Forward:
 	case snapshot.Reject:
@@ -94,10 +94,10 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 			pq.c.affinityHits++
 		} else {
 			pq.c.affinityMisses++
-			ep = s.Pick(d, affinity.HashClientIP(pk.Src))
+			ep = s.Pick(d, maglev.HashClientIP(pk.Src))
 		}
 	} else {
-		flowHash, hashed = affinity.HashFlow(pk.Src, pk.Dst, pk.SrcPort, pk.DstPort, pk.Proto), true
+		flowHash, hashed = maglev.HashFlow(pk.Src, pk.Dst, pk.SrcPort, pk.DstPort, uint8(pk.Proto)), true
 		ep = s.Pick(d, flowHash)
 	}
 	if ep == nil || ep.Addr.Is4() != pk.Dst.Is4() {
@@ -129,7 +129,7 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 			return fl, hop, newFlowDone
 		}
 		if !hashed {
-			flowHash = affinity.HashFlow(pk.Src, pk.Dst, pk.SrcPort, pk.DstPort, pk.Proto)
+			flowHash = maglev.HashFlow(pk.Src, pk.Dst, pk.SrcPort, pk.DstPort, uint8(pk.Proto))
 		}
 		start := uint32(flowHash>>32) % p.snatN
 		res = conntrack.Conflict

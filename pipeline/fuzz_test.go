@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/nat"
 
 	"github.com/xdpgate/xdpgate/snapshot"
 )
@@ -14,10 +15,10 @@ import (
 // panic, and every dropped frame must carry a specific reason.
 func FuzzPipeline(f *testing.F) {
 	s := ptSnapshot(f, snapshot.Snapshot{NodePortAddrs: []netip.Addr{ptGW4, ptGW6}, ServicePorts: []snapshot.ServicePort{
-		ptPort(1, snapshot.TCP, ptVIP4, twoEndpoints4(), func(sp *snapshot.ServicePort) { sp.AffinitySeconds = 10; sp.NodePort = 30000 }),
-		ptPort(2, snapshot.UDP, ptVIP4, twoEndpoints4(), nil),
-		ptPort(3, snapshot.TCP, ptVIP6, []netip.Addr{ptEP6a}, func(sp *snapshot.ServicePort) { sp.NodePort = 30000 }),
-		ptPort(4, snapshot.TCP, netip.MustParseAddr("198.18.100.2"), nil, nil),
+		ptPort(1, nat.ProtoTCP, ptVIP4, twoEndpoints4(), func(sp *snapshot.ServicePort) { sp.AffinitySeconds = 10; sp.NodePort = 30000 }),
+		ptPort(2, nat.ProtoUDP, ptVIP4, twoEndpoints4(), nil),
+		ptPort(3, nat.ProtoTCP, ptVIP6, []netip.Addr{ptEP6a}, func(sp *snapshot.ServicePort) { sp.NodePort = 30000 }),
+		ptPort(4, nat.ProtoTCP, netip.MustParseAddr("198.18.100.2"), nil, nil),
 	}})
 	w := newWorld(f, s, nil)
 	for _, k := range []ptPkt{

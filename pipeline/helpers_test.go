@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/nat"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -74,7 +75,7 @@ const second = int64(1e9)
 
 // ptPort builds a TCP service port with the given endpoints, all ready and
 // in the cluster chain (no Maglev table: Pick falls back to modulo).
-func ptPort(id uint32, proto snapshot.Proto, vip netip.Addr, eps []netip.Addr, mutate func(*snapshot.ServicePort)) snapshot.ServicePort {
+func ptPort(id uint32, proto nat.Proto, vip netip.Addr, eps []netip.Addr, mutate func(*snapshot.ServicePort)) snapshot.ServicePort {
 	sp := snapshot.ServicePort{ID: id, Namespace: "ns", Name: "svc", PortName: "p", Protocol: proto, Port: 80,
 		ClusterIPs: []netip.Addr{vip}, HasEndpoints: len(eps) > 0}
 	for i, a := range eps {

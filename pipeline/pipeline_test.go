@@ -24,13 +24,13 @@ func TestPipelineTranslate(t *testing.T) {
 	base := snapshot.Snapshot{
 		NodePortAddrs: []netip.Addr{ptGW4, ptGW6},
 		ServicePorts: []snapshot.ServicePort{
-			ptPort(1, snapshot.TCP, ptVIP4, twoEndpoints4(), func(sp *snapshot.ServicePort) {
+			ptPort(1, nat.ProtoTCP, ptVIP4, twoEndpoints4(), func(sp *snapshot.ServicePort) {
 				sp.NodePort = 30080
 				sp.LoadBalancerIPs = []netip.Addr{ptLB4}
 				sp.ExternalIPs = []netip.Addr{ptExt4}
 			}),
-			ptPort(2, snapshot.UDP, ptVIP4, twoEndpoints4(), nil),
-			ptPort(3, snapshot.TCP, ptVIP6, []netip.Addr{ptEP6a, ptEP6b}, func(sp *snapshot.ServicePort) { sp.NodePort = 30080 }),
+			ptPort(2, nat.ProtoUDP, ptVIP4, twoEndpoints4(), nil),
+			ptPort(3, nat.ProtoTCP, ptVIP6, []netip.Addr{ptEP6a, ptEP6b}, func(sp *snapshot.ServicePort) { sp.NodePort = 30080 }),
 		},
 	}
 	tests := []struct {
@@ -115,7 +115,7 @@ func TestPipelineTranslate(t *testing.T) {
 // TestPipelineSpread: many client addresses reach every endpoint.
 func TestPipelineSpread(t *testing.T) {
 	eps := []netip.Addr{ptEP4a, ptEP4b, netip.MustParseAddr("198.18.64.11")}
-	w := newWorld(t, ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{ptPort(1, snapshot.TCP, ptVIP4, eps, nil)}}), nil)
+	w := newWorld(t, ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{ptPort(1, nat.ProtoTCP, ptVIP4, eps, nil)}}), nil)
 	seen := map[netip.Addr]int{}
 	c := netip.MustParseAddr("198.19.2.0")
 	for i := 0; i < 300; i++ {
@@ -132,9 +132,9 @@ func TestPipelineSpread(t *testing.T) {
 
 func TestPipelineReject(t *testing.T) {
 	s := ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{
-		ptPort(1, snapshot.TCP, ptVIP4, nil, nil),
-		ptPort(2, snapshot.TCP, ptVIP6, nil, nil),
-		ptPort(3, snapshot.UDP, ptVIP4, nil, nil),
+		ptPort(1, nat.ProtoTCP, ptVIP4, nil, nil),
+		ptPort(2, nat.ProtoTCP, ptVIP6, nil, nil),
+		ptPort(3, nat.ProtoUDP, ptVIP4, nil, nil),
 	}})
 	w := newWorld(t, s, nil)
 	tests := []struct {
@@ -196,14 +196,14 @@ func TestPipelineReject(t *testing.T) {
 
 func TestPipelineDropCauses(t *testing.T) {
 	s := ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{
-		ptPort(1, snapshot.TCP, ptVIP4, twoEndpoints4(), func(sp *snapshot.ServicePort) {
+		ptPort(1, nat.ProtoTCP, ptVIP4, twoEndpoints4(), func(sp *snapshot.ServicePort) {
 			sp.LoadBalancerIPs = []netip.Addr{ptLB4}
 			sp.SourceRanges = []netip.Prefix{netip.MustParsePrefix("198.19.99.0/24")}
 			sp.ExternalIPs = []netip.Addr{ptExt4}
 			sp.ExternalPolicyLocal = true
 			sp.Local = nil
 		}),
-		ptPort(2, snapshot.TCP, netip.MustParseAddr("198.18.100.2"), []netip.Addr{ptUnknown4}, nil),
+		ptPort(2, nat.ProtoTCP, netip.MustParseAddr("198.18.100.2"), []netip.Addr{ptUnknown4}, nil),
 	}})
 	w := newWorld(t, s, nil)
 	tests := []struct {
@@ -232,7 +232,7 @@ func TestPipelineDropCauses(t *testing.T) {
 }
 
 func TestPipelineTTL(t *testing.T) {
-	w := newWorld(t, ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{ptPort(1, snapshot.TCP, ptVIP4, twoEndpoints4(), nil)}}), nil)
+	w := newWorld(t, ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{ptPort(1, nat.ProtoTCP, ptVIP4, twoEndpoints4(), nil)}}), nil)
 	in := tcpPkt(ptClient4, 999, ptVIP4, 80, "S")
 	in.ttl = 1
 	b := in.build(t)
@@ -258,7 +258,7 @@ func TestPipelineTTL(t *testing.T) {
 
 func TestPipelineAffinity(t *testing.T) {
 	eps := []netip.Addr{ptEP4a, ptEP4b, netip.MustParseAddr("198.18.64.11"), netip.MustParseAddr("198.18.64.12")}
-	s := ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{ptPort(1, snapshot.TCP, ptVIP4, eps,
+	s := ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{ptPort(1, nat.ProtoTCP, ptVIP4, eps,
 		func(sp *snapshot.ServicePort) { sp.AffinitySeconds = 10 })}})
 	w := newWorld(t, s, nil)
 	c := netip.MustParseAddr("198.19.3.0")
@@ -308,7 +308,7 @@ func TestPipelineAffinity(t *testing.T) {
 }
 
 func TestPipelineHairpin(t *testing.T) {
-	w := newWorld(t, ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{ptPort(1, snapshot.TCP, ptVIP4, []netip.Addr{ptEP4a}, nil)}}), nil)
+	w := newWorld(t, ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{ptPort(1, nat.ProtoTCP, ptVIP4, []netip.Addr{ptEP4a}, nil)}}), nil)
 	f := w.run(t, tcpPkt(ptEP4a, 5555, ptVIP4, 80, "S").build(t))
 	d := ptDecode(t, f.Data())
 	if d.dst != ptEP4a || d.src != ptGW4 {
@@ -325,7 +325,7 @@ func TestPipelineHairpin(t *testing.T) {
 // get distinct SNAT ports; a range of 4 ports holds 4 flows per endpoint
 // and the fifth is a counted drop.
 func TestPipelineSNATPorts(t *testing.T) {
-	s := ptSnapshot(t, snapshot.Snapshot{MasqueradeAll: true, ServicePorts: []snapshot.ServicePort{ptPort(1, snapshot.TCP, ptVIP4, []netip.Addr{ptEP4a}, nil)}})
+	s := ptSnapshot(t, snapshot.Snapshot{MasqueradeAll: true, ServicePorts: []snapshot.ServicePort{ptPort(1, nat.ProtoTCP, ptVIP4, []netip.Addr{ptEP4a}, nil)}})
 	w := newWorld(t, s, func(c *Config) { c.SNATPortMin, c.SNATPortMax = 40000, 40003 })
 	used := map[uint16]bool{}
 	c := netip.MustParseAddr("198.19.5.0")
@@ -385,7 +385,7 @@ func TestPipelineMalformed(t *testing.T) {
 // TestPipelineICMPError: a "fragmentation needed" from the endpoint about a
 // DNATed flow reaches the client quoting the packet the client sent.
 func TestPipelineICMPError(t *testing.T) {
-	w := newWorld(t, ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{ptPort(1, snapshot.TCP, ptVIP4, []netip.Addr{ptEP4a}, nil)}}), nil)
+	w := newWorld(t, ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{ptPort(1, nat.ProtoTCP, ptVIP4, []netip.Addr{ptEP4a}, nil)}}), nil)
 	out := w.run(t, tcpPkt(ptClient4, 4321, ptVIP4, 80, "S").build(t))
 	sent := append([]byte{}, out.Data()...) // client -> endpoint, as it left
 	// The endpoint's ICMP error quotes the IP header + 8 bytes.
@@ -435,7 +435,7 @@ func TestPipelineICMPError(t *testing.T) {
 // TestPipelineFragments: a UDP datagram in two fragments; the second
 // follows the first; a lone later fragment is dropped.
 func TestPipelineFragments(t *testing.T) {
-	w := newWorld(t, ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{ptPort(1, snapshot.UDP, ptVIP4, []netip.Addr{ptEP4a}, nil)}}), nil)
+	w := newWorld(t, ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{ptPort(1, nat.ProtoUDP, ptVIP4, []netip.Addr{ptEP4a}, nil)}}), nil)
 	whole := udpPkt(ptClient4, 7000, ptVIP4, 80)
 	whole.payload = make([]byte, 64)
 	b := whole.build(t)
@@ -489,8 +489,8 @@ func setFrag(b []byte, more bool, off int) {
 
 func TestPipelineOnSnapshot(t *testing.T) {
 	old := ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{
-		ptPort(1, snapshot.TCP, ptVIP4, []netip.Addr{ptEP4a}, func(sp *snapshot.ServicePort) { sp.AffinitySeconds = 100 }),
-		ptPort(2, snapshot.UDP, netip.MustParseAddr("198.18.100.2"), twoEndpoints4(), nil),
+		ptPort(1, nat.ProtoTCP, ptVIP4, []netip.Addr{ptEP4a}, func(sp *snapshot.ServicePort) { sp.AffinitySeconds = 100 }),
+		ptPort(2, nat.ProtoUDP, netip.MustParseAddr("198.18.100.2"), twoEndpoints4(), nil),
 	}})
 	w := newWorld(t, old, nil)
 	w.run(t, tcpPkt(ptClient4, 1, ptVIP4, 80, "S").build(t))
@@ -505,8 +505,8 @@ func TestPipelineOnSnapshot(t *testing.T) {
 	// Endpoint 202 (ptEP4b) leaves the UDP port, affinity is switched off,
 	// and the TCP endpoint 101 leaves too.
 	newSnap := ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{
-		ptPort(1, snapshot.TCP, ptVIP4, nil, nil),
-		ptPort(2, snapshot.UDP, netip.MustParseAddr("198.18.100.2"), []netip.Addr{ptEP4a}, nil),
+		ptPort(1, nat.ProtoTCP, ptVIP4, nil, nil),
+		ptPort(2, nat.ProtoUDP, netip.MustParseAddr("198.18.100.2"), []netip.Addr{ptEP4a}, nil),
 	}})
 	toB := 0
 	w.ct.Range(func(e *conntrack.Entry) bool {
@@ -545,11 +545,11 @@ func TestPipelineOnSnapshot(t *testing.T) {
 
 func TestRulesFromSnapshot(t *testing.T) {
 	s := ptSnapshot(t, snapshot.Snapshot{NodePortAddrs: []netip.Addr{ptGW4}, ServicePorts: []snapshot.ServicePort{
-		ptPort(1, snapshot.TCP, ptVIP4, twoEndpoints4(), func(sp *snapshot.ServicePort) {
+		ptPort(1, nat.ProtoTCP, ptVIP4, twoEndpoints4(), func(sp *snapshot.ServicePort) {
 			sp.NodePort = 30000
 			sp.LoadBalancerIPs = []netip.Addr{ptLB4}
 		}),
-		ptPort(2, snapshot.UDP, ptVIP4, []netip.Addr{ptEP4a}, nil),
+		ptPort(2, nat.ProtoUDP, ptVIP4, []netip.Addr{ptEP4a}, nil),
 	}})
 	r := rulesFromSnapshot(s, []netip.Addr{ptGW4, ptGW4}, 100, 200)
 	wantFE := []dataplane.L4Addr{{Addr: ptVIP4, Port: 80, Proto: 6}, {Addr: ptVIP4, Port: 80, Proto: 17}, {Addr: ptLB4, Port: 80, Proto: 6}}
@@ -602,7 +602,7 @@ func TestPipelineDropReasonNames(t *testing.T) {
 // for every flow both must emit the same translation (the insert's winner).
 func TestPipelineConcurrentInsert(t *testing.T) {
 	eps := []netip.Addr{ptEP4a, ptEP4b, netip.MustParseAddr("198.18.64.11")}
-	s := ptSnapshot(t, snapshot.Snapshot{MasqueradeAll: true, ServicePorts: []snapshot.ServicePort{ptPort(1, snapshot.TCP, ptVIP4, eps, nil)}})
+	s := ptSnapshot(t, snapshot.Snapshot{MasqueradeAll: true, ServicePorts: []snapshot.ServicePort{ptPort(1, nat.ProtoTCP, ptVIP4, eps, nil)}})
 	w := newWorld(t, s, nil)
 	const n = 500
 	in := make([][]byte, n)
@@ -661,7 +661,7 @@ func icmp4Error(from, to netip.Addr, quote []byte) []byte {
 // the client receives it with the router as source and its own packet
 // (client -> frontend) quoted, so PMTU discovery works through the NAT.
 func TestPipelineICMPErrorSNAT(t *testing.T) {
-	s := ptSnapshot(t, snapshot.Snapshot{MasqueradeAll: true, ServicePorts: []snapshot.ServicePort{ptPort(1, snapshot.TCP, ptVIP4, []netip.Addr{ptEP4a}, nil)}})
+	s := ptSnapshot(t, snapshot.Snapshot{MasqueradeAll: true, ServicePorts: []snapshot.ServicePort{ptPort(1, nat.ProtoTCP, ptVIP4, []netip.Addr{ptEP4a}, nil)}})
 	w := newWorld(t, s, nil)
 	out := w.run(t, tcpPkt(ptClient4, 4321, ptVIP4, 80, "A").build(t))
 	sent := append([]byte{}, out.Data()...) // gateway:snat -> endpoint

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/nat"
 
 	"github.com/xdpgate/xdpgate/conntrack"
 	"github.com/xdpgate/xdpgate/snapshot"
@@ -86,19 +87,19 @@ func (p *Pipeline) OnSnapshot(old, new *snapshot.Snapshot) SnapshotChange {
 			}
 			ch.RemovedEndpoints++
 			switch osp.Protocol {
-			case snapshot.SCTP:
+			case nat.ProtoSCTP:
 				ch.FlowsDeleted += p.ct.DeleteByEndpoint(e.ID)
-			case snapshot.TCP:
+			case nat.ProtoTCP:
 				p.retained[dataplane.L4Addr{Addr: e.Addr.Unmap(), Port: e.Port, Proto: uint8(osp.Protocol)}] = e.ID
 			}
 		}
-		if osp.Protocol == snapshot.UDP && nsp == nil {
+		if osp.Protocol == nat.ProtoUDP && nsp == nil {
 			ch.FlowsDeleted += p.ct.DeleteUDPByServicePort(osp.ID, func(uint32) bool { return false })
 		}
 	}
 	for i := range new.ServicePorts {
 		nsp := &new.ServicePorts[i]
-		if nsp.Protocol != snapshot.UDP {
+		if nsp.Protocol != nat.ProtoUDP {
 			continue
 		}
 		now := servingSet(nsp)

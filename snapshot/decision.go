@@ -3,6 +3,9 @@ package snapshot
 import (
 	"fmt"
 	"net/netip"
+
+	"github.com/xdpgate/xdpgate/maglev"
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // Verdict is what happens to the first packet of a flow.
@@ -87,7 +90,7 @@ type Decision struct {
 //     (src in ClusterCIDRs) is short-circuited to the cluster chain without
 //     masquerade.
 //   - No usable endpoint anywhere: reject, for every frontend kind.
-func (s *Snapshot) Classify(src, dst netip.Addr, dport uint16, proto Proto) Decision {
+func (s *Snapshot) Classify(src, dst netip.Addr, dport uint16, proto nat.Proto) Decision {
 	spi, kind := s.Frontend(dst, dport, proto)
 	if spi < 0 {
 		if spi = s.NodePortFor(dst, dport, proto); spi < 0 || !s.IsNodePortAddr(dst) {
@@ -166,18 +169,13 @@ func (s *Snapshot) Chain(d Decision) (eps []int32, maglev []uint16) {
 
 // Pick returns the endpoint of the decision's chain that the Maglev table
 // assigns to hash (a client-IP hash for ClientIP affinity, a 5-tuple hash
-// otherwise). Without a table it falls back to hash modulo the chain length.
-// It returns nil when the chain is empty.
+// otherwise), with maglev.Pick: without a table it falls back to hash
+// modulo the chain length. It returns nil when the chain is empty.
 func (s *Snapshot) Pick(d Decision, hash uint64) *Endpoint {
 	eps, table := s.Chain(d)
-	if len(eps) == 0 {
+	i := maglev.Pick(table, len(eps), hash)
+	if i < 0 {
 		return nil
-	}
-	var i int
-	if len(table) > 0 {
-		i = int(table[hash%uint64(len(table))])
-	} else {
-		i = int(hash % uint64(len(eps)))
 	}
 	return &s.ServicePorts[d.ServicePort].Endpoints[eps[i]]
 }

@@ -3,6 +3,8 @@ package snapshot
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // TestNodePortDualStack: a dual-stack Service is one service port per
@@ -27,17 +29,17 @@ func TestNodePortDualStack(t *testing.T) {
 		{node6, 1},
 	}
 	for _, tc := range tests {
-		if got := s.NodePortFor(tc.dst, 30100, TCP); got != tc.want {
+		if got := s.NodePortFor(tc.dst, 30100, nat.ProtoTCP); got != tc.want {
 			t.Errorf("NodePortFor(%s, 30100) = %d, want %d", tc.dst, got, tc.want)
 		}
-		if got := s.Classify(netip.MustParseAddr("198.19.5.5"), tc.dst, 30100, TCP).ServicePort; tc.dst.Is4() && got != tc.want {
+		if got := s.Classify(netip.MustParseAddr("198.19.5.5"), tc.dst, 30100, nat.ProtoTCP).ServicePort; tc.dst.Is4() && got != tc.want {
 			t.Errorf("Classify(-> %s:30100).ServicePort = %d, want %d", tc.dst, got, tc.want)
 		}
-		if got := s.Classify(netip.MustParseAddr("2001:2:0:50::1"), tc.dst, 30100, TCP).ServicePort; tc.dst.Is6() && got != tc.want {
+		if got := s.Classify(netip.MustParseAddr("2001:2:0:50::1"), tc.dst, 30100, nat.ProtoTCP).ServicePort; tc.dst.Is6() && got != tc.want {
 			t.Errorf("Classify(-> %s:30100).ServicePort = %d, want %d", tc.dst, got, tc.want)
 		}
 	}
-	if got := s.NodePort(30100, TCP); got != 0 {
+	if got := s.NodePort(30100, nat.ProtoTCP); got != 0 {
 		t.Errorf("NodePort(30100) = %d, want 0 (the IPv4 one)", got)
 	}
 }

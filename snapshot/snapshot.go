@@ -4,30 +4,9 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
-
-// Proto is an IP protocol number of a service port.
-type Proto uint8
-
-// Protocols a service port can have.
-const (
-	TCP  Proto = 6
-	UDP  Proto = 17
-	SCTP Proto = 132
-)
-
-// String returns the Kubernetes spelling of the protocol.
-func (p Proto) String() string {
-	switch p {
-	case TCP:
-		return "TCP"
-	case UDP:
-		return "UDP"
-	case SCTP:
-		return "SCTP"
-	}
-	return fmt.Sprintf("proto(%d)", uint8(p))
-}
 
 // Snapshot is the complete, immutable desired state of the dataplane.
 //
@@ -66,7 +45,7 @@ type ServicePort struct {
 	Namespace string
 	Name      string
 	PortName  string
-	Protocol  Proto
+	Protocol  nat.Proto
 	// Port is the service port on ClusterIPs, ExternalIPs and
 	// LoadBalancerIPs.
 	Port uint16
@@ -162,7 +141,7 @@ func (k FrontendKind) External() bool { return k >= KindExternalIP }
 type frontendKey struct {
 	addr  netip.Addr
 	port  uint16
-	proto Proto
+	proto nat.Proto
 }
 
 type frontendRef struct {
@@ -174,7 +153,7 @@ type frontendRef struct {
 // service ports (one per family) sharing one nodePort number.
 type portKey struct {
 	port  uint16
-	proto Proto
+	proto nat.Proto
 	v6    bool
 }
 
@@ -332,7 +311,7 @@ func (s *Snapshot) IsNodePortAddr(a netip.Addr) bool {
 
 // Frontend returns the service port index and kind for a frontend address,
 // port and protocol (ClusterIP, externalIP or LB IP), or -1.
-func (s *Snapshot) Frontend(dst netip.Addr, port uint16, proto Proto) (int32, FrontendKind) {
+func (s *Snapshot) Frontend(dst netip.Addr, port uint16, proto nat.Proto) (int32, FrontendKind) {
 	if r, ok := s.frontends[frontendKey{dst.Unmap(), port, proto}]; ok {
 		return r.sp, r.kind
 	}
@@ -343,7 +322,7 @@ func (s *Snapshot) Frontend(dst netip.Addr, port uint16, proto Proto) (int32, Fr
 // For a dual-stack Service (one service port per family sharing the
 // nodePort) it returns the IPv4 one; use NodePortFor to choose by the
 // destination's family.
-func (s *Snapshot) NodePort(port uint16, proto Proto) int32 {
+func (s *Snapshot) NodePort(port uint16, proto nat.Proto) int32 {
 	if i, ok := s.nodePorts[portKey{port, proto, false}]; ok {
 		return i
 	}
@@ -355,7 +334,7 @@ func (s *Snapshot) NodePort(port uint16, proto Proto) int32 {
 
 // NodePortFor returns the service port index serving NodePort port/proto
 // for a destination address of dst's family, or -1.
-func (s *Snapshot) NodePortFor(dst netip.Addr, port uint16, proto Proto) int32 {
+func (s *Snapshot) NodePortFor(dst netip.Addr, port uint16, proto nat.Proto) int32 {
 	if i, ok := s.nodePorts[portKey{port, proto, dst.Unmap().Is6()}]; ok {
 		return i
 	}

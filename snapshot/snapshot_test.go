@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 var (
@@ -21,7 +23,7 @@ var (
 // after mutate has run.
 func makePort(id uint32, name string, mutate func(*ServicePort)) ServicePort {
 	sp := ServicePort{
-		ID: id, Namespace: "ns", Name: name, PortName: "http", Protocol: TCP, Port: 80,
+		ID: id, Namespace: "ns", Name: name, PortName: "http", Protocol: nat.ProtoTCP, Port: 80,
 		NodePort:        30000 + uint16(id),
 		ClusterIPs:      []netip.Addr{vip.Next().Next().Prev().Prev()},
 		LoadBalancerIPs: []netip.Addr{lbIP},
@@ -95,7 +97,7 @@ func TestClassify(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := build(t, tc.snap)
-			got := s.Classify(tc.src, tc.dst, tc.port, TCP)
+			got := s.Classify(tc.src, tc.dst, tc.port, nat.ProtoTCP)
 			if tc.want.Verdict != NotService {
 				tc.want.ServicePort = 0
 			}
@@ -118,10 +120,10 @@ func TestNewConflicts(t *testing.T) {
 			t.Errorf("error %q does not name both service ports", err)
 		}
 	}
-	if sp, _ := out.Frontend(vip, 80, TCP); sp != 0 {
+	if sp, _ := out.Frontend(vip, 80, nat.ProtoTCP); sp != 0 {
 		t.Errorf("Frontend(vip) = %d, want 0 (first claimant)", sp)
 	}
-	if sp := out.NodePort(30002, TCP); sp != 1 {
+	if sp := out.NodePort(30002, nat.ProtoTCP); sp != 1 {
 		t.Errorf("NodePort(30002) = %d, want 1", sp)
 	}
 }
@@ -130,7 +132,7 @@ func TestPickAndUsable(t *testing.T) {
 	s := build(t, Snapshot{ServicePorts: []ServicePort{makePort(1, "a", func(sp *ServicePort) {
 		sp.ClusterMaglev = []uint16{1, 0, 1}
 	})}})
-	d := s.Classify(client, vip, 80, TCP)
+	d := s.Classify(client, vip, 80, nat.ProtoTCP)
 	for hash, want := range map[uint64]uint32{0: 102, 1: 101, 2: 102, 4: 101} {
 		if ep := s.Pick(d, hash); ep == nil || ep.ID != want {
 			t.Errorf("Pick(hash %d) = %v, want endpoint %d", hash, ep, want)
@@ -151,7 +153,7 @@ func TestPickAndUsable(t *testing.T) {
 func TestClassifyNoAllocs(t *testing.T) {
 	s := build(t, Snapshot{NodePortAddrs: []netip.Addr{nodeIP}, ServicePorts: []ServicePort{makePort(1, "a", nil)}})
 	allocs := testing.AllocsPerRun(1000, func() {
-		d := s.Classify(client, nodeIP, 30001, TCP)
+		d := s.Classify(client, nodeIP, 30001, nat.ProtoTCP)
 		_ = s.Pick(d, 7)
 	})
 	if allocs != 0 {

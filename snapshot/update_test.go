@@ -5,13 +5,15 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // randomPort returns service port number id with n random endpoints whose
 // IDs come from *next (monotonic, as the control plane allocates them).
 func randomPort(r *rand.Rand, id uint32, n int, next *uint32) ServicePort {
 	sp := ServicePort{
-		ID: id, Namespace: "ns", Name: string(rune('a' + id)), PortName: "p", Protocol: TCP, Port: 80,
+		ID: id, Namespace: "ns", Name: string(rune('a' + id)), PortName: "p", Protocol: nat.ProtoTCP, Port: 80,
 		NodePort:   uint16(30000 + id),
 		ClusterIPs: []netip.Addr{netip.AddrFrom4([4]byte{198, 18, 100, byte(id)})},
 	}
@@ -85,7 +87,7 @@ func TestUpdateMatchesNew(t *testing.T) {
 		}
 		for i := range ports {
 			dst := ports[i].ClusterIPs[0]
-			if g, w := got.Classify(client, dst, 80, TCP), want.Classify(client, dst, 80, TCP); g != w {
+			if g, w := got.Classify(client, dst, 80, nat.ProtoTCP), want.Classify(client, dst, 80, nat.ProtoTCP); g != w {
 				t.Fatalf("round %d: Classify(%s) = %+v, want %+v", round, dst, g, w)
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/xdpgate/xdpgate/nat"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
 
@@ -113,13 +114,13 @@ func (v *portView) policyChains(cluster, local string) (internal, external strin
 }
 
 // protoName is the lower-case protocol kube-proxy puts in names and rules.
-func protoName(p snapshot.Proto) (string, bool) {
+func protoName(p nat.Proto) (string, bool) {
 	switch p {
-	case snapshot.TCP:
+	case nat.ProtoTCP:
 		return "tcp", true
-	case snapshot.UDP:
+	case nat.ProtoUDP:
 		return "udp", true
-	case snapshot.SCTP:
+	case nat.ProtoSCTP:
 		return "sctp", true
 	}
 	return "", false

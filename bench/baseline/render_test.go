@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xdpgate/xdpgate/nat"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
 
@@ -14,7 +15,7 @@ import (
 // expectations for ns1/svc1 port p80 with endpoint 10.180.0.1:80 (names
 // only; no traffic uses these addresses).
 func TestChainNameHashes(t *testing.T) {
-	sp := &snapshot.ServicePort{Namespace: "ns1", Name: "svc1", PortName: "p80", Protocol: snapshot.TCP, Port: 80}
+	sp := &snapshot.ServicePort{Namespace: "ns1", Name: "svc1", PortName: "p80", Protocol: nat.ProtoTCP, Port: 80}
 	ep := &snapshot.Endpoint{Addr: netip.MustParseAddr("10.180.0.1"), Port: 80}
 	v := &portView{sp: sp, proto: "tcp", name: servicePortName(sp)}
 	svc, svl, ext, fw := iptChainNames(v)

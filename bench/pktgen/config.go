@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 var (
@@ -62,12 +64,7 @@ const (
 	// MaxFrameSize is the largest FrameSize: a 1500-byte IP packet.
 	MaxFrameSize = 1518
 
-	fcsLen     = 4
-	ethHdrLen  = 14
-	ipv4HdrLen = 20
-	ipv6HdrLen = 40
-	udpHdrLen  = 8
-	tcpHdrLen  = 20
+	fcsLen = 4
 )
 
 // MaxFlows bounds Clients*PortsPerClient (IPv6 clients could otherwise
@@ -183,12 +180,12 @@ func inBenchRange(a netip.Addr) bool {
 
 // headerLen returns the bytes of headers before the payload.
 func headerLen(v6 bool, m Mode) int {
-	n := ethHdrLen + ipv4HdrLen + udpHdrLen
+	n := nat.EthHdrLen + nat.IPv4MinLen + nat.UDPHdrLen
 	if v6 {
-		n += ipv6HdrLen - ipv4HdrLen
+		n += nat.IPv6HdrLen - nat.IPv4MinLen
 	}
 	if m != UDP {
-		n += tcpHdrLen - udpHdrLen
+		n += nat.TCPMinLen - nat.UDPHdrLen
 	}
 	return n
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 const (
@@ -58,7 +59,7 @@ func Open(cfg Config) (*Generator, error) {
 		}
 		cfg.SrcMAC = append(net.HardwareAddr(nil), ifi.HardwareAddr...)
 	}
-	if l3 := cfg.FrameSize - fcsLen - ethHdrLen; l3 > ifi.MTU {
+	if l3 := cfg.FrameSize - fcsLen - nat.EthHdrLen; l3 > ifi.MTU {
 		return nil, fmt.Errorf("pktgen: FrameSize %d: %d-byte packets exceed %s's MTU %d",
 			cfg.FrameSize, l3, cfg.Ifname, ifi.MTU)
 	}

@@ -11,17 +11,15 @@ import (
 	"github.com/xdpgate/xdpgate/nat"
 )
 
-// Header offsets in a frame (Ethernet without VLAN tags).
+// Header offsets in a frame (Ethernet without VLAN tags), from nat's
+// header layouts.
 const (
-	ipOff        = ethHdrLen
-	ipv4CsumOff  = ipOff + 10 // RFC 791: header checksum
-	ipv4SrcOff   = ipOff + 12
-	ipv6SrcOff   = ipOff + 8
-	l4OffV4      = ipOff + ipv4HdrLen
-	l4OffV6      = ipOff + ipv6HdrLen
-	udpCsumOff   = 6  // RFC 768
-	tcpSeqOff    = 4  // RFC 9293 section 3.1
-	tcpCsumOff   = 16 // RFC 9293 section 3.1
+	ipOff        = nat.EthHdrLen
+	ipv4CsumOff  = ipOff + nat.IPv4ChecksumOff
+	ipv4SrcOff   = ipOff + nat.IPv4SrcOff
+	ipv6SrcOff   = ipOff + nat.IPv6SrcOff
+	l4OffV4      = ipOff + nat.IPv4MinLen
+	l4OffV6      = ipOff + nat.IPv6HdrLen
 	tcpWindow    = 65535
 	ipTTL        = 64
 	seedSeqSalt  = 0x7063_6b74_6765_6e31 // "pcktgen1": keeps the ISN apart from the permutation's constants
@@ -105,7 +103,7 @@ func newTemplate(c Config) (*template, error) {
 			return nil, fmt.Errorf("udp template: %w", err)
 		}
 		l4 = u
-		t.l4CsumOff = l4Off + udpCsumOff
+		t.l4CsumOff = l4Off + nat.UDPChecksumOff
 	} else {
 		tcp := &layers.TCP{SrcPort: layers.TCPPort(c.SrcPortBase), DstPort: layers.TCPPort(c.Dst.Port()),
 			Seq: t.seq0, Window: tcpWindow}
@@ -119,8 +117,8 @@ func newTemplate(c Config) (*template, error) {
 			return nil, fmt.Errorf("tcp template: %w", err)
 		}
 		l4 = tcp
-		t.seqOff = l4Off + tcpSeqOff
-		t.l4CsumOff = l4Off + tcpCsumOff
+		t.seqOff = l4Off + nat.TCPSeqOff
+		t.l4CsumOff = l4Off + nat.TCPChecksumOff
 	}
 	sb := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(sb, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},

@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 var (
@@ -69,8 +71,8 @@ func checkFrame(t *testing.T, g *Generator, f []byte, i uint64) {
 		}
 		src, _ = netip.AddrFromSlice(ip.SrcIP)
 		dst, _ = netip.AddrFromSlice(ip.DstIP)
-		if int(ip.Length) != len(f)-ethHdrLen || ip.TTL != ipTTL {
-			t.Errorf("flow %d: IPv4 length %d ttl %d, want %d %d", i, ip.Length, ip.TTL, len(f)-ethHdrLen, ipTTL)
+		if int(ip.Length) != len(f)-nat.EthHdrLen || ip.TTL != ipTTL {
+			t.Errorf("flow %d: IPv4 length %d ttl %d, want %d %d", i, ip.Length, ip.TTL, len(f)-nat.EthHdrLen, ipTTL)
 		}
 		nl, l3 = ip, ip
 	} else {
@@ -80,8 +82,8 @@ func checkFrame(t *testing.T, g *Generator, f []byte, i uint64) {
 		}
 		src, _ = netip.AddrFromSlice(ip.SrcIP)
 		dst, _ = netip.AddrFromSlice(ip.DstIP)
-		if int(ip.Length) != len(f)-ethHdrLen-ipv6HdrLen {
-			t.Errorf("flow %d: IPv6 payload length %d, want %d", i, ip.Length, len(f)-ethHdrLen-ipv6HdrLen)
+		if int(ip.Length) != len(f)-nat.EthHdrLen-nat.IPv6HdrLen {
+			t.Errorf("flow %d: IPv6 payload length %d, want %d", i, ip.Length, len(f)-nat.EthHdrLen-nat.IPv6HdrLen)
 		}
 		nl, l3 = ip, ip
 	}
@@ -139,13 +141,13 @@ func checkFrame(t *testing.T, g *Generator, f []byte, i uint64) {
 		l4Csum = l4OffV6
 	}
 	if c.Mode == UDP {
-		l4Csum += udpCsumOff
+		l4Csum += nat.UDPChecksumOff
 		if binary.BigEndian.Uint16(ref[l4Csum:]) == 0 {
 			// RFC 768: a computed 0 is sent as all ones; gopacket leaves 0.
 			binary.BigEndian.PutUint16(ref[l4Csum:], 0xffff)
 		}
 	} else {
-		l4Csum += tcpCsumOff
+		l4Csum += nat.TCPChecksumOff
 	}
 	if !c.Src.Is6() {
 		if got, want := binary.BigEndian.Uint16(f[ipv4CsumOff:]), binary.BigEndian.Uint16(ref[ipv4CsumOff:]); got != want {
@@ -253,7 +255,7 @@ func TestEstablishedSequence(t *testing.T) {
 		t.Fatal(err)
 	}
 	step := uint32(128 - 4 - headerLen(false, TCPEstablished))
-	seq := func(f []byte) uint32 { return binary.BigEndian.Uint32(f[l4OffV4+tcpSeqOff:]) }
+	seq := func(f []byte) uint32 { return binary.BigEndian.Uint32(f[l4OffV4+nat.TCPSeqOff:]) }
 	s0 := seq(g.Frame(5))
 	for v := uint64(0); v < 5; v++ {
 		if got, want := seq(g.FrameVisit(5, v)), s0+uint32(v)*step; got != want {

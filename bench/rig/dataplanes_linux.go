@@ -16,6 +16,7 @@ import (
 
 	"github.com/xdpgate/xdpgate/bench/baseline"
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // gateway is a running dataplane in the gateway namespace.
@@ -264,11 +265,11 @@ func startForwarder(t *topology, sc Scenario, o Options) (*forwarderGateway, err
 		}
 		return nil, fmt.Errorf("raw forwarder: %w", err)
 	}
-	proto := uint8(17)
+	proto := nat.ProtoUDP
 	if sc.TCP {
-		proto = 6
+		proto = nat.ProtoTCP
 	}
-	vip := dataplane.L4Addr{Addr: netip.MustParseAddr(vipAddr), Port: servicePort, Proto: proto}
+	vip := dataplane.L4Addr{Addr: netip.MustParseAddr(vipAddr), Port: servicePort, Proto: uint8(proto)}
 	// Frames to the VIP, and (reply scenarios) the sink's reflections,
 	// which come from the VIP.
 	if err := f.dp.Classifier().Update(dataplane.Rules{Frontends: []dataplane.L4Addr{vip}, Endpoints: []dataplane.L4Addr{vip}}); err != nil {

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/xdpgate/xdpgate/affinity"
 	"github.com/xdpgate/xdpgate/control"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
@@ -42,7 +43,7 @@ const (
 	hcNodePort     = 30999
 	numEndpoints   = 4
 	maxEndpoints   = 16
-	affinityTTL    = 10800
+	affinityTTL    = affinity.DefaultTimeoutSeconds
 	benchNamespace = "bench"
 )
 

@@ -12,42 +12,6 @@ import (
 // bpf/sink.c).
 const sampleBytes = 256
 
-// Header offsets used by the checker.
-//
-//	Ethernet: dst(6) src(6) type(2), optional 802.1Q/802.1ad tag(4)
-//	IPv4 (RFC 791):
-//	 0                   1                   2                   3
-//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
-//	|Version|  IHL  |Type of Service|          Total Length         |
-//	|         Identification        |Flags|      Fragment Offset    |
-//	|  Time to Live |    Protocol   |         Header Checksum       |
-//	|                       Source Address                          |
-//	|                    Destination Address                        |
-//	IPv6 (RFC 8200): ver/class/flow(4) payload length(2) next(1) hops(1)
-//	src(16) dst(16)
-const (
-	ethLen       = 14
-	vlanLen      = 4
-	ip4MinLen    = 20
-	ip4TotLen    = 2
-	ip4Frag      = 6
-	ip4Proto     = 9
-	ip4Src       = 12
-	ip4Dst       = 16
-	ip6Len       = 40
-	ip6PayLen    = 4
-	ip6Next      = 6
-	ip6Src       = 8
-	ip6Dst       = 24
-	udpChecksum  = 6
-	protoTCP     = 6
-	protoUDP     = 17
-	etherTypeV4  = 0x0800
-	etherTypeV6  = 0x86DD
-	etherType1Q  = 0x8100
-	etherType1AD = 0x88A8
-)
-
 // checker verifies samples. It is immutable after newChecker and safe for
 // concurrent use.
 type checker struct {
@@ -101,38 +65,38 @@ func (v *verdict) addReason(format string, args ...any) {
 // input: anything it cannot parse is a checksum error.
 func (c *checker) check(frame []byte) verdict {
 	var v verdict
-	if len(frame) < ethLen {
+	if len(frame) < nat.EthHdrLen {
 		v.csumFail("frame of %d bytes is shorter than Ethernet", len(frame))
 		return v
 	}
-	off := ethLen
-	etype := binary.BigEndian.Uint16(frame[12:])
-	if etype == etherType1Q || etype == etherType1AD {
-		if len(frame) < ethLen+vlanLen {
+	off := nat.EthHdrLen
+	etype := binary.BigEndian.Uint16(frame[nat.EthTypeOff:])
+	if etype == nat.EtherTypeVLAN || etype == nat.EtherTypeQinQ {
+		if len(frame) < nat.EthHdrLen+nat.VLANTagLen {
 			v.csumFail("truncated VLAN tag")
 			return v
 		}
-		etype = binary.BigEndian.Uint16(frame[16:])
-		off += vlanLen
+		etype = binary.BigEndian.Uint16(frame[nat.EthTypeOff+nat.VLANTagLen:])
+		off += nat.VLANTagLen
 	}
 	var (
 		src, dst netip.Addr
-		proto    byte
+		proto    nat.Proto
 		l4       []byte // whole L4 segment, nil when not captured
 		ports    []byte // first four bytes of L4, nil when absent
 		pseudo   uint64 // pseudo-header sum without the length
 		l4Len    int
 	)
 	switch etype {
-	case etherTypeV4:
+	case nat.EtherTypeIPv4:
 		ip := frame[off:]
-		if len(ip) < ip4MinLen {
+		if len(ip) < nat.IPv4MinLen {
 			v.csumFail("truncated IPv4 header")
 			return v
 		}
 		hl := int(ip[0]&0x0f) * 4
-		tot := int(binary.BigEndian.Uint16(ip[ip4TotLen:]))
-		if ip[0]>>4 != 4 || hl < ip4MinLen || len(ip) < hl || tot < hl {
+		tot := int(binary.BigEndian.Uint16(ip[nat.IPv4TotalLenOff:]))
+		if ip[0]>>4 != 4 || hl < nat.IPv4MinLen || len(ip) < hl || tot < hl {
 			v.csumFail("malformed IPv4 header (version/IHL %#02x, total length %d)", ip[0], tot)
 			return v
 		}
@@ -142,10 +106,10 @@ func (c *checker) check(frame []byte) verdict {
 		if s := nat.FoldSum(nat.SumWords(ip[:hl], 0)); s != 0xffff {
 			v.csumFail("IPv4 header checksum %#04x wrong", binary.BigEndian.Uint16(ip[10:]))
 		}
-		src = netip.AddrFrom4([4]byte(ip[ip4Src : ip4Src+4]))
-		dst = netip.AddrFrom4([4]byte(ip[ip4Dst : ip4Dst+4]))
-		proto = ip[ip4Proto]
-		frag := binary.BigEndian.Uint16(ip[ip4Frag:])
+		src = netip.AddrFrom4([4]byte(ip[nat.IPv4SrcOff : nat.IPv4SrcOff+4]))
+		dst = netip.AddrFrom4([4]byte(ip[nat.IPv4DstOff : nat.IPv4DstOff+4]))
+		proto = nat.Proto(ip[nat.IPv4ProtoOff])
+		frag := binary.BigEndian.Uint16(ip[nat.IPv4FlagsFragOff:])
 		if frag&0x1fff != 0 { // later fragment: no L4 header
 			v.l4Skipped = true
 			break
@@ -161,44 +125,44 @@ func (c *checker) check(frame []byte) verdict {
 		if len(ip) >= tot {
 			l4 = ip[hl:tot]
 		}
-		pseudo = nat.SumWords(ip[ip4Src:ip4Dst+4], 0) + uint64(proto)
-	case etherTypeV6:
+		pseudo = nat.SumWords(ip[nat.IPv4SrcOff:nat.IPv4DstOff+4], 0) + uint64(proto)
+	case nat.EtherTypeIPv6:
 		ip := frame[off:]
-		if len(ip) < ip6Len || ip[0]>>4 != 6 {
+		if len(ip) < nat.IPv6HdrLen || ip[0]>>4 != 6 {
 			v.csumFail("truncated or malformed IPv6 header")
 			return v
 		}
-		src = netip.AddrFrom16([16]byte(ip[ip6Src : ip6Src+16]))
-		dst = netip.AddrFrom16([16]byte(ip[ip6Dst : ip6Dst+16]))
-		proto = ip[ip6Next]
-		l4Len = int(binary.BigEndian.Uint16(ip[ip6PayLen:]))
-		if len(ip) >= ip6Len+4 {
-			ports = ip[ip6Len : ip6Len+4]
+		src = netip.AddrFrom16([16]byte(ip[nat.IPv6SrcOff : nat.IPv6SrcOff+16]))
+		dst = netip.AddrFrom16([16]byte(ip[nat.IPv6DstOff : nat.IPv6DstOff+16]))
+		proto = nat.Proto(ip[nat.IPv6NextHeaderOff])
+		l4Len = int(binary.BigEndian.Uint16(ip[nat.IPv6PayloadLenOff:]))
+		if len(ip) >= nat.IPv6HdrLen+4 {
+			ports = ip[nat.IPv6HdrLen : nat.IPv6HdrLen+4]
 		}
-		if len(ip) >= ip6Len+l4Len {
-			l4 = ip[ip6Len : ip6Len+l4Len]
+		if len(ip) >= nat.IPv6HdrLen+l4Len {
+			l4 = ip[nat.IPv6HdrLen : nat.IPv6HdrLen+l4Len]
 		}
-		pseudo = nat.SumWords(ip[ip6Src:ip6Dst+16], 0) + uint64(proto)
+		pseudo = nat.SumWords(ip[nat.IPv6SrcOff:nat.IPv6DstOff+16], 0) + uint64(proto)
 	default:
 		v.csumFail("not IP (ethertype %#04x)", etype)
 		return v
 	}
 
-	isL4 := proto == protoTCP || proto == protoUDP
+	isL4 := proto == nat.ProtoTCP || proto == nat.ProtoUDP
 	switch {
 	case v.l4Skipped:
 	case !isL4:
 		v.l4Skipped = true
 	case l4 == nil:
 		v.l4Skipped = true // longer than the sample: only the IP header was checked
-	case proto == protoUDP && src.Is4() && len(l4) >= 8 && l4[udpChecksum] == 0 && l4[udpChecksum+1] == 0:
+	case proto == nat.ProtoUDP && src.Is4() && len(l4) >= 8 && l4[nat.UDPChecksumOff] == 0 && l4[nat.UDPChecksumOff+1] == 0:
 		v.l4Skipped = true // RFC 768: zero means no checksum (IPv4 only)
 	default:
 		// RFC 768 / RFC 793 / RFC 8200 8.1: the checksum covers a
 		// pseudo-header (addresses, protocol, L4 length) and the segment;
 		// a correct segment sums to 0xffff.
 		if s := nat.FoldSum(nat.SumWords(l4, pseudo+uint64(l4Len))); s != 0xffff {
-			v.csumFail("%s checksum wrong (%v -> %v, sum %#04x)", protoName(proto), src, dst, s)
+			v.csumFail("%s checksum wrong (%v -> %v, sum %#04x)", proto, src, dst, s)
 		}
 	}
 
@@ -225,11 +189,4 @@ func (c *checker) srcOK(a netip.Addr) bool {
 		}
 	}
 	return false
-}
-
-func protoName(p byte) string {
-	if p == protoTCP {
-		return "TCP"
-	}
-	return "UDP"
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/xdpgate/xdpgate/affinity"
 	"github.com/xdpgate/xdpgate/conntrack"
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/nat"
 	"github.com/xdpgate/xdpgate/pipeline"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
@@ -229,7 +230,7 @@ func servicesOf(s *snapshot.Snapshot) Services {
 type flowFilter struct {
 	host  netip.Addr
 	port  uint16
-	proto uint8
+	proto nat.Proto
 	// services are the IDs of the service ports of --service ns/name
 	// (nil: any).
 	services map[uint32]bool
@@ -262,15 +263,15 @@ func parseFlowFilter(q map[string][]string, s *snapshot.Snapshot) (flowFilter, e
 	switch strings.ToLower(get("proto")) {
 	case "":
 	case "tcp":
-		f.proto = 6
+		f.proto = nat.ProtoTCP
 	case "udp":
-		f.proto = 17
+		f.proto = nat.ProtoUDP
 	case "sctp":
-		f.proto = 132
+		f.proto = nat.ProtoSCTP
 	case "icmp":
-		f.proto = 1
+		f.proto = nat.ProtoICMP
 	case "icmpv6":
-		f.proto = 58
+		f.proto = nat.ProtoICMPv6
 	default:
 		return f, fmt.Errorf("proto %q: want tcp, udp, sctp, icmp or icmpv6", get("proto"))
 	}
@@ -333,17 +334,17 @@ func (f flowFilter) matchEntry(e *conntrack.Entry) bool {
 	return f.matchTuple(e.Orig) || f.matchTuple(e.Reply)
 }
 
-func protoName(p uint8) string {
+func protoName(p nat.Proto) string {
 	switch p {
-	case 1:
+	case nat.ProtoICMP:
 		return "icmp"
-	case 6:
+	case nat.ProtoTCP:
 		return "tcp"
-	case 17:
+	case nat.ProtoUDP:
 		return "udp"
-	case 58:
+	case nat.ProtoICMPv6:
 		return "icmpv6"
-	case 132:
+	case nat.ProtoSCTP:
 		return "sctp"
 	}
 	return strconv.Itoa(int(p))

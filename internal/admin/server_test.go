@@ -20,6 +20,7 @@ import (
 	"github.com/xdpgate/xdpgate/conntrack"
 	"github.com/xdpgate/xdpgate/dataplane"
 	"github.com/xdpgate/xdpgate/internal/config"
+	"github.com/xdpgate/xdpgate/nat"
 	"github.com/xdpgate/xdpgate/pipeline"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
@@ -40,14 +41,14 @@ func testSource(t *testing.T) Source {
 	s, errs := snapshot.New(snapshot.Snapshot{
 		Generation: 7, NodeName: "gw1",
 		ServicePorts: []snapshot.ServicePort{
-			{ID: 1, Namespace: "default", Name: "web", PortName: "http", Protocol: snapshot.TCP, Port: 80,
+			{ID: 1, Namespace: "default", Name: "web", PortName: "http", Protocol: nat.ProtoTCP, Port: 80,
 				ClusterIPs: []netip.Addr{testVIP}, AffinitySeconds: 600, ExternalPolicyLocal: true,
 				Endpoints: []snapshot.Endpoint{
 					{ID: 11, Addr: testEP1, Port: 8080, NodeName: "gw1", Local: true, Ready: true, Serving: true},
 					{ID: 12, Addr: testEP2, Port: 8080, NodeName: "n2", Serving: true, Terminating: true},
 				},
 				Cluster: []int32{0}, Local: []int32{0}, HasEndpoints: true},
-			{ID: 2, Namespace: "kube-system", Name: "dns", Protocol: snapshot.UDP, Port: 53,
+			{ID: 2, Namespace: "kube-system", Name: "dns", Protocol: nat.ProtoUDP, Port: 53,
 				ClusterIPs: []netip.Addr{netip.MustParseAddr("198.18.100.2")},
 				Endpoints:  []snapshot.Endpoint{{ID: 21, Addr: testEP2, Port: 5353, Ready: true, Serving: true}},
 				Cluster:    []int32{0}, HasEndpoints: true},
@@ -61,15 +62,15 @@ func testSource(t *testing.T) Source {
 		t.Fatal(err)
 	}
 	now := int64(time.Hour)
-	ins := func(src netip.Addr, sport uint16, dst netip.AddrPort, ep netip.AddrPort, proto uint8, svc, epID uint32) {
+	ins := func(src netip.Addr, sport uint16, dst netip.AddrPort, ep netip.AddrPort, proto nat.Proto, svc, epID uint32) {
 		orig := conntrack.MakeTuple(src, dst.Addr(), sport, dst.Port(), proto)
 		if _, r := ct.Insert(orig, conntrack.MakeTranslation(ep, netip.AddrPort{}), svc, epID, now-int64(2*time.Second)); r != conntrack.Inserted {
 			t.Fatalf("Insert(%v) = %v", orig, r)
 		}
 	}
-	ins(testClient, 40000, netip.AddrPortFrom(testVIP, 80), netip.AddrPortFrom(testEP1, 8080), 6, 1, 11)
-	ins(testOther, 40001, netip.AddrPortFrom(testVIP, 80), netip.AddrPortFrom(testEP1, 8080), 6, 1, 11)
-	ins(testClient, 5000, netip.MustParseAddrPort("198.18.100.2:53"), netip.AddrPortFrom(testEP2, 5353), 17, 2, 21)
+	ins(testClient, 40000, netip.AddrPortFrom(testVIP, 80), netip.AddrPortFrom(testEP1, 8080), nat.ProtoTCP, 1, 11)
+	ins(testOther, 40001, netip.AddrPortFrom(testVIP, 80), netip.AddrPortFrom(testEP1, 8080), nat.ProtoTCP, 1, 11)
+	ins(testClient, 5000, netip.MustParseAddrPort("198.18.100.2:53"), netip.AddrPortFrom(testEP2, 5353), nat.ProtoUDP, 2, 21)
 	aff, err := affinity.New(affinity.Config{Capacity: 64})
 	if err != nil {
 		t.Fatal(err)

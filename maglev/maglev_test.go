@@ -1,4 +1,4 @@
-package affinity
+package maglev
 
 import (
 	"encoding/binary"
@@ -93,19 +93,19 @@ func randBackends(r *rand.Rand, n, maxWeight int) []Backend {
 }
 
 // idsOf maps a table to backend IDs, slot by slot.
-func idsOf(t *Maglev, bs []Backend) []uint64 {
+func idsOf(t *Table, bs []Backend) []uint64 {
 	out := make([]uint64, t.Size())
-	for i, b := range t.Table() {
+	for i, b := range t.Slots() {
 		out[i] = bs[b].ID
 	}
 	return out
 }
 
-func mustBuild(t testing.TB, bs []Backend, size uint32) *Maglev {
+func mustBuild(t testing.TB, bs []Backend, size uint32) *Table {
 	t.Helper()
-	m, err := BuildMaglev(bs, size)
+	m, err := Build(bs, size)
 	if err != nil {
-		t.Fatalf("BuildMaglev(%d backends, %d) = %v, want nil error", len(bs), size, err)
+		t.Fatalf("Build(%d backends, %d) = %v, want nil error", len(bs), size, err)
 	}
 	return m
 }
@@ -119,11 +119,11 @@ func TestMaglevReference(t *testing.T) {
 		bs := randBackends(r, n, []int{1, 1, 3, 100}[r.IntN(4)])
 		got := mustBuild(t, bs, size)
 		want := refMaglev(bs, size)
-		if !slices.Equal(got.Table(), want) {
-			t.Fatalf("BuildMaglev(%v, %d).Table() = %v, want %v", bs, size, got.Table(), want)
+		if !slices.Equal(got.Slots(), want) {
+			t.Fatalf("Build(%v, %d).Slots() = %v, want %v", bs, size, got.Slots(), want)
 		}
 		if got.Backends() != n || got.Size() != int(size) {
-			t.Fatalf("BuildMaglev(%d backends, %d) has %d backends, %d slots", n, size, got.Backends(), got.Size())
+			t.Fatalf("Build(%d backends, %d) has %d backends, %d slots", n, size, got.Backends(), got.Size())
 		}
 	}
 }
@@ -139,28 +139,28 @@ func FuzzBuildMaglev(f *testing.F) {
 		for ; len(data) >= 5; data = data[5:] {
 			bs = append(bs, Backend{ID: uint64(binary.LittleEndian.Uint32(data)), Weight: uint32(data[4] % 5)})
 		}
-		m, err := BuildMaglev(bs, size)
+		m, err := Build(bs, size)
 		if size == 0 {
-			size = DefaultMaglevSize
+			size = DefaultSize
 		}
 		if err != nil {
-			if !errors.Is(err, ErrMaglevSize) && !errors.Is(err, ErrNoBackends) &&
+			if !errors.Is(err, ErrSize) && !errors.Is(err, ErrNoBackends) &&
 				!errors.Is(err, ErrDuplicateBackend) && !errors.Is(err, ErrTooManyBackends) {
-				t.Fatalf("BuildMaglev = %v, want one of the sentinel errors", err)
+				t.Fatalf("Build = %v, want one of the sentinel errors", err)
 			}
 			return
 		}
 		if !IsPrime(size) {
-			t.Fatalf("BuildMaglev(size %d) succeeded, want ErrMaglevSize", size)
+			t.Fatalf("Build(size %d) succeeded, want ErrSize", size)
 		}
-		for i, b := range m.Table() {
+		for i, b := range m.Slots() {
 			if int(b) >= len(bs) || bs[b].Weight == 0 {
 				t.Fatalf("slot %d names backend %d (of %d) with weight 0 or out of range", i, b, len(bs))
 			}
 		}
 		if size <= 5000 && len(bs) <= 50 {
-			if want := refMaglev(bs, size); !slices.Equal(m.Table(), want) {
-				t.Fatalf("BuildMaglev(%v, %d) differs from the reference", bs, size)
+			if want := refMaglev(bs, size); !slices.Equal(m.Slots(), want) {
+				t.Fatalf("Build(%v, %d) differs from the reference", bs, size)
 			}
 		}
 	})
@@ -168,7 +168,7 @@ func FuzzBuildMaglev(f *testing.F) {
 
 func TestMaglevErrors(t *testing.T) {
 	one := []Backend{{ID: 1, Weight: 1}}
-	many := make([]Backend, MaxMaglevBackends+1)
+	many := make([]Backend, MaxBackends+1)
 	for i := range many {
 		many[i] = Backend{ID: uint64(i), Weight: 1}
 	}
@@ -181,10 +181,10 @@ func TestMaglevErrors(t *testing.T) {
 		{"default size", one, 0, nil},
 		{"prime size", one, 251, nil},
 		{"smallest prime", one, 2, nil},
-		{"size 1", one, 1, ErrMaglevSize},
-		{"not prime", one, 65536, ErrMaglevSize},
-		{"odd composite", one, 65535, ErrMaglevSize},
-		{"prime over the limit", one, 16777259, ErrMaglevSize},
+		{"size 1", one, 1, ErrSize},
+		{"not prime", one, 65536, ErrSize},
+		{"odd composite", one, 65535, ErrSize},
+		{"prime over the limit", one, 16777259, ErrSize},
 		{"no backends", nil, 0, ErrNoBackends},
 		{"all weights zero", []Backend{{ID: 1}, {ID: 2}}, 0, ErrNoBackends},
 		{"duplicate id", []Backend{{ID: 1, Weight: 1}, {ID: 1, Weight: 2}}, 0, ErrDuplicateBackend},
@@ -192,9 +192,9 @@ func TestMaglevErrors(t *testing.T) {
 		{"more than uint16 can index", many, 16777213, ErrTooManyBackends},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := BuildMaglev(tc.bs, tc.size)
+			_, err := Build(tc.bs, tc.size)
 			if !errors.Is(err, tc.want) {
-				t.Errorf("BuildMaglev(%d backends, %d) = %v, want %v", len(tc.bs), tc.size, err, tc.want)
+				t.Errorf("Build(%d backends, %d) = %v, want %v", len(tc.bs), tc.size, err, tc.want)
 			}
 		})
 	}
@@ -206,22 +206,22 @@ func TestMaglevPick(t *testing.T) {
 	for range 1000 {
 		h := r.Uint64()
 		// The snapshot package's arithmetic: table[hash % len(table)].
-		if got, want := m.Pick(h), int(m.Table()[h%uint64(len(m.Table()))]); got != want {
+		if got, want := m.Pick(h), int(m.Slots()[h%uint64(len(m.Slots()))]); got != want {
 			t.Fatalf("Pick(%#x) = %d, want %d", h, got, want)
 		}
 	}
-	var zero *Maglev
+	var zero *Table
 	if got := zero.Pick(1); got != -1 {
-		t.Errorf("(*Maglev)(nil).Pick(1) = %d, want -1", got)
+		t.Errorf("(*Table)(nil).Pick(1) = %d, want -1", got)
 	}
-	if got := (&Maglev{}).Pick(1); got != -1 {
-		t.Errorf("Maglev{}.Pick(1) = %d, want -1", got)
+	if got := (&Table{}).Pick(1); got != -1 {
+		t.Errorf("Table{}.Pick(1) = %d, want -1", got)
 	}
 }
 
-func slotCounts(m *Maglev) []int {
+func slotCounts(m *Table) []int {
 	c := make([]int, m.Backends())
-	for _, b := range m.Table() {
+	for _, b := range m.Slots() {
 		c[b]++
 	}
 	return c
@@ -232,8 +232,8 @@ func TestMaglevBalance(t *testing.T) {
 		n    int
 		size uint32
 	}{
-		{100, DefaultMaglevSize},
-		{1000, DefaultMaglevSize},
+		{100, DefaultSize},
+		{1000, DefaultSize},
 		{7, 251},
 	} {
 		t.Run(fmt.Sprintf("%d backends, %d slots", tc.n, tc.size), func(t *testing.T) {
@@ -253,10 +253,10 @@ func TestMaglevBalance(t *testing.T) {
 
 func TestMaglevWeights(t *testing.T) {
 	bs := []Backend{{ID: 10, Weight: 1}, {ID: 20, Weight: 2}, {ID: 30, Weight: 3}, {ID: 40, Weight: 4}, {ID: 50, Weight: 0}}
-	m := mustBuild(t, bs, DefaultMaglevSize)
+	m := mustBuild(t, bs, DefaultSize)
 	c := slotCounts(m)
 	for i, b := range bs {
-		got := float64(c[i]) / DefaultMaglevSize
+		got := float64(c[i]) / DefaultSize
 		want := float64(b.Weight) / 10
 		if got < want-0.005 || got > want+0.005 {
 			t.Errorf("share of backend %d (weight %d) = %.4f, want %.4f ± 0.005", i, b.Weight, got, want)
@@ -268,7 +268,7 @@ func TestMaglevWeights(t *testing.T) {
 	for i := range bs {
 		bs[i].Weight = uint32(1 + i%2)
 	}
-	c = slotCounts(mustBuild(t, bs, DefaultMaglevSize))
+	c = slotCounts(mustBuild(t, bs, DefaultSize))
 	var sum [2]int
 	for i, n := range c {
 		sum[i%2] += n
@@ -278,9 +278,9 @@ func TestMaglevWeights(t *testing.T) {
 	}
 	// Extreme weights: no overflow; every backend of non-zero weight takes
 	// the first round's turn, so the light one keeps exactly one slot.
-	c = slotCounts(mustBuild(t, []Backend{{ID: 1, Weight: 1<<32 - 1}, {ID: 2, Weight: 1}}, DefaultMaglevSize))
-	if c[0] != DefaultMaglevSize-1 || c[1] != 1 {
-		t.Errorf("slots with weights 2^32-1 and 1 = %v, want [%d 1]", c, DefaultMaglevSize-1)
+	c = slotCounts(mustBuild(t, []Backend{{ID: 1, Weight: 1<<32 - 1}, {ID: 2, Weight: 1}}, DefaultSize))
+	if c[0] != DefaultSize-1 || c[1] != 1 {
+		t.Errorf("slots with weights 2^32-1 and 1 = %v, want [%d 1]", c, DefaultSize-1)
 	}
 	// Weight 0 drains: the table is the one built without the backend.
 	withZero := mustBuild(t, []Backend{{ID: 1, Weight: 1}, {ID: 2, Weight: 0}, {ID: 3, Weight: 1}}, 251)
@@ -323,10 +323,10 @@ func TestMaglevDisruption(t *testing.T) {
 		t.Run(fmt.Sprintf("%d backends", n), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(31, uint64(n)))
 			bs := randBackends(r, n, 0)
-			before := idsOf(mustBuild(t, bs, DefaultMaglevSize), bs)
+			before := idsOf(mustBuild(t, bs, DefaultSize), bs)
 			k := r.IntN(n)
 			removed := slices.Delete(slices.Clone(bs), k, k+1)
-			after := idsOf(mustBuild(t, removed, DefaultMaglevSize), removed)
+			after := idsOf(mustBuild(t, removed, DefaultSize), removed)
 			moved, movedOther := 0, 0
 			for i := range before {
 				if before[i] != after[i] {
@@ -336,21 +336,21 @@ func TestMaglevDisruption(t *testing.T) {
 					}
 				}
 			}
-			frac := float64(moved) / DefaultMaglevSize
-			other := float64(movedOther) / DefaultMaglevSize
+			frac := float64(moved) / DefaultSize
+			other := float64(movedOther) / DefaultSize
 			t.Logf("remove 1 of %d: %.4f of slots moved (%.4f not of the removed backend); 1/N = %.4f", n, frac, other, 1/float64(n))
 			if frac > 1/float64(n)+0.01 || other > 0.01 {
 				t.Errorf("removing 1 of %d moved %.4f of slots (%.4f of others'), want <= 1/N + 0.01 = %.4f (<= 0.01)", n, frac, other, 1/float64(n)+0.01)
 			}
 			added := append(slices.Clone(bs), Backend{ID: r.Uint64(), Weight: 1})
-			after = idsOf(mustBuild(t, added, DefaultMaglevSize), added)
+			after = idsOf(mustBuild(t, added, DefaultSize), added)
 			moved = 0
 			for i := range before {
 				if before[i] != after[i] {
 					moved++
 				}
 			}
-			frac = float64(moved) / DefaultMaglevSize
+			frac = float64(moved) / DefaultSize
 			t.Logf("add 1 to %d: %.4f of slots moved; 1/(N+1) = %.4f", n, frac, 1/float64(n+1))
 			if frac > 1/float64(n+1)+0.01 {
 				t.Errorf("adding 1 to %d moved %.4f of slots, want <= 1/(N+1) + 0.01 = %.4f", n, frac, 1/float64(n+1)+0.01)
@@ -368,11 +368,11 @@ func TestMaglevGolden(t *testing.T) {
 	}
 	m := mustBuild(t, bs, 251)
 	b := make([]byte, 0, 2*m.Size())
-	for _, s := range m.Table() {
+	for _, s := range m.Slots() {
 		b = binary.LittleEndian.AppendUint16(b, s)
 	}
 	if got, want := xxhash.Sum64(b), uint64(0xcb64f8819689b16f); got != want {
-		t.Errorf("xxhash of the golden table = %#x, want %#x (first slots %v)", got, want, m.Table()[:16])
+		t.Errorf("xxhash of the golden table = %#x, want %#x (first slots %v)", got, want, m.Slots()[:16])
 	}
 }
 

@@ -1,4 +1,4 @@
-package affinity
+package maglev
 
 import (
 	"cmp"
@@ -6,17 +6,17 @@ import (
 	"slices"
 )
 
-// Maglev table sizes and limits.
+// Table sizes and limits.
 const (
-	// DefaultMaglevSize is the table size used when BuildMaglev gets 0:
+	// DefaultSize is the table size used when Build gets 0:
 	// the Maglev paper's production size, good for up to about 650
 	// backends at M > 100·N.
-	DefaultMaglevSize = 65537
-	// MaxMaglevSize bounds the table size (2 bytes per slot).
-	MaxMaglevSize = 1 << 24
-	// MaxMaglevBackends is the most backends a table can index: slots are
+	DefaultSize = 65537
+	// MaxSize bounds the table size (2 bytes per slot).
+	MaxSize = 1 << 24
+	// MaxBackends is the most backends a table can index: slots are
 	// uint16 and one value marks an empty slot during the build.
-	MaxMaglevBackends = 1<<16 - 1
+	MaxBackends = 1<<16 - 1
 )
 
 // Fixed seeds deriving a backend's permutation (offset, skip) from its
@@ -26,7 +26,7 @@ const (
 	seedSkip   = 0x6d61_676c_6576_2d73 // "maglev-s"
 )
 
-// Backend is one candidate of a Maglev table.
+// Backend is one candidate of a Table.
 type Backend struct {
 	// ID is the backend's stable identity, the same on every gateway:
 	// BackendID of its "ip:port", not the control plane's endpoint ID.
@@ -36,16 +36,16 @@ type Backend struct {
 	Weight uint32
 }
 
-// Maglev is a Maglev consistent-hashing lookup table (Eisenbud et al.,
+// Table is a Maglev consistent-hashing lookup table (Eisenbud et al.,
 // NSDI'16, section 3.4) over a list of backends. It is immutable after
-// BuildMaglev and safe for concurrent use.
-type Maglev struct {
-	slots []uint16 // slot -> index into the backends given to BuildMaglev
-	n     int      // number of backends given to BuildMaglev
+// Build and safe for concurrent use.
+type Table struct {
+	slots []uint16 // slot -> index into the backends given to Build
+	n     int      // number of backends given to Build
 }
 
-// BuildMaglev builds the lookup table of the given size (a prime; 0 means
-// DefaultMaglevSize) for backends. The result maps slots to indices into
+// Build builds the lookup table of the given size (a prime; 0 means
+// DefaultSize) for backends. The result maps slots to indices into
 // backends. Two calls with the same set of (ID, Weight) pairs build the
 // same assignment of slots to IDs whatever the order of backends, so
 // gateways that agree on the endpoint set agree on every client's
@@ -57,16 +57,16 @@ type Maglev struct {
 // one, so slot counts are proportional to weights, except that every
 // backend of non-zero weight takes a turn in the first round and so owns at
 // least one slot.
-func BuildMaglev(backends []Backend, size uint32) (*Maglev, error) {
+func Build(backends []Backend, size uint32) (*Table, error) {
 	if size == 0 {
-		size = DefaultMaglevSize
+		size = DefaultSize
 	}
-	if size > MaxMaglevSize || !IsPrime(size) {
-		return nil, fmt.Errorf("build maglev: size %d: %w", size, ErrMaglevSize)
+	if size > MaxSize || !IsPrime(size) {
+		return nil, fmt.Errorf("build maglev: size %d: %w", size, ErrSize)
 	}
 	n := len(backends)
-	if n > MaxMaglevBackends || n > int(size) {
-		return nil, fmt.Errorf("build maglev: %d backends for %d slots (max %d): %w", n, size, MaxMaglevBackends, ErrTooManyBackends)
+	if n > MaxBackends || n > int(size) {
+		return nil, fmt.Errorf("build maglev: %d backends for %d slots (max %d): %w", n, size, MaxBackends, ErrTooManyBackends)
 	}
 	// Fill in ID order so that the input order does not matter.
 	order := make([]uint16, n)
@@ -134,7 +134,7 @@ func BuildMaglev(backends []Backend, size uint32) (*Maglev, error) {
 			}
 		}
 	}
-	return &Maglev{slots: slots, n: n}, nil
+	return &Table{slots: slots, n: n}, nil
 }
 
 // permutation returns a backend's Maglev permutation parameters:
@@ -157,26 +157,41 @@ func mix64(x uint64) uint64 {
 	return x
 }
 
-// Pick returns the index (into the backends given to BuildMaglev) of the
-// backend for hash: slot hash mod Size. It matches snapshot.Snapshot.Pick
-// on Table(). It returns -1 for a zero Maglev. It does not allocate.
-func (m *Maglev) Pick(hash uint64) int {
-	if m == nil || len(m.slots) == 0 {
+// Pick returns the index (into the backends given to Build) of the
+// backend for hash, as the package function Pick does on Slots(). It
+// returns -1 for a zero Table. It does not allocate.
+func (m *Table) Pick(hash uint64) int {
+	if m == nil {
 		return -1
 	}
-	return int(m.slots[hash%uint64(len(m.slots))])
+	return Pick(m.slots, m.n, hash)
+}
+
+// Pick returns the index, in 0..n-1, of the backend that slots (a Table's
+// Slots, or the copy a snapshot carries) assigns to hash: the backend in
+// slot hash mod len(slots). Without slots (a chain of one backend, or one
+// too long for a table, see SlotsFor) it falls back to hash mod n. It
+// returns -1 when n is 0. It does not allocate.
+func Pick(slots []uint16, n int, hash uint64) int {
+	if n <= 0 {
+		return -1
+	}
+	if len(slots) > 0 {
+		return int(slots[hash%uint64(len(slots))])
+	}
+	return int(hash % uint64(n))
 }
 
 // Size returns the number of slots.
-func (m *Maglev) Size() int { return len(m.slots) }
+func (m *Table) Size() int { return len(m.slots) }
 
 // Backends returns the number of backends the table was built for,
 // including those of weight 0.
-func (m *Maglev) Backends() int { return m.n }
+func (m *Table) Backends() int { return m.n }
 
-// Table returns the slot -> backend index array, for the snapshot's
+// Slots returns the slot -> backend index array, for the snapshot's
 // ClusterMaglev/LocalMaglev. It is shared: callers must not modify it.
-func (m *Maglev) Table() []uint16 { return m.slots }
+func (m *Table) Slots() []uint16 { return m.slots }
 
 // IsPrime reports whether n is prime (trial division; at most 2^15
 // divisions for any uint32).

@@ -1,4 +1,4 @@
-package affinity
+package maglev
 
 import (
 	"encoding/binary"
