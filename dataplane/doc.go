@@ -26,8 +26,10 @@
 //
 // The classifier (bpf/classifier.c, loaded with cilium/ebpf and attached
 // with a bpf_link, native mode by default) redirects only what Rules say
-// xdpgate owns: packets to frontends and NodePorts, replies from endpoints,
-// replies to SNAT ports, and ICMP errors about those. Its maps are plain
+// xdpgate owns: packets to frontends and NodePorts, replies from endpoints
+// to clients (a packet from an endpoint to a node address is the node's own
+// traffic and is passed), replies to SNAT ports, and ICMP errors about
+// those. Its maps are plain
 // data; Classifier.Update replaces them (add new, then delete stale).
 //
 // # The four rings
