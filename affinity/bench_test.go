@@ -6,26 +6,15 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"testing"
+
+	"github.com/xdpgate/xdpgate/internal/benchcpu"
+	"github.com/xdpgate/xdpgate/internal/testaddr"
 )
 
 // Benchmarks measure; nothing here asserts a time. The 10M-client ones
 // allocate ~600 MB, take seconds to fill and are skipped under -short:
 //
 //	go test -run '^$' -bench . -benchtime 200ms ./affinity/
-
-// cpuMeter reports CPU nanoseconds per operation ("cpu-ns/op") for the
-// timed part of a benchmark: start it right before the loop, stop it
-// right after.
-type cpuMeter struct{ start int64 }
-
-func startCPU() cpuMeter { return cpuMeter{processCPU()} }
-
-func (m cpuMeter) stop(b *testing.B) {
-	if m.start == 0 || b.N == 0 {
-		return
-	}
-	b.ReportMetric(float64(processCPU()-m.start)/float64(b.N), "cpu-ns/op")
-}
 
 func skipBig(b *testing.B, n int) {
 	if n >= 10_000_000 && testing.Short() {
@@ -46,13 +35,13 @@ func BenchmarkLookup(b *testing.B) {
 			fill(tb, n)
 			b.ReportAllocs()
 			i := uint64(0)
-			cpu := startCPU()
+			cpu := benchcpu.Process(b)
 			for b.Loop() {
 				svc, c := fillKey(scatter(i, uint64(n)))
-				tb.Lookup(svc, client(c), DefaultTimeoutSeconds, 1)
+				tb.Lookup(svc, testaddr.Mixed(c), DefaultTimeoutSeconds, 1)
 				i++
 			}
-			cpu.stop(b)
+			cpu()
 		})
 		b.Run(fmt.Sprintf("miss/%d", n), func(b *testing.B) {
 			skipBig(b, n)
@@ -60,13 +49,13 @@ func BenchmarkLookup(b *testing.B) {
 			fill(tb, n)
 			b.ReportAllocs()
 			i := uint64(0)
-			cpu := startCPU()
+			cpu := benchcpu.Process(b)
 			for b.Loop() {
 				_, c := fillKey(scatter(i, uint64(n)))
-				tb.Lookup(1000, client(c), DefaultTimeoutSeconds, 1) // service port 1000 holds nothing
+				tb.Lookup(1000, testaddr.Mixed(c), DefaultTimeoutSeconds, 1) // service port 1000 holds nothing
 				i++
 			}
-			cpu.stop(b)
+			cpu()
 		})
 		b.Run(fmt.Sprintf("parallel-hit/%d", n), func(b *testing.B) {
 			skipBig(b, n)
@@ -75,16 +64,16 @@ func BenchmarkLookup(b *testing.B) {
 			b.ReportAllocs()
 			var seed atomic.Uint64
 			b.ResetTimer()
-			cpu := startCPU()
+			cpu := benchcpu.Process(b)
 			b.RunParallel(func(pb *testing.PB) {
 				i := seed.Add(1) << 32
 				for pb.Next() {
 					svc, c := fillKey(scatter(i, uint64(n)))
-					tb.Lookup(svc, client(c), DefaultTimeoutSeconds, 1)
+					tb.Lookup(svc, testaddr.Mixed(c), DefaultTimeoutSeconds, 1)
 					i++
 				}
 			})
-			cpu.stop(b)
+			cpu()
 		})
 	}
 }
@@ -95,13 +84,13 @@ func BenchmarkKeyGen(b *testing.B) {
 	b.ReportAllocs()
 	var sink netip.Addr
 	i := uint64(0)
-	cpu := startCPU()
+	cpu := benchcpu.Process(b)
 	for b.Loop() {
 		_, c := fillKey(scatter(i, 10_000_000))
-		sink = client(c)
+		sink = testaddr.Mixed(c)
 		i++
 	}
-	cpu.stop(b)
+	cpu()
 	_ = sink
 }
 
@@ -113,14 +102,14 @@ func BenchmarkPin(b *testing.B) {
 			fill(tb, n)
 			b.ReportAllocs()
 			i := uint64(0)
-			cpu := startCPU()
+			cpu := benchcpu.Process(b)
 			for b.Loop() {
 				k := scatter(i, uint64(n))
 				svc, c := fillKey(k)
-				tb.Pin(svc, client(c), k+1, DefaultTimeoutSeconds, int64(i))
+				tb.Pin(svc, testaddr.Mixed(c), k+1, DefaultTimeoutSeconds, int64(i))
 				i++
 			}
-			cpu.stop(b)
+			cpu()
 		})
 		b.Run(fmt.Sprintf("repin/%d", n), func(b *testing.B) {
 			skipBig(b, n)
@@ -128,14 +117,14 @@ func BenchmarkPin(b *testing.B) {
 			fill(tb, n)
 			b.ReportAllocs()
 			i := uint64(0)
-			cpu := startCPU()
+			cpu := benchcpu.Process(b)
 			for b.Loop() {
 				k := scatter(i, uint64(n))
 				svc, c := fillKey(k)
-				tb.Pin(svc, client(c), uint32(i), DefaultTimeoutSeconds, int64(i))
+				tb.Pin(svc, testaddr.Mixed(c), uint32(i), DefaultTimeoutSeconds, int64(i))
 				i++
 			}
-			cpu.stop(b)
+			cpu()
 		})
 	}
 	// Inserts of new clients into a table already holding half its
@@ -146,13 +135,13 @@ func BenchmarkPin(b *testing.B) {
 		fill(tb, n/2)
 		b.ReportAllocs()
 		i := uint32(n / 2)
-		cpu := startCPU()
+		cpu := benchcpu.Process(b)
 		for b.Loop() {
 			svc, c := fillKey(i)
-			tb.Pin(svc, client(c), i+1, DefaultTimeoutSeconds, 0)
+			tb.Pin(svc, testaddr.Mixed(c), i+1, DefaultTimeoutSeconds, 0)
 			i++
 		}
-		cpu.stop(b)
+		cpu()
 		b.ReportMetric(float64(tb.Stats().Evictions), "evictions")
 	})
 }
@@ -165,12 +154,12 @@ func BenchmarkFill10M(b *testing.B) {
 	b.ReportAllocs()
 	var perEntry float64
 	var ev uint64
-	cpu := startCPU()
+	cpu := benchcpu.Process(b)
 	for b.Loop() {
 		tb, pe, _ := measureFill(b, 10_000_000)
 		perEntry, ev = pe, tb.Stats().Evictions
 	}
-	cpu.stop(b)
+	cpu()
 	b.ReportMetric(perEntry, "B/entry")
 	b.ReportMetric(float64(ev), "evictions")
 }
@@ -180,11 +169,11 @@ func BenchmarkSweep(b *testing.B) {
 	tb := newTable(b, Config{Capacity: n})
 	fill(tb, n)
 	b.ReportAllocs()
-	cpu := startCPU()
+	cpu := benchcpu.Process(b)
 	for b.Loop() {
 		tb.Sweep(1, 1024) // nothing expired: the cost of examining slots
 	}
-	cpu.stop(b)
+	cpu()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1024, "ns/slot")
 }
 
@@ -203,11 +192,11 @@ func BenchmarkBaselineDependentLoad(b *testing.B) {
 			}
 			b.ReportAllocs()
 			p := uint64(0)
-			cpu := startCPU()
+			cpu := benchcpu.Process(b)
 			for b.Loop() {
 				p = arr[p*slotBytes/8]
 			}
-			cpu.stop(b)
+			cpu()
 			_ = p
 		})
 	}

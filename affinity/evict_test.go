@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+
+	"github.com/xdpgate/xdpgate/internal/testaddr"
 )
 
 // windowEntries returns the live entries in the probe window of (svc, c),
@@ -45,11 +47,11 @@ func TestEvictionOrder(t *testing.T) {
 		next := uint32(0)
 		for range 3 * slots {
 			timeout := uint32(1 + r.IntN(20))
-			tb.Pin(1, client(next), next+1, timeout, now-int64(r.IntN(30e9)))
+			tb.Pin(1, testaddr.Mixed(next), next+1, timeout, now-int64(r.IntN(30e9)))
 			next++
 		}
 		for range 50 {
-			c := client(next)
+			c := testaddr.Mixed(next)
 			before := windowEntries(tb, 1, c)
 			evs, exps := tb.Stats().Evictions, tb.Stats().Expiries
 			res := tb.Pin(1, c, next+1, 10, now)
@@ -110,7 +112,7 @@ func TestExpiryProperty(t *testing.T) {
 	}
 	var all []*pinned
 	for i := range uint32(1000) {
-		p := &pinned{c: client(i), at: int64(r.IntN(100e9)), timeout: uint32(1 + r.IntN(100))}
+		p := &pinned{c: testaddr.Mixed(i), at: int64(r.IntN(100e9)), timeout: uint32(1 + r.IntN(100))}
 		tb.Pin(9, p.c, i+1, p.timeout, p.at)
 		all = append(all, p)
 	}
@@ -197,7 +199,7 @@ func TestExpiryProperty(t *testing.T) {
 func TestTombstoneReclaim(t *testing.T) {
 	tb := newTable(t, Config{Capacity: 300, Shards: 1, ProbeWindow: 64})
 	for i := range uint32(300) {
-		tb.Pin(1+i%2, client(i), i+1, 100, 0)
+		tb.Pin(1+i%2, testaddr.Mixed(i), i+1, 100, 0)
 	}
 	if ev := tb.Stats().Evictions; ev != 0 {
 		t.Fatalf("Stats().Evictions = %d after 300 pins at capacity 300, want 0", ev)
@@ -205,8 +207,8 @@ func TestTombstoneReclaim(t *testing.T) {
 	// Remove service port 1, keep 2: keys of 2 behind tombstones must stay.
 	tb.DeleteServicePort(1)
 	for i := uint32(1); i < 300; i += 2 {
-		if _, ok := tb.Lookup(2, client(i), 100, 0); !ok {
-			t.Fatalf("Lookup(2, %v) after deleting port 1 = miss, want hit", client(i))
+		if _, ok := tb.Lookup(2, testaddr.Mixed(i), 100, 0); !ok {
+			t.Fatalf("Lookup(2, %v) after deleting port 1 = miss, want hit", testaddr.Mixed(i))
 		}
 	}
 	tb.DeleteServicePort(2)

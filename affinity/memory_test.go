@@ -5,6 +5,8 @@ import (
 	"runtime/metrics"
 	"testing"
 	"time"
+
+	"github.com/xdpgate/xdpgate/internal/testaddr"
 )
 
 // heapState is the live heap and the part of it the GC must scan, after
@@ -34,7 +36,7 @@ func fillKey(i uint32) (uint32, uint32) { return i%64 + 1, i / 64 }
 func fill(tb *Table, n int) {
 	for i := range uint32(n) {
 		svc, c := fillKey(i)
-		tb.Pin(svc, client(c), i+1, DefaultTimeoutSeconds, 0)
+		tb.Pin(svc, testaddr.Mixed(c), i+1, DefaultTimeoutSeconds, 0)
 	}
 }
 
@@ -96,7 +98,7 @@ func TestTenMillionClients(t *testing.T) {
 	missing := 0
 	for i := uint32(0); i < n; i += 97 {
 		svc, c := fillKey(i)
-		if ep, ok := tb.Lookup(svc, client(c), DefaultTimeoutSeconds, 1); !ok || ep != i+1 {
+		if ep, ok := tb.Lookup(svc, testaddr.Mixed(c), DefaultTimeoutSeconds, 1); !ok || ep != i+1 {
 			missing++
 		}
 	}

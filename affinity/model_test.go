@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/xdpgate/xdpgate/internal/testaddr"
 )
 
 // The model is the obviously-correct reference for Table: a plain Go map
@@ -85,12 +87,12 @@ func (m model) deleteWhere(match func(modelKey, modelEntry) bool) int {
 var modelClients = func() []netip.Addr {
 	var cs []netip.Addr
 	for i := range uint32(28) {
-		cs = append(cs, client(i))
+		cs = append(cs, testaddr.Mixed(i))
 	}
 	return append(cs,
-		netip.AddrFrom16(v4(0).As16()),
-		v6(0).WithZone("eth0"),
-		v6(1<<31),
+		netip.AddrFrom16(testaddr.V4(0).As16()),
+		testaddr.V6(0).WithZone("eth0"),
+		testaddr.V6(1<<31),
 		netip.Addr{},
 	)
 }()

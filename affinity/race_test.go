@@ -6,12 +6,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/xdpgate/xdpgate/internal/testaddr"
 )
 
 // stressKey maps a key index to (service port, client): index =
 // (svc-1)*clientsPerSvc + client number.
 func stressKey(idx, clientsPerSvc uint32) (uint32, netip.Addr) {
-	return idx/clientsPerSvc + 1, client(idx % clientsPerSvc)
+	return idx/clientsPerSvc + 1, testaddr.Mixed(idx % clientsPerSvc)
 }
 
 // TestConcurrentStress runs lookups, pins, sweeps, deletes and ranges at
@@ -128,7 +130,7 @@ func stress(t *testing.T, svcs, clientsPerSvc uint32, cfg Config) {
 	}
 }
 
-// clientIndex inverts client().
+// clientIndex inverts testaddr.Mixed().
 func clientIndex(a netip.Addr) uint32 {
 	b := a.As16()
 	if a.Is4() {
@@ -139,8 +141,8 @@ func clientIndex(a netip.Addr) uint32 {
 
 func TestClientIndex(t *testing.T) {
 	for _, i := range []uint32{0, 1, 2, 3, 511, 512, 70000, 70001} {
-		if got := clientIndex(client(i)); got != i {
-			t.Errorf("clientIndex(client(%d) = %v) = %d, want %d", i, client(i), got, i)
+		if got := clientIndex(testaddr.Mixed(i)); got != i {
+			t.Errorf("clientIndex(testaddr.Mixed(%d) = %v) = %d, want %d", i, testaddr.Mixed(i), got, i)
 		}
 	}
 }

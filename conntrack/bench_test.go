@@ -8,6 +8,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/xdpgate/xdpgate/internal/benchcpu"
 	"github.com/xdpgate/xdpgate/nat"
 )
 
@@ -68,7 +69,7 @@ func BenchmarkLookupHit(b *testing.B) {
 			st := step(n)
 			b.ReportAllocs()
 			b.ResetTimer()
-			stop := cpuTimer(b)
+			stop := benchcpu.Thread(b)
 			defer stop()
 			j := 0
 			for range b.N {
@@ -87,7 +88,7 @@ func BenchmarkLookupMiss(b *testing.B) {
 	tb, _ := filledTable(b, 1<<20)
 	b.ReportAllocs()
 	b.ResetTimer()
-	stop := cpuTimer(b)
+	stop := benchcpu.Thread(b)
 	defer stop()
 	for i := range b.N {
 		k := benchKey(i & (1<<20 - 1))
@@ -129,7 +130,7 @@ func BenchmarkInsert(b *testing.B) {
 	x := xlate4(3, 8080)
 	b.ReportAllocs()
 	b.ResetTimer()
-	stop := cpuTimer(b)
+	stop := benchcpu.Thread(b)
 	defer stop()
 	j := 0
 	for range b.N {
@@ -158,7 +159,7 @@ func BenchmarkTouch(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	stop := cpuTimer(b)
+	stop := benchcpu.Thread(b)
 	defer stop()
 	for i := range b.N {
 		tb.Touch(fs[i&(1<<16-1)], Dir(i&1), TCPAck, 1500, int64(i)<<12)
@@ -227,7 +228,7 @@ func BenchmarkLookupBatch(b *testing.B) {
 	found := make([]bool, batch)
 	b.ReportAllocs()
 	b.ResetTimer()
-	stop := cpuTimer(b)
+	stop := benchcpu.Thread(b)
 	defer stop()
 	j := 0
 	for i := 0; i < b.N; i += batch {

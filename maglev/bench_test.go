@@ -5,25 +5,13 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+
+	"github.com/xdpgate/xdpgate/internal/benchcpu"
 )
 
 // Benchmarks measure; nothing here asserts a time:
 //
 //	go test -run '^$' -bench . -benchtime 200ms ./maglev/
-
-// cpuMeter reports CPU nanoseconds per operation ("cpu-ns/op") for the
-// timed part of a benchmark: start it right before the loop, stop it
-// right after.
-type cpuMeter struct{ start int64 }
-
-func startCPU() cpuMeter { return cpuMeter{processCPU()} }
-
-func (m cpuMeter) stop(b *testing.B) {
-	if m.start == 0 || b.N == 0 {
-		return
-	}
-	b.ReportMetric(float64(processCPU()-m.start)/float64(b.N), "cpu-ns/op")
-}
 
 func BenchmarkBuildMaglev(b *testing.B) {
 	for _, tc := range []struct {
@@ -33,13 +21,13 @@ func BenchmarkBuildMaglev(b *testing.B) {
 		b.Run(fmt.Sprintf("%d-backends/%d", tc.n, tc.size), func(b *testing.B) {
 			bs := randBackends(rand.New(rand.NewPCG(1, 2)), tc.n, 0)
 			b.ReportAllocs()
-			cpu := startCPU()
+			cpu := benchcpu.Process(b)
 			for b.Loop() {
 				if _, err := Build(bs, tc.size); err != nil {
 					b.Fatal(err)
 				}
 			}
-			cpu.stop(b)
+			cpu()
 		})
 	}
 }
@@ -51,12 +39,12 @@ func BenchmarkMaglevPick(b *testing.B) {
 	}
 	b.ReportAllocs()
 	sum, h := 0, uint64(0)
-	cpu := startCPU()
+	cpu := benchcpu.Process(b)
 	for b.Loop() {
 		sum += m.Pick(h)
 		h += 0x9E3779B97F4A7C15
 	}
-	cpu.stop(b)
+	cpu()
 	_ = sum
 }
 
@@ -65,11 +53,11 @@ func BenchmarkHashClientIP(b *testing.B) {
 		b.Run(a.String(), func(b *testing.B) {
 			b.ReportAllocs()
 			var s uint64
-			cpu := startCPU()
+			cpu := benchcpu.Process(b)
 			for b.Loop() {
 				s += HashClientIP(a)
 			}
-			cpu.stop(b)
+			cpu()
 			_ = s
 		})
 	}
@@ -78,11 +66,11 @@ func BenchmarkHashClientIP(b *testing.B) {
 func BenchmarkHashFlow(b *testing.B) {
 	b.ReportAllocs()
 	var s uint64
-	cpu := startCPU()
+	cpu := benchcpu.Process(b)
 	for b.Loop() {
 		s += HashFlow(c1, c2, 40000, 443, 6)
 	}
-	cpu.stop(b)
+	cpu()
 	_ = s
 }
 

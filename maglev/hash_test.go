@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/xdpgate/xdpgate/internal/testaddr"
 )
 
 // Reference implementations: the layouts of hash.go written out with
@@ -50,11 +52,11 @@ func refHashFlow(src, dst netip.Addr, sport, dport uint16, proto uint8) uint64 {
 func randAddr(r *rand.Rand) netip.Addr {
 	switch r.IntN(5) {
 	case 0:
-		return v4(r.Uint32())
+		return testaddr.V4(r.Uint32())
 	case 1:
-		return v6(r.Uint32())
+		return testaddr.V6(r.Uint32())
 	case 2:
-		return netip.AddrFrom16(v4(r.Uint32()).As16()) // v4-mapped
+		return netip.AddrFrom16(testaddr.V4(r.Uint32()).As16()) // v4-mapped
 	case 3:
 		return netip.Addr{}
 	}

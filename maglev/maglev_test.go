@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/xdpgate/xdpgate/internal/testaddr"
 )
 
 // refMaglev is the slow, obviously-correct reference: the same algorithm
@@ -296,7 +298,7 @@ func TestMaglevGatewaysAgree(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 22))
 	var a []Backend
 	for i := range 50 {
-		ap := netip.AddrPortFrom(v4(uint32(1000+i)), 8080)
+		ap := netip.AddrPortFrom(testaddr.V4(uint32(1000+i)), 8080)
 		a = append(a, Backend{ID: BackendID(ap), Weight: uint32(1 + i%3)})
 	}
 	b := slices.Clone(a)
@@ -306,9 +308,9 @@ func TestMaglevGatewaysAgree(t *testing.T) {
 		t.Fatalf("tables of the same backends in different order assign slots differently")
 	}
 	for i := range uint32(10000) {
-		h := HashClientIP(client(i))
+		h := HashClientIP(testaddr.Mixed(i))
 		if ga, gb := a[ma.Pick(h)].ID, b[mb.Pick(h)].ID; ga != gb {
-			t.Fatalf("client %v: gateway A picks %#x, gateway B %#x", client(i), ga, gb)
+			t.Fatalf("client %v: gateway A picks %#x, gateway B %#x", testaddr.Mixed(i), ga, gb)
 		}
 	}
 }
@@ -364,7 +366,7 @@ func TestMaglevDisruption(t *testing.T) {
 func TestMaglevGolden(t *testing.T) {
 	var bs []Backend
 	for i := range 5 {
-		bs = append(bs, Backend{ID: BackendID(netip.AddrPortFrom(v4(uint32(256+i)), 8080)), Weight: uint32(1 + i%2)})
+		bs = append(bs, Backend{ID: BackendID(netip.AddrPortFrom(testaddr.V4(uint32(256+i)), 8080)), Weight: uint32(1 + i%2)})
 	}
 	m := mustBuild(t, bs, 251)
 	b := make([]byte, 0, 2*m.Size())

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/internal/benchcpu"
 	"github.com/xdpgate/xdpgate/nat"
 
 	"github.com/xdpgate/xdpgate/snapshot"
@@ -112,7 +113,7 @@ func BenchmarkPipelineEstablished(b *testing.B) {
 	w, frames := benchWorld(b, 10000, 0)
 	b.ReportAllocs()
 	b.ResetTimer()
-	stop := pipeCPUTimer(b)
+	stop := benchcpu.Thread(b)
 	processBatches(b, w.p, &dataplane.Queue{Index: 0}, frames, b.N, 0)
 	stop()
 }
@@ -142,7 +143,7 @@ func BenchmarkPipelineNewFlow(b *testing.B) {
 	k := 0
 	b.ReportAllocs()
 	b.ResetTimer()
-	stop := pipeCPUTimer(b)
+	stop := benchcpu.Thread(b)
 	defer stop()
 	for done := 0; done < b.N; done += batchN {
 		n := min(batchN, b.N-done)

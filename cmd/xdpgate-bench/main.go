@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,11 +13,12 @@ import (
 	"time"
 
 	"github.com/xdpgate/xdpgate/bench/rig"
+	"github.com/xdpgate/xdpgate/internal/cli"
 	"github.com/xdpgate/xdpgate/internal/config"
 )
 
 // errUsage: bad flags or arguments; the flag package has said why.
-var errUsage = errors.New("usage")
+var errUsage = config.ErrUsage
 
 func main() {
 	os.Exit(mainArgs(os.Args[1:], os.Stdout, os.Stderr))
@@ -27,16 +27,7 @@ func main() {
 // mainArgs runs the rig and returns the exit code: 0, 1 on failure, 2 on a
 // usage error.
 func mainArgs(args []string, stdout, stderr io.Writer) int {
-	err := bench(args, stdout, stderr)
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, errUsage):
-		return 2
-	default:
-		fmt.Fprintf(stderr, "xdpgate-bench: %v\n", err)
-		return 1
-	}
+	return cli.ExitCode("xdpgate-bench", bench(args, stdout, stderr), stderr)
 }
 
 // benchOptions are the flags of xdpgate-bench.

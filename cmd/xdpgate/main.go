@@ -1,12 +1,13 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
 	"sort"
+
+	"github.com/xdpgate/xdpgate/internal/cli"
 )
 
 // version is set with -ldflags "-X main.version=..."; otherwise the module
@@ -25,16 +26,7 @@ func mainArgs(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "run":
-		err := run(args[1:], stderr)
-		switch {
-		case err == nil:
-			return 0
-		case errors.Is(err, errUsage):
-			return 2
-		default:
-			fmt.Fprintf(stderr, "xdpgate: %v\n", err)
-			return 1
-		}
+		return cli.ExitCode("xdpgate", run(args[1:], stderr), stderr)
 	case "version":
 		fmt.Fprintln(stdout, "xdpgate", versionString())
 		return 0
@@ -43,16 +35,7 @@ func mainArgs(args []string, stdout, stderr io.Writer) int {
 		return 0
 	default:
 		if c, ok := subcommands[args[0]]; ok {
-			err := c.run(args[1:], stdout, stderr)
-			switch {
-			case err == nil:
-				return 0
-			case errors.Is(err, errUsage):
-				return 2
-			default:
-				fmt.Fprintf(stderr, "xdpgate %s: %v\n", args[0], err)
-				return 1
-			}
+			return cli.ExitCode("xdpgate "+args[0], c.run(args[1:], stdout, stderr), stderr)
 		}
 		fmt.Fprintf(stderr, "xdpgate: unknown command %q\n", args[0])
 		usage(stderr)

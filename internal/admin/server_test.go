@@ -3,8 +3,6 @@ package admin
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,7 +17,7 @@ import (
 	"github.com/xdpgate/xdpgate/affinity"
 	"github.com/xdpgate/xdpgate/conntrack"
 	"github.com/xdpgate/xdpgate/dataplane"
-	"github.com/xdpgate/xdpgate/internal/config"
+	"github.com/xdpgate/xdpgate/internal/cli"
 	"github.com/xdpgate/xdpgate/nat"
 	"github.com/xdpgate/xdpgate/pipeline"
 	"github.com/xdpgate/xdpgate/snapshot"
@@ -280,16 +278,7 @@ func TestParseInspectFlags(t *testing.T) {
 	}
 }
 
-// exitCode runs a command as cmd/xdpgate does and returns its exit code: 0,
-// 2 for a usage error, 1 for any other error (written to stderr).
+// exitCode runs a command and returns its exit status as cmd/xdpgate does.
 func exitCode(cmd func(args []string, stdout, stderr io.Writer) error, args []string, stdout, stderr io.Writer) int {
-	switch err := cmd(args, stdout, stderr); {
-	case err == nil:
-		return 0
-	case errors.Is(err, config.ErrUsage):
-		return 2
-	default:
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
+	return cli.ExitCode("xdpgate", cmd(args, stdout, stderr), stderr)
 }
