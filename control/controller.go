@@ -152,6 +152,13 @@ func (c *Controller) Subscribe(fn func(*snapshot.Snapshot)) {
 
 // Registry returns the controller's private Prometheus registry, served on
 // MetricsAddr; the wiring registers extra collectors (dataplane counters)
+// SetDataplaneHealth reports whether the dataplane programs everything the
+// published snapshot asks for: a non-nil err makes /healthz (and the health
+// check node ports' "proxy healthy" condition) fail, with err in the body,
+// until it is reported nil again. /livez is unaffected: restarting would not
+// help.
+func (c *Controller) SetDataplaneHealth(err error) { c.health.setDataplaneErr(err) }
+
 // with it.
 func (c *Controller) Registry() *prometheus.Registry { return c.metrics.registry }
 

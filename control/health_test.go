@@ -2,6 +2,7 @@ package control
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -175,16 +176,19 @@ func TestProxyHealth(t *testing.T) {
 		do      func()
 		healthz int
 		livez   int
+		dpErr   bool // the dataplane reports an error: /healthz's body is unhealthy
 	}{
-		{"node unknown", func() {}, 503, 200},
-		{"node known, never synced", func() { h.setNode(node) }, 200, 200},
-		{"synced", func() { h.Updated() }, 200, 200},
-		{"queued, within timeout", func() { h.QueuedUpdate(); clock.Step(59 * time.Second) }, 200, 200},
-		{"queued beyond timeout", func() { clock.Step(2 * time.Second) }, 503, 503},
-		{"published again", func() { h.Updated() }, 200, 200},
-		{"node being deleted", func() { h.setNode(deleting) }, 503, 200},
-		{"node tainted by autoscaler", func() { h.setNode(tainted) }, 503, 200},
-		{"node deleted", func() { h.setNode(nil) }, 503, 200},
+		{"node unknown", func() {}, 503, 200, false},
+		{"node known, never synced", func() { h.setNode(node) }, 200, 200, false},
+		{"synced", func() { h.Updated() }, 200, 200, false},
+		{"queued, within timeout", func() { h.QueuedUpdate(); clock.Step(59 * time.Second) }, 200, 200, false},
+		{"queued beyond timeout", func() { clock.Step(2 * time.Second) }, 503, 503, false},
+		{"published again", func() { h.Updated() }, 200, 200, false},
+		{"dataplane cannot program everything", func() { h.setDataplaneErr(errors.New("2 service ports do not fit")) }, 503, 200, true},
+		{"dataplane programs everything again", func() { h.setDataplaneErr(nil) }, 200, 200, false},
+		{"node being deleted", func() { h.setNode(deleting) }, 503, 200, false},
+		{"node tainted by autoscaler", func() { h.setNode(tainted) }, 503, 200, false},
+		{"node deleted", func() { h.setNode(nil) }, 503, 200, false},
 	}
 	for _, st := range steps {
 		st.do()
@@ -207,11 +211,14 @@ func TestProxyHealth(t *testing.T) {
 			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
 				t.Fatalf("%s: body %q: %v", st.name, rec.Body, err)
 			}
+			if _, has := body["dataplaneError"]; has != (st.dpErr) {
+				t.Errorf("%s: GET %s dataplaneError present = %v, want %v", st.name, tc.path, has, st.dpErr)
+			}
 			_, hasElig := body["nodeEligible"]
 			if hasElig != (tc.path == "/healthz") {
 				t.Errorf("%s: GET %s nodeEligible present = %v", st.name, tc.path, hasElig)
 			}
-			if body["healthy"] != (tc.path == "/livez" && tc.want == 200 || tc.path == "/healthz" && st.livez == 200) {
+			if body["healthy"] != (tc.path == "/livez" && tc.want == 200 || tc.path == "/healthz" && st.livez == 200 && !st.dpErr) {
 				t.Errorf("%s: GET %s healthy = %v", st.name, tc.path, body["healthy"])
 			}
 		}

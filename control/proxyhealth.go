@@ -27,6 +27,9 @@ type proxyHealthBody struct {
 	NodeEligible *bool                    `json:"nodeEligible,omitempty"`
 	Healthy      bool                     `json:"healthy"`
 	Status       map[string]proxierHealth `json:"status,omitempty"`
+	// DataplaneError is xdpgate's own: why the dataplane does not serve
+	// everything the snapshot asks for (kube-proxy has no such case).
+	DataplaneError string `json:"dataplaneError,omitempty"`
 }
 
 // proxyHealth is kube-proxy's ProxyHealthServer state (proxy_health.go):
@@ -46,6 +49,16 @@ type proxyHealth struct {
 	oldestQueued time.Time // zero when nothing is queued
 	node         *v1.Node
 	nodeKnown    bool
+	// dataplaneErr is non-nil while the dataplane cannot program what it
+	// was asked (SetDataplaneHealth).
+	dataplaneErr error
+}
+
+// setDataplaneErr records whether the dataplane programs everything.
+func (h *proxyHealth) setDataplaneErr(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.dataplaneErr = err
 }
 
 // QueuedUpdate records that a change is waiting to be published.
@@ -79,6 +92,9 @@ func (h *proxyHealth) health() proxyHealthBody {
 	defer h.mu.Unlock()
 	now := h.clock.Now()
 	b := proxyHealthBody{Healthy: true, CurrentTime: now, LastUpdated: h.lastUpdated, Status: map[string]proxierHealth{}}
+	if h.dataplaneErr != nil {
+		b.DataplaneError = h.dataplaneErr.Error()
+	}
 	if h.lastUpdated.IsZero() {
 		return b
 	}
@@ -119,6 +135,9 @@ func (h *proxyHealth) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		b := h.health()
+		if b.DataplaneError != "" {
+			b.Healthy = false
+		}
 		eligible := h.nodeEligible()
 		b.NodeEligible = &eligible
 		h.write(w, b, b.Healthy && eligible, h.m.healthzTotal.WithLabelValues)

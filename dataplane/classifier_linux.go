@@ -51,30 +51,6 @@ type ClassifierCounters struct {
 	PassNodeTraffic uint64
 }
 
-// ClassifierConfig sizes the classifier's maps; zero fields take defaults.
-type ClassifierConfig struct {
-	MaxFrontends int // default 16384
-	MaxEndpoints int // default 65536
-	MaxNodePorts int // default 8192
-	MaxNodeAddrs int // default 1024
-}
-
-func (c ClassifierConfig) withDefaults() ClassifierConfig {
-	if c.MaxFrontends == 0 {
-		c.MaxFrontends = 16384
-	}
-	if c.MaxEndpoints == 0 {
-		c.MaxEndpoints = 65536
-	}
-	if c.MaxNodePorts == 0 {
-		c.MaxNodePorts = 8192
-	}
-	if c.MaxNodeAddrs == 0 {
-		c.MaxNodeAddrs = 1024
-	}
-	return c
-}
-
 // l4Key mirrors struct l4_key.
 type l4Key struct {
 	Addr  [16]byte
@@ -125,6 +101,14 @@ func NewClassifier(cfg ClassifierConfig) (*Classifier, error) {
 	spec.Maps[classifierMapEndpointAddrs].MaxEntries = uint32(cfg.MaxEndpoints)
 	spec.Maps[classifierMapNodePorts].MaxEntries = uint32(cfg.MaxNodePorts)
 	spec.Maps[classifierMapNodeAddrs].MaxEntries = uint32(cfg.MaxNodeAddrs)
+	// The rule maps are sized for the largest clusters (a million entries
+	// with everything raised); preallocating them would pin that much
+	// kernel memory whatever is used. Entries are allocated on update
+	// instead: updates come from the control plane, lookups cost the same.
+	for _, name := range []string{classifierMapFrontends, classifierMapEndpoints, classifierMapFrontendAddrs,
+		classifierMapEndpointAddrs, classifierMapNodePorts, classifierMapNodeAddrs} {
+		spec.Maps[name].Flags |= unix.BPF_F_NO_PREALLOC
+	}
 	c := &Classifier{spec: spec, cfg: cfg}
 	for name, dst := range map[string]**ebpf.Map{
 		classifierMapFrontends:     &c.rules.Frontends,
@@ -228,10 +212,16 @@ func makeL4Key(a L4Addr) l4Key {
 	return l4Key{Addr: addr16(a.Addr), Port: [2]byte{byte(a.Port >> 8), byte(a.Port)}, Proto: a.Proto}
 }
 
+// Limits returns the map sizes the classifier was created with (defaults
+// applied): the most rules Update accepts.
+func (c *Classifier) Limits() ClassifierConfig { return c.cfg }
+
 // Update replaces the content of the rule maps with r: new entries are added
 // first, then stale ones deleted, so a rule present in both the old and new
 // set never disappears. Between the two steps the union of both sets is
-// matched. An error leaves the maps with a mix of old and new entries; call
+// matched. A rule set that does not fit (ErrTooManyRules) or is invalid is
+// refused before any map is written: the previous rules stay whole. Only a
+// kernel error while writing leaves a mix of old and new entries; call
 // Update again.
 func (c *Classifier) Update(r Rules) error {
 	c.mu.Lock()
@@ -279,22 +269,34 @@ func (c *Classifier) Update(r Rules) error {
 	if r.SNATPortMax != 0 && r.SNATPortMin > r.SNATPortMax {
 		return fmt.Errorf("SNAT port range %d-%d: %w", r.SNATPortMin, r.SNATPortMax, ErrBadConfig)
 	}
-	if err := syncMap(c.rules.Frontends, fe, c.cfg.MaxFrontends, "frontends"); err != nil {
+	for _, m := range []struct {
+		what     string
+		n, limit int
+	}{
+		{"frontends", len(fe), c.cfg.MaxFrontends}, {"endpoints", len(ep), c.cfg.MaxEndpoints},
+		{"frontend addresses", len(feAddrs), c.cfg.MaxFrontends}, {"endpoint addresses", len(epAddrs), c.cfg.MaxEndpoints},
+		{"node ports", len(np), c.cfg.MaxNodePorts}, {"node addresses", len(na), c.cfg.MaxNodeAddrs},
+	} {
+		if m.n > m.limit {
+			return fmt.Errorf("%s: %d entries, capacity %d: %w", m.what, m.n, m.limit, ErrTooManyRules)
+		}
+	}
+	if err := syncMap(c.rules.Frontends, fe, "frontends"); err != nil {
 		return err
 	}
-	if err := syncMap(c.rules.Endpoints, ep, c.cfg.MaxEndpoints, "endpoints"); err != nil {
+	if err := syncMap(c.rules.Endpoints, ep, "endpoints"); err != nil {
 		return err
 	}
-	if err := syncMap(c.rules.FrontendAddrs, feAddrs, c.cfg.MaxFrontends, "frontend addresses"); err != nil {
+	if err := syncMap(c.rules.FrontendAddrs, feAddrs, "frontend addresses"); err != nil {
 		return err
 	}
-	if err := syncMap(c.rules.EndpointAddrs, epAddrs, c.cfg.MaxEndpoints, "endpoint addresses"); err != nil {
+	if err := syncMap(c.rules.EndpointAddrs, epAddrs, "endpoint addresses"); err != nil {
 		return err
 	}
-	if err := syncMap(c.rules.NodePorts, np, c.cfg.MaxNodePorts, "node ports"); err != nil {
+	if err := syncMap(c.rules.NodePorts, np, "node ports"); err != nil {
 		return err
 	}
-	if err := syncMap(c.rules.NodeAddrs, na, c.cfg.MaxNodeAddrs, "node addresses"); err != nil {
+	if err := syncMap(c.rules.NodeAddrs, na, "node addresses"); err != nil {
 		return err
 	}
 	cfg := cfgValue{SNATPortMin: r.SNATPortMin, SNATPortMax: r.SNATPortMax}
@@ -305,10 +307,7 @@ func (c *Classifier) Update(r Rules) error {
 }
 
 // syncMap makes m hold exactly want: put everything, then delete the rest.
-func syncMap[K comparable](m *ebpf.Map, want map[K]uint8, capacity int, what string) error {
-	if len(want) > capacity {
-		return fmt.Errorf("%s: %d entries, capacity %d: %w", what, len(want), capacity, ErrTooManyRules)
-	}
+func syncMap[K comparable](m *ebpf.Map, want map[K]uint8, what string) error {
 	var stale []K
 	var k K
 	var v uint8

@@ -15,11 +15,6 @@ type Dataplane struct{}
 // Classifier is unavailable on this OS.
 type Classifier struct{}
 
-// ClassifierConfig sizes the classifier's maps (unused on this OS).
-type ClassifierConfig struct {
-	MaxFrontends, MaxEndpoints, MaxNodePorts, MaxNodeAddrs int
-}
-
 // Egress is unavailable on this OS.
 type Egress struct{}
 
@@ -51,6 +46,9 @@ func (*Classifier) Update(Rules) error { return errNotSupported() }
 
 // Close does nothing.
 func (*Classifier) Close() error { return nil }
+
+// Limits returns the default sizes.
+func (*Classifier) Limits() ClassifierConfig { return ClassifierConfig{}.withDefaults() }
 
 // NewEgress returns an error wrapping ErrNotSupported.
 func NewEgress(EgressConfig) (*Egress, error) { return nil, errNotSupported() }

@@ -51,3 +51,44 @@ type Rules struct {
 	// SNATPortMax == 0 disables SNAT matching.
 	SNATPortMin, SNATPortMax uint16
 }
+
+// ClassifierConfig sizes the classifier's rule maps; zero fields take the
+// defaults (withDefaults), which hold 10,000 Services of two ports with ten
+// endpoints each (200,000 endpoint rules) with room to spare. Rules beyond
+// a size are refused whole by Classifier.Update (ErrTooManyRules).
+type ClassifierConfig struct {
+	// MaxFrontends bounds frontends (address, port, protocol) and, with
+	// the same size, distinct frontend addresses.
+	MaxFrontends int
+	// MaxEndpoints bounds endpoints (address, port, protocol) and distinct
+	// endpoint addresses.
+	MaxEndpoints int
+	// MaxNodePorts bounds NodePorts (port, protocol).
+	MaxNodePorts int
+	// MaxNodeAddrs bounds node addresses (NodePort, SNAT and local ones).
+	MaxNodeAddrs int
+}
+
+// Classifier map defaults.
+const (
+	DefaultMaxFrontends = 65536
+	DefaultMaxEndpoints = 262144
+	DefaultMaxNodePorts = 16384
+	DefaultMaxNodeAddrs = 1024
+)
+
+func (c ClassifierConfig) withDefaults() ClassifierConfig {
+	if c.MaxFrontends == 0 {
+		c.MaxFrontends = DefaultMaxFrontends
+	}
+	if c.MaxEndpoints == 0 {
+		c.MaxEndpoints = DefaultMaxEndpoints
+	}
+	if c.MaxNodePorts == 0 {
+		c.MaxNodePorts = DefaultMaxNodePorts
+	}
+	if c.MaxNodeAddrs == 0 {
+		c.MaxNodeAddrs = DefaultMaxNodeAddrs
+	}
+	return c
+}

@@ -341,6 +341,14 @@ type reply struct {
 	from           netip.AddrPort // UDP: the source of the answer
 }
 
+// String prints the reply as "endpoint seen-peer [from]".
+func (r reply) String() string {
+	if r.from.IsValid() {
+		return fmt.Sprintf("%v %v from %v", r.endpoint, r.peer, r.from)
+	}
+	return fmt.Sprintf("%v %v", r.endpoint, r.peer)
+}
+
 func parseReply(s string) (reply, error) {
 	f := strings.Fields(s)
 	if len(f) != 2 {

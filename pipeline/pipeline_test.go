@@ -528,7 +528,7 @@ func TestPipelineOnSnapshot(t *testing.T) {
 	// The TCP endpoint that left keeps its replies redirected while its
 	// flow lives.
 	retained := dataplane.L4Addr{Addr: ptEP4a, Port: 8080, Proto: 6}
-	if r := w.p.Rules(newSnap, nil); !slices.Contains(r.Endpoints, retained) {
+	if r := w.p.Rules(newSnap, nil, dataplane.ClassifierConfig{}, nil).Rules; !slices.Contains(r.Endpoints, retained) {
 		t.Errorf("Rules().Endpoints = %v, want the retained %v", r.Endpoints, retained)
 	}
 	if w.p.PruneRetained() {
@@ -538,7 +538,7 @@ func TestPipelineOnSnapshot(t *testing.T) {
 	if !w.p.PruneRetained() {
 		t.Errorf("PruneRetained() = false after the flow ended")
 	}
-	if r := w.p.Rules(newSnap, nil); slices.Contains(r.Endpoints, dataplane.L4Addr{Addr: ptEP4a, Port: 8080, Proto: 6}) {
+	if r := w.p.Rules(newSnap, nil, dataplane.ClassifierConfig{}, nil).Rules; slices.Contains(r.Endpoints, dataplane.L4Addr{Addr: ptEP4a, Port: 8080, Proto: 6}) {
 		t.Errorf("Rules().Endpoints = %v, want %v gone", r.Endpoints, retained)
 	}
 }
@@ -551,7 +551,9 @@ func TestRulesFromSnapshot(t *testing.T) {
 		}),
 		ptPort(2, nat.ProtoUDP, ptVIP4, []netip.Addr{ptEP4a}, nil),
 	}})
-	r := rulesFromSnapshot(s, []netip.Addr{ptGW4, ptGW4}, 100, 200)
+	w := newWorld(t, nil, func(c *Config) { c.SNATPortMin, c.SNATPortMax = 100, 200 })
+	rs := w.p.Rules(s, []netip.Addr{ptGW4, ptGW4}, dataplane.ClassifierConfig{}, nil)
+	r := rs.Rules
 	wantFE := []dataplane.L4Addr{{Addr: ptVIP4, Port: 80, Proto: 6}, {Addr: ptVIP4, Port: 80, Proto: 17}, {Addr: ptLB4, Port: 80, Proto: 6}}
 	if len(r.Frontends) != len(wantFE) {
 		t.Fatalf("Frontends = %v, want %v", r.Frontends, wantFE)
@@ -563,7 +565,7 @@ func TestRulesFromSnapshot(t *testing.T) {
 	}
 	if len(r.Endpoints) != 3 || len(r.NodePorts) != 1 || r.NodePorts[0] != (dataplane.PortProto{Port: 30000, Proto: 6}) ||
 		len(r.SNATAddrs) != 1 || r.SNATPortMin != 100 || r.SNATPortMax != 200 || len(r.NodePortAddrs) != 1 {
-		t.Errorf("rulesFromSnapshot = %+v", r)
+		t.Errorf("Rules = %+v", r)
 	}
 }
 
@@ -688,5 +690,50 @@ func TestPipelineICMPErrorSNAT(t *testing.T) {
 	}
 	if w.p.Stats()[0].ICMPErrors != 1 {
 		t.Errorf("ICMPErrors = %d, want 1", w.p.Stats()[0].ICMPErrors)
+	}
+}
+
+// TestRulesLimits: service ports that do not fit are left out whole and
+// named; those in keep come first, so a new service port cannot push out
+// one already programmed.
+func TestRulesLimits(t *testing.T) {
+	eps := func(n int, base byte) []netip.Addr {
+		var out []netip.Addr
+		for i := 0; i < n; i++ {
+			out = append(out, netip.AddrFrom4([4]byte{198, 18, 50 + base, byte(i + 1)}))
+		}
+		return out
+	}
+	vip := func(i byte) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 100, i}) }
+	s := ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{
+		ptPort(1, nat.ProtoTCP, vip(1), eps(10, 1), nil),
+		ptPort(2, nat.ProtoTCP, vip(2), eps(10, 2), nil),
+		ptPort(3, nat.ProtoTCP, vip(3), eps(10, 3), nil),
+	}})
+	w := newWorld(t, nil, nil)
+	limits := dataplane.ClassifierConfig{MaxEndpoints: 20}
+	rs := w.p.Rules(s, nil, limits, nil)
+	if len(rs.Rules.Endpoints) != 20 || len(rs.Rules.Frontends) != 2 || len(rs.Skipped) != 1 || !rs.Placed[1] || !rs.Placed[2] || rs.Placed[3] {
+		t.Fatalf("Rules(max 20 endpoints) = %d endpoints, %d frontends, placed %v, skipped %v; want ports 1 and 2 whole, 3 skipped",
+			len(rs.Rules.Endpoints), len(rs.Rules.Frontends), rs.Placed, rs.Skipped)
+	}
+	if want := s.ServicePorts[2].Key(); rs.Skipped[0] != want {
+		t.Errorf("Skipped = %v, want [%s]", rs.Skipped, want)
+	}
+	rs = w.p.Rules(s, nil, limits, map[uint32]uint64{3: 0, 2: 1})
+	if !rs.Placed[3] || !rs.Placed[2] || rs.Placed[1] {
+		t.Errorf("Rules(seniority 3, 2) placed %v, want 2 and 3 kept, 1 skipped", rs.Placed)
+	}
+	rs = w.p.Rules(s, nil, limits, map[uint32]uint64{3: 0, 1: 5, 2: 7})
+	if !rs.Placed[3] || !rs.Placed[1] || rs.Placed[2] {
+		t.Errorf("Rules(seniority 3, 1, 2) placed %v, want 3 and 1, the junior 2 skipped", rs.Placed)
+	}
+	// Rules shared between service ports count once.
+	shared := ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{
+		ptPort(1, nat.ProtoTCP, vip(1), eps(10, 1), nil),
+		ptPort(2, nat.ProtoTCP, vip(2), eps(10, 1), nil),
+	}})
+	if rs := w.p.Rules(shared, nil, dataplane.ClassifierConfig{MaxEndpoints: 10}, nil); len(rs.Skipped) != 0 {
+		t.Errorf("Rules(shared endpoints, max 10) skipped %v, want none", rs.Skipped)
 	}
 }

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"net/netip"
 	"slices"
 
 	"github.com/xdpgate/xdpgate/dataplane"
@@ -128,24 +127,6 @@ func (p *Pipeline) OnSnapshot(old, new *snapshot.Snapshot) SnapshotChange {
 	return ch
 }
 
-// Rules is rulesFromSnapshot plus the retained endpoints: TCP endpoints
-// that left the snapshot but still have flows, whose replies the classifier
-// must keep redirecting (otherwise their open connections would break at
-// the gateway although the flows are kept). The SNAT port range is the
-// pipeline's (Config). Call it after Publish and after PruneRetained
-// reported a change; Applier does.
-func (p *Pipeline) Rules(s *snapshot.Snapshot, snatAddrs []netip.Addr) dataplane.Rules {
-	r := rulesFromSnapshot(s, snatAddrs, p.cfg.SNATPortMin, p.cfg.SNATPortMax)
-	p.pubMu.Lock()
-	for a := range p.retained {
-		r.Endpoints = append(r.Endpoints, a)
-	}
-	p.pubMu.Unlock()
-	slices.SortFunc(r.Endpoints, compareL4)
-	r.Endpoints = slices.Compact(r.Endpoints)
-	return r
-}
-
 // PruneRetained forgets retained endpoints that no flow uses any more
 // (and those that came back into the snapshot) and reports whether the
 // set changed, in which case the caller updates the classifier with
@@ -217,60 +198,3 @@ func (p *Pipeline) Housekeep(now int64, ctBudget, affBudget int) (flows, affinit
 
 // Now returns the pipeline's clock (monotonic nanoseconds).
 func (p *Pipeline) Now() int64 { return p.cfg.Now() }
-
-// rulesFromSnapshot computes the classifier rules for s: every frontend
-// (ClusterIPs, externalIPs, LB IPs with the service port), every NodePort
-// with the NodePort addresses, every endpoint (replies of unmasqueraded
-// flows), and the SNAT addresses with the SNAT port range (replies of
-// masqueraded flows). Frontends of service ports without endpoints are
-// included: their new connections must be rejected. Lists are sorted and
-// deduplicated. A nil s gives only the SNAT part.
-func rulesFromSnapshot(s *snapshot.Snapshot, snatAddrs []netip.Addr, portMin, portMax uint16) dataplane.Rules {
-	r := dataplane.Rules{SNATAddrs: slices.Clone(snatAddrs), SNATPortMin: portMin, SNATPortMax: portMax}
-	if s == nil {
-		return r
-	}
-	r.NodePortAddrs = slices.Clone(s.NodePortAddrs)
-	for i := range s.ServicePorts {
-		sp := &s.ServicePorts[i]
-		proto := uint8(sp.Protocol)
-		for _, list := range [][]netip.Addr{sp.ClusterIPs, sp.ExternalIPs, sp.LoadBalancerIPs} {
-			for _, a := range list {
-				r.Frontends = append(r.Frontends, dataplane.L4Addr{Addr: a.Unmap(), Port: sp.Port, Proto: proto})
-			}
-		}
-		if sp.NodePort != 0 {
-			r.NodePorts = append(r.NodePorts, dataplane.PortProto{Port: sp.NodePort, Proto: proto})
-		}
-		for k := range sp.Endpoints {
-			e := &sp.Endpoints[k]
-			r.Endpoints = append(r.Endpoints, dataplane.L4Addr{Addr: e.Addr.Unmap(), Port: e.Port, Proto: proto})
-		}
-	}
-	slices.SortFunc(r.Frontends, compareL4)
-	r.Frontends = slices.Compact(r.Frontends)
-	slices.SortFunc(r.Endpoints, compareL4)
-	r.Endpoints = slices.Compact(r.Endpoints)
-	slices.SortFunc(r.NodePorts, func(a, b dataplane.PortProto) int {
-		if a.Port != b.Port {
-			return int(a.Port) - int(b.Port)
-		}
-		return int(a.Proto) - int(b.Proto)
-	})
-	r.NodePorts = slices.Compact(r.NodePorts)
-	slices.SortFunc(r.NodePortAddrs, netip.Addr.Compare)
-	r.NodePortAddrs = slices.Compact(r.NodePortAddrs)
-	slices.SortFunc(r.SNATAddrs, netip.Addr.Compare)
-	r.SNATAddrs = slices.Compact(r.SNATAddrs)
-	return r
-}
-
-func compareL4(a, b dataplane.L4Addr) int {
-	if c := a.Addr.Compare(b.Addr); c != 0 {
-		return c
-	}
-	if a.Port != b.Port {
-		return int(a.Port) - int(b.Port)
-	}
-	return int(a.Proto) - int(b.Proto)
-}

@@ -49,6 +49,8 @@ type options struct {
 	adminSocket string
 	// busyPoll is the poller spin before sleeping; 0 never spins.
 	busyPoll time.Duration
+	// classifier sizes the classifier's maps.
+	classifier dataplane.ClassifierConfig
 }
 
 // parseRunFlags parses the arguments of `xdpgate run` (flags and --config
@@ -101,6 +103,8 @@ func optionsFrom(c config.Configuration) (options, error) {
 		adminSocket:       c.XDP.AdminSocket,
 		busyPoll:          r.BusyPoll,
 		xdpMode:           r.XDPMode,
+		classifier: dataplane.ClassifierConfig{MaxFrontends: c.XDP.MaxFrontends, MaxEndpoints: c.XDP.MaxEndpoints,
+			MaxNodePorts: c.XDP.MaxNodePorts, MaxNodeAddrs: c.XDP.MaxNodeAddresses},
 	}
 	return o, nil
 }

@@ -72,15 +72,15 @@ func run(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("control: %w", err)
 	}
+	applier := pipeline.NewApplier(pl, pipeline.ApplierConfig{Classifier: dp.Classifier(), Addrs: eg, Health: ctrl.SetDataplaneHealth})
+	ctrl.Subscribe(applier.Apply)
 	state := admin.Source{Snapshot: pl.Snapshot, Conntrack: ct, Affinity: aff, Now: pl.Now,
-		Queues: dp.Stats, Pipeline: pl.Stats, StartCapture: pl.StartCapture}
+		Queues: dp.Stats, Pipeline: pl.Stats, Classifier: applier.Status, StartCapture: pl.StartCapture}
 	closeAdmin, err := serveState(ctrl, state, o.adminSocket, log)
 	if err != nil {
 		return err
 	}
 	defer closeAdmin()
-	applier := pipeline.NewApplier(pl, dp.Classifier(), eg)
-	ctrl.Subscribe(applier.Apply)
 	log.Info("xdpgate starting", "version", versionString(), "interfaces", o.interfaces, "queues", dp.NumQueues(),
 		"node", o.nodeName, "node_ips", build.NodeIPs, "snat_ports", fmt.Sprintf("%d-%d", o.snatMin, o.snatMax),
 		"healthz", ctrl.HealthzAddr(), "metrics", ctrl.MetricsAddr())
@@ -154,7 +154,7 @@ func openIO(o options, log *slog.Logger) (*dataplane.Egress, *dataplane.Dataplan
 		return nil, nil, fmt.Errorf("egress: %w", err)
 	}
 	dp, err := dataplane.Open(dataplane.Config{Interfaces: o.interfaces, Attach: o.xdpMode, CPUs: o.cpus,
-		BusyPoll: o.busyPoll, Logger: log})
+		BusyPoll: o.busyPoll, Classifier: o.classifier, Logger: log})
 	if err != nil {
 		eg.Close()
 		return nil, nil, fmt.Errorf("dataplane: %w", err)

@@ -1,12 +1,14 @@
 package admin
 
 import (
+	"errors"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xdpgate/xdpgate/dataplane"
 	"github.com/xdpgate/xdpgate/nat"
+	"github.com/xdpgate/xdpgate/pipeline"
 )
 
 // Collector exports the dataplane counters at scrape time (no per-packet
@@ -14,33 +16,39 @@ import (
 type Collector struct {
 	src Source
 
-	rxFrames, rxBytes, txFrames, txBytes, drops *prometheus.Desc
-	pipe, natDrops, ctEntries, ctOps            *prometheus.Desc
-	affEntries, affOps                          *prometheus.Desc
+	rxFrames, rxBytes, txFrames, txBytes, drops   *prometheus.Desc
+	pipe, natDrops, ctEntries, ctOps              *prometheus.Desc
+	affEntries, affOps                            *prometheus.Desc
+	clsRules, clsCapacity, clsSkipped, clsRefused *prometheus.Desc
 }
 
 // NewCollector returns a Collector reading src.
 func NewCollector(src Source) *Collector {
 	q := []string{"interface", "queue"}
 	return &Collector{
-		src:        src,
-		rxFrames:   prometheus.NewDesc("xdpgate_rx_frames_total", "Frames received from the AF_XDP RX ring.", q, nil),
-		rxBytes:    prometheus.NewDesc("xdpgate_rx_bytes_total", "Bytes received from the AF_XDP RX ring.", q, nil),
-		txFrames:   prometheus.NewDesc("xdpgate_tx_frames_total", "Frames put on a TX ring by this queue's poller.", q, nil),
-		txBytes:    prometheus.NewDesc("xdpgate_tx_bytes_total", "Bytes put on a TX ring by this queue's poller.", q, nil),
-		drops:      prometheus.NewDesc("xdpgate_drops_total", "Frames dropped, by reason.", append(q, "reason"), nil),
-		pipe:       prometheus.NewDesc("xdpgate_pipeline_packets_total", "Pipeline events per queue: established, reply, new_flow, insert_race, affinity_hit, affinity_miss, reject, time_exceeded, icmp_error, fragment, forwarded, snat_retry.", []string{"queue", "event"}, nil),
-		natDrops:   prometheus.NewDesc("xdpgate_pipeline_nat_drops_total", "Malformed or unrewritable frames by exact nat reason.", []string{"queue", "reason"}, nil),
-		ctEntries:  prometheus.NewDesc("xdpgate_conntrack_entries", "Live flows by IP family.", []string{"family"}, nil),
-		ctOps:      prometheus.NewDesc("xdpgate_conntrack_operations_total", "Flow table events: inserts, insert_failures, conflicts, evictions, expiries, deletes.", []string{"op"}, nil),
-		affEntries: prometheus.NewDesc("xdpgate_affinity_entries", "Live ClientIP affinity entries (clients pinned to an endpoint).", nil, nil),
-		affOps:     prometheus.NewDesc("xdpgate_affinity_operations_total", "Affinity table events: hits, misses, inserts, refreshes, repins, expiries, evictions, deletes.", []string{"op"}, nil),
+		src:         src,
+		rxFrames:    prometheus.NewDesc("xdpgate_rx_frames_total", "Frames received from the AF_XDP RX ring.", q, nil),
+		rxBytes:     prometheus.NewDesc("xdpgate_rx_bytes_total", "Bytes received from the AF_XDP RX ring.", q, nil),
+		txFrames:    prometheus.NewDesc("xdpgate_tx_frames_total", "Frames put on a TX ring by this queue's poller.", q, nil),
+		txBytes:     prometheus.NewDesc("xdpgate_tx_bytes_total", "Bytes put on a TX ring by this queue's poller.", q, nil),
+		drops:       prometheus.NewDesc("xdpgate_drops_total", "Frames dropped, by reason.", append(q, "reason"), nil),
+		pipe:        prometheus.NewDesc("xdpgate_pipeline_packets_total", "Pipeline events per queue: established, reply, new_flow, insert_race, affinity_hit, affinity_miss, reject, time_exceeded, icmp_error, fragment, forwarded, snat_retry.", []string{"queue", "event"}, nil),
+		natDrops:    prometheus.NewDesc("xdpgate_pipeline_nat_drops_total", "Malformed or unrewritable frames by exact nat reason.", []string{"queue", "reason"}, nil),
+		ctEntries:   prometheus.NewDesc("xdpgate_conntrack_entries", "Live flows by IP family.", []string{"family"}, nil),
+		ctOps:       prometheus.NewDesc("xdpgate_conntrack_operations_total", "Flow table events: inserts, insert_failures, conflicts, evictions, expiries, deletes.", []string{"op"}, nil),
+		affEntries:  prometheus.NewDesc("xdpgate_affinity_entries", "Live ClientIP affinity entries (clients pinned to an endpoint).", nil, nil),
+		clsRules:    prometheus.NewDesc("xdpgate_classifier_rules", "Rules programmed into the XDP classifier, by kind: frontends, endpoints, nodeports.", []string{"kind"}, nil),
+		clsCapacity: prometheus.NewDesc("xdpgate_classifier_capacity", "Size of the XDP classifier's maps, by kind: frontends, endpoints, nodeports, node_addresses.", []string{"kind"}, nil),
+		clsSkipped:  prometheus.NewDesc("xdpgate_classifier_skipped_service_ports", "Service ports not served because their rules do not fit the classifier's maps.", nil, nil),
+		clsRefused:  prometheus.NewDesc("xdpgate_classifier_update_refused", "1 when the latest classifier update was refused (the previous rules stay in force), else 0.", nil, nil),
+		affOps:      prometheus.NewDesc("xdpgate_affinity_operations_total", "Affinity table events: hits, misses, inserts, refreshes, repins, expiries, evictions, deletes.", []string{"op"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rxFrames, c.rxBytes, c.txFrames, c.txBytes, c.drops, c.pipe, c.natDrops, c.ctEntries, c.ctOps, c.affEntries, c.affOps} {
+	for _, d := range []*prometheus.Desc{c.rxFrames, c.rxBytes, c.txFrames, c.txBytes, c.drops, c.pipe, c.natDrops, c.ctEntries, c.ctOps, c.affEntries, c.affOps,
+		c.clsRules, c.clsCapacity, c.clsSkipped, c.clsRefused} {
 		ch <- d
 	}
 }
@@ -106,5 +114,24 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			{"repins", st.Repins}, {"expiries", st.Expiries}, {"evictions", st.Evictions}, {"deletes", st.Deletes}} {
 			counter(c.affOps, op.v, op.name)
 		}
+	}
+	if c.src.Classifier != nil {
+		st := c.src.Classifier()
+		gauge := func(d *prometheus.Desc, v int, labels ...string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+		}
+		gauge(c.clsRules, st.Frontends, "frontends")
+		gauge(c.clsRules, st.Endpoints, "endpoints")
+		gauge(c.clsRules, st.NodePorts, "nodeports")
+		gauge(c.clsCapacity, st.Limits.MaxFrontends, "frontends")
+		gauge(c.clsCapacity, st.Limits.MaxEndpoints, "endpoints")
+		gauge(c.clsCapacity, st.Limits.MaxNodePorts, "nodeports")
+		gauge(c.clsCapacity, st.Limits.MaxNodeAddrs, "node_addresses")
+		gauge(c.clsSkipped, len(st.Skipped))
+		refused := 0
+		if st.Err != nil && !errors.Is(st.Err, pipeline.ErrServicesSkipped) {
+			refused = 1
+		}
+		gauge(c.clsRefused, refused)
 	}
 }

@@ -25,6 +25,9 @@ type Source struct {
 	Queues func() []dataplane.QueueStats
 	// Pipeline returns the pipeline's per-queue counters (Pipeline.Stats).
 	Pipeline func() []pipeline.QueueStats
+	// Classifier returns the outcome of the latest classifier programming
+	// (Applier.Status).
+	Classifier func() pipeline.ProgramStatus
 	// StartCapture starts a capture session (Pipeline.StartCapture).
 	StartCapture func(pipeline.CaptureConfig) (*pipeline.Capture, error)
 }

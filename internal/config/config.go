@@ -80,6 +80,16 @@ type XDPConfiguration struct {
 	ConntrackMax int `json:"conntrackMax"`
 	// AffinityMax is the ClientIP affinity table capacity (clients).
 	AffinityMax int `json:"affinityMax"`
+	// MaxFrontends, MaxEndpoints, MaxNodePorts and MaxNodeAddresses size
+	// the XDP classifier's maps: frontends (address, port, protocol),
+	// endpoints (address, port, protocol), NodePorts (port, protocol) and
+	// node addresses. Service ports whose rules do not fit are not served,
+	// and /healthz says so. The defaults hold 10,000 Services of two ports
+	// with ten endpoints each.
+	MaxFrontends     int `json:"maxFrontends"`
+	MaxEndpoints     int `json:"maxEndpoints"`
+	MaxNodePorts     int `json:"maxNodePorts"`
+	MaxNodeAddresses int `json:"maxNodeAddresses"`
 	// SNATPortRange is the SNAT source port range "MIN-MAX"; it must not
 	// overlap net.ipv4.ip_local_port_range.
 	SNATPortRange string `json:"snatPortRange"`
@@ -126,12 +136,16 @@ func Default() Configuration {
 		MetricsBindAddress: DefaultMetricsBindAddress,
 		LogLevel:           DefaultLogLevel,
 		XDP: XDPConfiguration{
-			Mode:          DefaultXDPMode,
-			ConntrackMax:  DefaultConntrackMax,
-			AffinityMax:   DefaultAffinityMax,
-			SNATPortRange: DefaultSNATPortRange,
-			AdminSocket:   DefaultAdminSocket,
-			BusyPoll:      DefaultBusyPoll,
+			Mode:             DefaultXDPMode,
+			ConntrackMax:     DefaultConntrackMax,
+			AffinityMax:      DefaultAffinityMax,
+			MaxFrontends:     dataplane.DefaultMaxFrontends,
+			MaxEndpoints:     dataplane.DefaultMaxEndpoints,
+			MaxNodePorts:     dataplane.DefaultMaxNodePorts,
+			MaxNodeAddresses: dataplane.DefaultMaxNodeAddrs,
+			SNATPortRange:    DefaultSNATPortRange,
+			AdminSocket:      DefaultAdminSocket,
+			BusyPoll:         DefaultBusyPoll,
 		},
 	}
 }

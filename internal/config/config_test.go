@@ -44,6 +44,10 @@ xdp:
   cpus: 0,2-3
   conntrackMax: 1000
   affinityMax: 2000
+  maxFrontends: 10
+  maxEndpoints: 20
+  maxNodePorts: 30
+  maxNodeAddresses: 40
   snatPortRange: 1000-2000
   adminSocket: /tmp/a.sock
   busyPoll: 0s
@@ -58,7 +62,7 @@ xdp:
 			XDP: XDPConfiguration{
 				Interfaces: []string{"eth0", "eth1"}, Mode: "generic", CPUs: "0,2-3",
 				ConntrackMax: 1000, AffinityMax: 2000, SNATPortRange: "1000-2000", AdminSocket: "/tmp/a.sock",
-				BusyPoll: "0s",
+				BusyPoll: "0s", MaxFrontends: 10, MaxEndpoints: 20, MaxNodePorts: 30, MaxNodeAddresses: 40,
 			},
 		}},
 		{"partial xdp keeps the other xdp defaults", header + "xdp: {mode: auto}\n",
@@ -178,6 +182,8 @@ func TestConfigValidate(t *testing.T) {
 		{"reversed cpu range", func(c *Configuration) { c.XDP.CPUs = "3-1" }, "xdp.cpus"},
 		{"huge cpu range", func(c *Configuration) { c.XDP.CPUs = "0-999999999" }, "xdp.cpus"},
 		{"zero conntrack", func(c *Configuration) { c.XDP.ConntrackMax = 0 }, "xdp.conntrackMax"},
+		{"zero classifier endpoints", func(c *Configuration) { c.XDP.MaxEndpoints = 0 }, "xdp.maxEndpoints"},
+		{"huge classifier frontends", func(c *Configuration) { c.XDP.MaxFrontends = 1 << 30 }, "xdp.maxFrontends"},
 		{"negative affinity", func(c *Configuration) { c.XDP.AffinityMax = -1 }, "xdp.affinityMax"},
 		{"reversed snat range", func(c *Configuration) { c.XDP.SNATPortRange = "2000-1000" }, "xdp.snatPortRange"},
 		{"snat port 0", func(c *Configuration) { c.XDP.SNATPortRange = "0-10" }, "xdp.snatPortRange"},

@@ -31,6 +31,10 @@
 //	  cpus: "2-5"                    # --cpus; "": no pinning
 //	  conntrackMax: 1048576          # --conntrack-max
 //	  affinityMax: 1048576           # --affinity-max
+//	  maxFrontends: 65536            # --max-frontends (classifier capacity)
+//	  maxEndpoints: 262144           # --max-endpoints
+//	  maxNodePorts: 16384            # --max-nodeports
+//	  maxNodeAddresses: 1024         # --max-node-addresses
 //	  snatPortRange: 20000-29999     # --snat-ports
 //	  adminSocket: /run/xdpgate/admin.sock # --admin-socket; "" or off disables
 //	  busyPoll: 50us                 # --busy-poll; 0: never spin

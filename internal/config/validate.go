@@ -79,6 +79,11 @@ func (c Configuration) Validate() error {
 // keeps "0-999999999" from allocating a billion ints.
 const maxCPU = 8191
 
+// maxClassifierEntries bounds the classifier map sizes (the kernel's own
+// bound on a BPF hash map is 2^32-1 entries; 16M is far beyond any cluster
+// and keeps a typo from asking the kernel for gigabytes).
+const maxClassifierEntries = 1 << 24
+
 // maxUnixPath is the longest unix socket path (sun_path is 108 bytes,
 // NUL-terminated).
 const maxUnixPath = 107
@@ -182,6 +187,15 @@ func (c Configuration) Resolve() (Resolved, error) {
 	}
 	if x.AffinityMax < 1 {
 		add(fieldErr("xdp.affinityMax", "%d: want > 0", x.AffinityMax))
+	}
+	for _, f := range []struct {
+		path string
+		v    int
+	}{{"xdp.maxFrontends", x.MaxFrontends}, {"xdp.maxEndpoints", x.MaxEndpoints}, {"xdp.maxNodePorts", x.MaxNodePorts},
+		{"xdp.maxNodeAddresses", x.MaxNodeAddresses}} {
+		if f.v < 1 || f.v > maxClassifierEntries {
+			add(fieldErr(f.path, "%d: want 1..%d", f.v, maxClassifierEntries))
+		}
 	}
 	if r.SNATPortMin, r.SNATPortMax, err = ParsePortRange(x.SNATPortRange); err != nil {
 		add(fieldErr("xdp.snatPortRange", "%v", err))
