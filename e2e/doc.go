@@ -31,6 +31,16 @@
 // TestPrivNotServiceTraffic, TestPrivMalformed, TestPrivTTLExpired,
 // TestPrivPMTUThroughNAT, TestPrivMissingCapabilities, TestPrivVersion,
 // TestPrivInspectCapture (xdpgate inspect and capture against a running
-// gateway) and TestPrivDemo (xdpgate demo end to end, nothing left behind).
-// The whole package takes about 45 s.
+// gateway), TestPrivDemo (xdpgate demo end to end, nothing left behind),
+// TestPrivNodeTrafficToEndpoints (the gateway's own TCP and UDP to every
+// endpoint beside masqueraded service traffic), TestPrivAPIServerBehindTheGateway
+// (xdpgate runs from a real kube-apiserver that is itself the endpoint of a
+// Service it serves, reached through a managed interface),
+// TestPrivNodeAddressChanges (a route's src and the node's address change
+// under live traffic) and TestPrivClassifierCapacity (10,000 Services of two
+// ports with ten endpoints each, then one that does not fit).
+//
+// A test that needs an API server runs internal/kubetest's real
+// kube-apiserver and etcd on the host's loopback and reaches it from the
+// topology through a TCP relay listening inside the backend namespace.
 package e2e

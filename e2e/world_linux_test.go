@@ -101,6 +101,9 @@ type world struct {
 	// reach the endpoints from.
 	gwBack4, gwBack6 netip.Addr
 	neighbours       []string
+	// kubeconfig, when set, makes start run xdpgate against an API server
+	// (--kubeconfig) instead of the manifest file.
+	kubeconfig string
 }
 
 // worldOpts shape a topology.
@@ -269,10 +272,15 @@ func (w *world) writeManifest(yaml string) {
 func (w *world) start(extra ...string) {
 	t := w.t
 	t.Helper()
+	source := []string{"--manifests", w.manifest}
+	if w.kubeconfig != "" {
+		source = []string{"--kubeconfig", w.kubeconfig}
+	}
 	args := append([]string{"netns", "exec", w.g.Name, xdpgateBinary(t), "run",
-		"--interfaces", strings.Join(w.managed, ","), "--manifests", w.manifest, "--node-name", "gw",
+		"--interfaces", strings.Join(w.managed, ",")}, source...)
+	args = append(append(args, "--node-name", "gw",
 		"--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256",
-		"--conntrack-max", "65536", "--affinity-max", "65536", "--log-level", "debug"}, extra...)
+		"--conntrack-max", "65536", "--affinity-max", "65536", "--log-level", "debug"), extra...)
 	logf, err := os.Create(w.logPath)
 	if err != nil {
 		t.Fatal(err)
