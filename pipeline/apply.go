@@ -89,6 +89,7 @@ func NewApplier(p *Pipeline, cls Classifier, addrs NodeAddrs) *Applier {
 // for it. A classifier update that fails is logged; the previous rules
 // stay in force.
 func (a *Applier) Apply(s *snapshot.Snapshot) {
+	a.p.PrimeNextHops(s) // first: resolution starts before traffic can arrive
 	a.p.Publish(s)
 	a.program(s)
 	a.log.Debug("snapshot applied", "generation", s.Generation, "service_ports", len(s.ServicePorts))
