@@ -42,12 +42,38 @@ type Config struct {
 	// IdleWakeup bounds a poll(2) sleep so completions are reclaimed on an
 	// idle socket (default 1s).
 	IdleWakeup time.Duration
+	// Neighbours tells pollers the MAC of a held frame's next hop
+	// (VerdictHold); an *Egress in production. Nil: VerdictHold drops with
+	// DropNeighUnresolved.
+	Neighbours NeighbourTable
+	// NeighHoldFrames bounds the frames one queue holds for unresolved
+	// next hops (default NumFrames/16, i.e. 1/8 of the RX frames, the most
+	// allowed: held frames stay in RX chunks, which the fill ring then
+	// lacks). Negative disables holding.
+	NeighHoldFrames int
+	// NeighHoldPerNeighbour bounds the frames one queue holds for one
+	// neighbour (default 32, at most NeighHoldFrames). Linux bounds its
+	// queue per neighbour in bytes (unres_qlen_bytes, about a hundred
+	// full-size frames); this one is per queue and shares the RX UMEM.
+	NeighHoldPerNeighbour int
+	// NeighHoldTime is how long a frame is held before it is dropped with
+	// DropNeighFailed (default DefaultNeighHoldTime).
+	NeighHoldTime time.Duration
 	// Classifier sizes the classifier maps.
 	Classifier ClassifierConfig
 	// Logger receives start/stop and setup messages (default
 	// slog.Default()). Never per packet.
 	Logger *slog.Logger
 }
+
+// DefaultNeighHoldTime is how long Linux tries to resolve a neighbour before
+// it gives up and drops what it queued: mcast_solicit (3) probes
+// retrans_time_ms (1000 ms) apart (net.ipv4.neigh.default.* and
+// net.ipv6.neigh.default.* sysctls).
+const DefaultNeighHoldTime = 3 * time.Second
+
+// defaultNeighHoldPerNeighbour bounds the frames held for one neighbour.
+const defaultNeighHoldPerNeighbour = 32
 
 func (c Config) withDefaults() Config {
 	if c.NumFrames == 0 {
@@ -70,6 +96,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.IdleWakeup == 0 {
 		c.IdleWakeup = time.Second
+	}
+	if c.NeighHoldFrames == 0 {
+		c.NeighHoldFrames = c.NumFrames / 16
+	}
+	if c.NeighHoldPerNeighbour == 0 {
+		c.NeighHoldPerNeighbour = min(defaultNeighHoldPerNeighbour, max(c.NeighHoldFrames, 1))
+	}
+	if c.NeighHoldTime == 0 {
+		c.NeighHoldTime = DefaultNeighHoldTime
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -104,6 +139,12 @@ func (c Config) validate() error {
 	}
 	if c.NumFrames%2 != 0 || c.NumFrames < 4*c.BatchSize {
 		return fmt.Errorf("num frames %d: want even and >= 4*batch size: %w", c.NumFrames, ErrBadConfig)
+	}
+	if c.NeighHoldFrames > c.NumFrames/16 {
+		return fmt.Errorf("neighbour hold %d frames: want at most 1/8 of the %d RX frames: %w", c.NeighHoldFrames, c.NumFrames/2, ErrBadConfig)
+	}
+	if c.NeighHoldPerNeighbour < 1 || c.NeighHoldTime < 0 {
+		return fmt.Errorf("neighbour hold %d frames per neighbour for %v: %w", c.NeighHoldPerNeighbour, c.NeighHoldTime, ErrBadConfig)
 	}
 	if c.FillRingSize < c.NumFrames/2 {
 		return fmt.Errorf("fill ring %d smaller than the %d RX frames: %w", c.FillRingSize, c.NumFrames/2, ErrBadConfig)

@@ -48,6 +48,10 @@ func TestConfigValidate(t *testing.T) {
 		{"too few frames", base(func(c *Config) { c.NumFrames = 64 }), false},
 		{"fill ring too small", base(func(c *Config) { c.FillRingSize = 1024 }), false},
 		{"batch > rx ring", base(func(c *Config) { c.BatchSize = 4096 }), false},
+		{"hold 1/8 of the RX frames", base(func(c *Config) { c.NeighHoldFrames = 256 }), true},
+		{"hold more than 1/8", base(func(c *Config) { c.NeighHoldFrames = 257 }), false},
+		{"hold disabled", base(func(c *Config) { c.NeighHoldFrames = -1 }), true},
+		{"negative hold time", base(func(c *Config) { c.NeighHoldTime = -1 }), false},
 	}
 	for _, tc := range cases {
 		err := tc.cfg.validate()
@@ -64,6 +68,8 @@ func TestDropReasonString(t *testing.T) {
 	}{
 		{DropUnspecified, "unspecified"},
 		{DropNeighUnresolved, "neigh_unresolved"},
+		{DropNeighHoldFull, "neigh_hold_full"},
+		{DropNeighFailed, "neigh_failed"},
 		{NumDropReasons - 1, "reason_63"}, // the pipeline names reasons from 32 up
 	}
 	for _, tc := range cases {

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf/link"
@@ -28,6 +29,7 @@ type Dataplane struct {
 	queues     []*queueState
 	stopfd     int // eventfd, readable once Run is stopping
 	stop       atomic.Bool
+	epoch      time.Time // the pollers' monotonic clock starts here
 
 	mu      sync.Mutex
 	running bool
@@ -56,6 +58,7 @@ type queueState struct {
 type queueCounters struct {
 	rxFrames, rxBytes, txFrames, txBytes, txCopied atomic.Uint64
 	txRingFull, fillRingEmpty, wakeups, sleeps     atomic.Uint64
+	neighHeld, neighReleased                       atomic.Uint64
 	drops                                          [NumDropReasons]atomic.Uint64
 }
 
@@ -74,7 +77,7 @@ func Open(cfg Config) (*Dataplane, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
-	d := &Dataplane{cfg: cfg, log: cfg.Logger, stopfd: -1}
+	d := &Dataplane{cfg: cfg, log: cfg.Logger, stopfd: -1, epoch: time.Now()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -320,6 +323,7 @@ func (d *Dataplane) Stats() []QueueStats {
 		st.TxFrames, st.TxBytes, st.TxCopied = c.txFrames.Load(), c.txBytes.Load(), c.txCopied.Load()
 		st.TxRingFull, st.FillRingEmpty = c.txRingFull.Load(), c.fillRingEmpty.Load()
 		st.Wakeups, st.Sleeps = c.wakeups.Load(), c.sleeps.Load()
+		st.NeighHeld, st.NeighReleased = c.neighHeld.Load(), c.neighReleased.Load()
 		for r := range c.drops {
 			st.Drops[r] = c.drops[r].Load()
 		}

@@ -56,6 +56,12 @@ func NewEgress(EgressConfig) (*Egress, error) { return nil, errNotSupported() }
 // Lookup always reports no route.
 func (*Egress) Lookup(dst netip.Addr) (Hop, LookupStatus) { return Hop{}, LookupNoRoute }
 
+// Prime does nothing.
+func (*Egress) Prime([]netip.Addr) {}
+
+// Neighbour knows no neighbour.
+func (*Egress) Neighbour(int, netip.Addr) ([6]byte, bool) { return [6]byte{}, false }
+
 // LocalAddrs returns nothing.
 func (*Egress) LocalAddrs() ([]netip.Addr, uint64) { return nil, 0 }
 

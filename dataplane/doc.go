@@ -9,9 +9,10 @@
 //
 // # Files
 //
-// frame.go is the Processor seam (Frame, Queue, Verdict); reasons.go the drop
-// reasons, the I/O layer's own and the range reserved for the Processor;
-// rules.go what the classifier redirects; egress.go and egress_linux.go next
+// frame.go is the Processor seam (Frame, Queue, Verdict); reasons.go the
+// drop reasons, the I/O layer's own and the range reserved for the
+// Processor; rules.go what the classifier redirects; egress.go and
+// egress_linux.go next hops; hold.go the frames held for unresolved next
 // hops; config.go the Config and its defaults; stats.go the counters;
 // errors.go the sentinel errors. xsk_linux.go holds the socket and ring
 // code, poller_linux.go the poll loop, classifier_linux.go the XDP program's
@@ -66,13 +67,22 @@
 //     (kernel-owned) and comes back through the completion ring to rxFree;
 //     TX on another managed interface: the bytes are copied into a free TX
 //     chunk of a socket of that interface (its TX ring, then its completion
-//     ring, then its txFree), and the RX chunk goes back to rxFree at once.
+//     ring, then its txFree), and the RX chunk goes back to rxFree at once;
+//     hold (the next hop's MAC is unknown): state 5.
+//  5. held -- the poller: the chunk, with the frame in place, is in the
+//     poller's hold table (neither on the fill ring nor in rxFree) until
+//     the neighbour resolves (its MAC is written into the frame, which
+//     then leaves as TX above), or until NeighHoldTime passes or the
+//     poller stops (back to rxFree, counted as DropNeighFailed). At most
+//     NeighHoldFrames chunks per socket (1/8 of its RX chunks) are held,
+//     so the fill ring never lacks more than that.
 //
 // So a Frame, Frame.Buf, Frame.Data() and every slice taken from them are
-// valid only until Process returns. A Processor that needs bytes later must
-// copy them. There is no "pass to the kernel" verdict: the classifier must
-// pass what the kernel should see, because once redirected a frame belongs
-// to the socket.
+// valid only until Process returns (a held frame's bytes stay in its chunk,
+// but only the dataplane touches them). A Processor that needs bytes later
+// must copy them. There is no "pass to the kernel" verdict: the classifier
+// must pass what the kernel should see, because once redirected a frame
+// belongs to the socket.
 //
 // # Pollers
 //
@@ -80,19 +90,31 @@
 // to Config.CPUs when given. Each loop: take up to BatchSize descriptors
 // from the RX ring, call Process once, apply the verdicts (in-place TX under
 // the socket's TX lock, copies under the target socket's TX lock, both once
-// per batch), top up the fill ring. With nothing to receive it busy-polls
+// per batch), top up the fill ring. While frames are held, every loop
+// first asks Config.Neighbours for their next hops (before the new batch
+// is sent, so a neighbour's frames leave in order), sends the resolved
+// ones and drops the expired ones. With nothing to receive it busy-polls
 // for Config.BusyPoll, then sleeps in poll(2) on the socket and a stop
-// eventfd, so an idle gateway does not burn a core. Counters are per queue
-// (Stats), drops per DropReason.
+// eventfd, so an idle gateway does not burn a core; the sleep lasts at most
+// 2 ms while frames are held. Counters are per queue (Stats), drops per
+// DropReason.
 //
 // # Egress
 //
 // Egress mirrors the kernel's main routing table and neighbour table
 // through netlink subscriptions into an immutable table published with an
 // atomic pointer; Lookup costs a few map lookups and no syscall. An
-// unresolved next hop is handed to a resolver goroutine that asks the kernel
-// to resolve it (RTM_NEWNEIGH with NTF_USE) and the frame is dropped with
-// DropNeighUnresolved.
+// unresolved next hop is queued, in a bounded set, to a resolver goroutine
+// that asks the kernel to resolve it (RTM_NEWNEIGH with NTF_USE, at most
+// once a second per neighbour), and the frame is held (VerdictHold) as the
+// kernel queues packets for an incomplete neighbour: per queue at most
+// NeighHoldFrames frames, NeighHoldPerNeighbour per neighbour, for at most
+// NeighHoldTime (3 s, the kernel's own resolution time: mcast_solicit
+// probes retrans_time_ms apart); beyond those bounds it is dropped with
+// DropNeighHoldFull or DropNeighFailed. Egress is also the pollers'
+// NeighbourTable. Next hops are resolved before traffic needs them where
+// they are known in advance: Prime (the pipeline's Applier primes every
+// endpoint of each snapshot) and every new gateway of the routing table.
 //
 // TxSocket is a transmit-only AF_XDP socket over the same ring code, for
 // packet generators (bench/pktgen): callers fill UMEM frames and submit

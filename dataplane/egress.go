@@ -1,6 +1,10 @@
 package dataplane
 
-import "net/netip"
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+)
 
 // Hop is where a packet to a destination leaves: the interface, its MAC and
 // address, and the next hop's MAC.
@@ -20,6 +24,15 @@ type Hop struct {
 	MTU int
 }
 
+// NextHop returns the neighbour a packet to dst leaves for: the gateway, or
+// dst itself when it is directly connected.
+func (h *Hop) NextHop(dst netip.Addr) netip.Addr {
+	if h.Gateway.IsValid() {
+		return h.Gateway
+	}
+	return dst.Unmap()
+}
+
 // LookupStatus is the outcome of a next-hop lookup.
 type LookupStatus uint8
 
@@ -37,4 +50,105 @@ const (
 // NextHopper resolves next hops; *Egress implements it.
 type NextHopper interface {
 	Lookup(dst netip.Addr) (Hop, LookupStatus)
+}
+
+// NextHopPrimer is implemented by a NextHopper that can resolve next hops
+// before traffic needs them (*Egress). Prime asks for the next hop of every
+// destination in dsts to be resolved; it does not block and makes no
+// syscall (requests are queued to a resolver goroutine, which rate-limits
+// them); next hops already resolved cost a table lookup.
+type NextHopPrimer interface {
+	Prime(dsts []netip.Addr)
+}
+
+// NeighbourTable answers "what is the MAC of neighbour addr on interface
+// ifindex" without a syscall; *Egress implements it. The dataplane asks it
+// for the next hops of held frames (VerdictHold). addr is unmapped.
+type NeighbourTable interface {
+	Neighbour(ifindex int, addr netip.Addr) (mac [6]byte, ok bool)
+}
+
+// neighKey is a neighbour: interface and address (IPv4 in its IPv4-mapped
+// 16-byte form). Fixed-size and pointer-free, so map hashing is cheap and
+// tables of them are not scanned by the garbage collector.
+type neighKey struct {
+	ifindex int32
+	addr    [16]byte
+}
+
+func makeNeighKey(ifindex int, a netip.Addr) neighKey {
+	return neighKey{ifindex: int32(ifindex), addr: a.As16()}
+}
+
+// Addr returns the neighbour's address, unmapped.
+func (k neighKey) Addr() netip.Addr { return netip.AddrFrom16(k.addr).Unmap() }
+
+// maxPendingResolves bounds the neighbours waiting for a resolution request.
+const maxPendingResolves = 4096
+
+// resolveQueue is the set of neighbours waiting for a resolution request:
+// a bounded set rather than a channel, so that a burst (every endpoint of a
+// new snapshot, hundreds of new clients at once) is neither lost to a full
+// channel nor queued twice for one neighbour.
+//
+// mu guards pending; wake (capacity 1) tells the resolver goroutine there is
+// work; dropped counts requests refused because the set was full.
+type resolveQueue struct {
+	mu      sync.Mutex
+	pending map[neighKey]struct{}
+	max     int
+	wake    chan struct{}
+	dropped atomic.Uint64
+}
+
+func newResolveQueue(max int) *resolveQueue {
+	// Sized up front: adding up to max keys never allocates (Lookup is on
+	// the per-packet path).
+	return &resolveQueue{pending: make(map[neighKey]struct{}, max), max: max, wake: make(chan struct{}, 1)}
+}
+
+// add queues k unless it is already queued or the set is full. It never
+// blocks on the resolver and allocates nothing.
+func (q *resolveQueue) add(k neighKey) {
+	q.mu.Lock()
+	q.addLocked(k)
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *resolveQueue) addLocked(k neighKey) {
+	if _, ok := q.pending[k]; ok {
+		return
+	}
+	if len(q.pending) >= q.max {
+		q.dropped.Add(1)
+		return
+	}
+	q.pending[k] = struct{}{}
+}
+
+func (q *resolveQueue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take moves every queued key into buf[:0] and returns it.
+func (q *resolveQueue) take(buf []neighKey) []neighKey {
+	buf = buf[:0]
+	q.mu.Lock()
+	for k := range q.pending {
+		buf = append(buf, k)
+	}
+	clear(q.pending)
+	q.mu.Unlock()
+	return buf
+}
+
+// len returns the number of queued keys.
+func (q *resolveQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.pending)
 }

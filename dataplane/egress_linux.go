@@ -34,11 +34,14 @@ type EgressConfig struct {
 //
 // Netlink route, neighbour, link and address subscriptions mark the table
 // dirty; one goroutine re-dumps and publishes a new immutable egressTable
-// with an atomic pointer store. Lookup only loads that pointer. An
-// unresolved neighbour is queued (non-blocking) to a resolver goroutine
-// that asks the kernel to resolve it with an RTM_NEWNEIGH carrying NTF_USE
-// (what Cilium does): the kernel then sends ARP/ND itself and the
-// neighbour subscription brings the answer.
+// with an atomic pointer store. Lookup and Neighbour only load that
+// pointer. An unresolved neighbour is queued (non-blocking, into a bounded
+// set: resolveQueue) to a resolver goroutine that asks the kernel to
+// resolve it with an RTM_NEWNEIGH carrying NTF_USE (what Cilium does): the
+// kernel then sends ARP/ND itself and the neighbour subscription brings the
+// answer. Resolution is also started before traffic needs it: Prime (every
+// endpoint of a snapshot) and, when a rebuilt table has a route through a
+// gateway it did not have before, that gateway.
 //
 // Limits: only the main table (no policy routing); for a multipath route
 // the first next hop is used; routes through interfaces without a MAC are
@@ -47,7 +50,7 @@ type Egress struct {
 	table   atomic.Pointer[egressTable]
 	h       *netlink.Handle
 	cfg     EgressConfig
-	resolve chan neighKey
+	resolve *resolveQueue
 	dirty   chan struct{}
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -55,17 +58,6 @@ type Egress struct {
 	rebuilds atomic.Uint64
 	// resolveRequests counts NTF_USE requests sent.
 	resolveRequests atomic.Uint64
-}
-
-// neighKey is a neighbour: interface and address (IPv4 in its IPv4-mapped
-// 16-byte form). Fixed-size and pointer-free, so map hashing is cheap.
-type neighKey struct {
-	ifindex int32
-	addr    [16]byte
-}
-
-func makeNeighKey(ifindex int, a netip.Addr) neighKey {
-	return neighKey{ifindex: int32(ifindex), addr: a.As16()}
 }
 
 type routeEntry struct {
@@ -164,6 +156,8 @@ type egressTable struct {
 	v4, v6 routeTable
 	neigh  map[neighKey][6]byte
 	links  map[int]linkInfo
+	// gateways are the next hops of the routes through a router.
+	gateways map[neighKey]struct{}
 	// local is every address of the namespace, unmapped, sorted.
 	local []netip.Addr
 }
@@ -188,7 +182,7 @@ func NewEgress(cfg EgressConfig) (*Egress, error) {
 		return nil, fmt.Errorf("egress netlink handle: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &Egress{h: h, cfg: cfg, resolve: make(chan neighKey, 256), dirty: make(chan struct{}, 1), cancel: cancel}
+	e := &Egress{h: h, cfg: cfg, resolve: newResolveQueue(maxPendingResolves), dirty: make(chan struct{}, 1), cancel: cancel}
 	fail := func(err error) (*Egress, error) {
 		cancel()
 		e.wg.Wait()
@@ -225,6 +219,7 @@ func NewEgress(cfg EgressConfig) (*Egress, error) {
 	}
 	e.table.Store(t)
 	e.rebuilds.Add(1)
+	e.primeGateways(nil, t)
 
 	e.wg.Add(3)
 	go func() {
@@ -266,8 +261,9 @@ func NewEgress(cfg EgressConfig) (*Egress, error) {
 				cfg.Logger.Warn("egress table rebuild", "err", err)
 				continue
 			}
-			e.table.Store(t)
+			old := e.table.Swap(t)
 			e.rebuilds.Add(1)
+			e.primeGateways(old, t)
 		}
 	}()
 	go func() {
@@ -329,50 +325,138 @@ func (e *Egress) Lookup(dst netip.Addr) (Hop, LookupStatus) {
 	if r.gw.IsValid() {
 		nh = r.gw
 	}
-	mac, ok := t.neigh[makeNeighKey(r.ifindex, nh)]
+	k := makeNeighKey(r.ifindex, nh)
+	mac, ok := t.neigh[k]
 	if !ok {
-		select {
-		case e.resolve <- makeNeighKey(r.ifindex, nh):
-		default:
-		}
+		e.resolve.add(k)
 		return h, LookupUnresolved
 	}
 	h.DstMAC = mac
 	return h, LookupOK
 }
 
-// resolver sends rate-limited NTF_USE requests for unresolved neighbours.
+// nextHop returns the neighbour a packet to dst (unmapped) leaves for, and
+// whether it is resolved in t; ok is false without a usable route.
+func (t *egressTable) nextHop(dst netip.Addr) (k neighKey, resolved, ok bool) {
+	rt := &t.v4
+	if dst.Is6() {
+		rt = &t.v6
+	}
+	r, found := rt.lookup(dst)
+	if !found || r.reject {
+		return neighKey{}, false, false
+	}
+	nh := dst
+	if r.gw.IsValid() {
+		nh = r.gw
+	}
+	k = makeNeighKey(r.ifindex, nh)
+	_, resolved = t.neigh[k]
+	return k, resolved, true
+}
+
+// Prime implements NextHopPrimer: it queues a resolution request for the
+// next hop of every destination whose neighbour is not resolved. It takes
+// the queue's lock once, makes no syscall and never blocks on the resolver;
+// the resolver sends the requests (rate-limited per neighbour by
+// ResolveInterval). Requests beyond the queue's bound (4096 neighbours)
+// are dropped and counted; traffic queues them again.
+func (e *Egress) Prime(dsts []netip.Addr) {
+	t := e.table.Load()
+	q := e.resolve
+	queued := false
+	q.mu.Lock()
+	for _, d := range dsts {
+		if k, resolved, ok := t.nextHop(d.Unmap()); ok && !resolved {
+			q.addLocked(k)
+			queued = true
+		}
+	}
+	q.mu.Unlock()
+	if queued {
+		q.signal()
+	}
+}
+
+// primeGateways queues a resolution request for every unresolved gateway of
+// t that old did not have (every one when old is nil): a router the node
+// starts using is resolved before the first packet needs it. A gateway that
+// stays unresolved is not asked for again at every rebuild (each answer or
+// failure of the kernel's probes is a neighbour event, hence a rebuild);
+// traffic through it asks again.
+func (e *Egress) primeGateways(old, t *egressTable) {
+	queued := false
+	q := e.resolve
+	q.mu.Lock()
+	for k := range t.gateways {
+		if _, ok := t.neigh[k]; ok {
+			continue
+		}
+		if old != nil {
+			if _, had := old.gateways[k]; had {
+				continue
+			}
+		}
+		q.addLocked(k)
+		queued = true
+	}
+	q.mu.Unlock()
+	if queued {
+		q.signal()
+	}
+}
+
+// Neighbour implements NeighbourTable from the current table: no syscall,
+// no allocation. It does not ask for resolution (Lookup and Prime do).
+func (e *Egress) Neighbour(ifindex int, addr netip.Addr) ([6]byte, bool) {
+	mac, ok := e.table.Load().neigh[makeNeighKey(ifindex, addr.Unmap())]
+	return mac, ok
+}
+
+// resolver sends rate-limited NTF_USE requests for the queued neighbours: at
+// most one per neighbour per ResolveInterval. A burst (every endpoint of a
+// snapshot) costs one netlink request each, on this goroutine only.
 func (e *Egress) resolver(done <-chan struct{}) {
 	last := make(map[neighKey]time.Time)
+	var keys []neighKey
 	for {
-		var k neighKey
 		select {
 		case <-done:
 			return
-		case k = <-e.resolve:
+		case <-e.resolve.wake:
 		}
+		keys = e.resolve.take(keys)
 		now := e.cfg.Now()
-		if t, ok := last[k]; ok && now.Sub(t) < e.cfg.ResolveInterval {
-			continue
-		}
-		if len(last) > 4096 {
+		if len(last) > maxPendingResolves {
 			for kk, t := range last {
 				if now.Sub(t) >= e.cfg.ResolveInterval {
 					delete(last, kk)
 				}
 			}
 		}
-		last[k] = now
-		addr := netip.AddrFrom16(k.addr).Unmap()
-		fam := netlink.FAMILY_V4
-		if addr.Is6() {
-			fam = netlink.FAMILY_V6
+		for _, k := range keys {
+			if t, ok := last[k]; ok && now.Sub(t) < e.cfg.ResolveInterval {
+				continue
+			}
+			last[k] = now
+			e.requestResolution(k)
 		}
-		err := e.h.NeighSet(&netlink.Neigh{LinkIndex: int(k.ifindex), Family: fam, IP: net.IP(addr.AsSlice()), Flags: netlink.NTF_USE})
-		e.resolveRequests.Add(1)
-		if err != nil {
-			e.cfg.Logger.Debug("neighbour resolution request", "ifindex", k.ifindex, "addr", addr, "err", err)
-		}
+	}
+}
+
+// requestResolution sends RTM_NEWNEIGH with NTF_USE: the kernel creates the
+// entry if needed and starts resolving it (neigh_event_send in Linux's
+// net/core/neighbour.c), as if it had a packet for it.
+func (e *Egress) requestResolution(k neighKey) {
+	addr := k.Addr()
+	fam := netlink.FAMILY_V4
+	if addr.Is6() {
+		fam = netlink.FAMILY_V6
+	}
+	err := e.h.NeighSet(&netlink.Neigh{LinkIndex: int(k.ifindex), Family: fam, IP: net.IP(addr.AsSlice()), Flags: netlink.NTF_USE})
+	e.resolveRequests.Add(1)
+	if err != nil {
+		e.cfg.Logger.Debug("neighbour resolution request", "ifindex", k.ifindex, "addr", addr, "err", err)
 	}
 }
 
@@ -381,7 +465,7 @@ const usableNeigh = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELA
 
 // build dumps the kernel's state into a new table.
 func (e *Egress) build() (*egressTable, error) {
-	t := &egressTable{neigh: make(map[neighKey][6]byte), links: make(map[int]linkInfo)}
+	t := &egressTable{neigh: make(map[neighKey][6]byte), links: make(map[int]linkInfo), gateways: make(map[neighKey]struct{})}
 	ls, err := e.h.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
@@ -458,6 +542,9 @@ func (e *Egress) build() (*egressTable, error) {
 			}
 			if g, ok := netip.AddrFromSlice(gw); ok {
 				re.gw = g.Unmap()
+				if !re.reject {
+					t.gateways[makeNeighKey(re.ifindex, re.gw)] = struct{}{}
+				}
 			}
 			if s, ok := netip.AddrFromSlice(r.Src); ok {
 				re.src = s.Unmap()

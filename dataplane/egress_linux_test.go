@@ -36,7 +36,7 @@ func testEgress() *Egress {
 	t.v6.add(p("2001:2::2:0/112"), routeEntry{ifindex: 2})
 	t.v6.add(p("2001:2::/48"), routeEntry{reject: true})
 	t.v6.add(p("2001:2:0:77::/64"), routeEntry{ifindex: 3, gw: a("198.18.9.1")})
-	e := &Egress{resolve: make(chan neighKey, 4)}
+	e := &Egress{resolve: newResolveQueue(4)}
 	e.table.Store(t)
 	return e
 }
@@ -75,9 +75,8 @@ func TestEgressLookup(t *testing.T) {
 	}
 	// Unresolved lookups queued resolution requests for the next hop.
 	var got []netip.Addr
-	for len(e.resolve) > 0 {
-		k := <-e.resolve
-		got = append(got, netip.AddrFrom16(k.addr).Unmap())
+	for _, k := range e.resolve.take(nil) {
+		got = append(got, k.Addr())
 	}
 	if !slices.Contains(got, a("198.18.2.3")) || !slices.Contains(got, a("198.18.4.4")) {
 		t.Errorf("resolution requests = %v, want 198.18.2.3 and 198.18.4.4", got)
@@ -88,13 +87,12 @@ func TestNoAllocsEgressLookup(t *testing.T) {
 	e := testEgress()
 	dsts := []netip.Addr{netip.MustParseAddr("198.18.2.2"), netip.MustParseAddr("198.18.100.1"),
 		netip.MustParseAddr("2001:2::2:2"), netip.MustParseAddr("198.18.2.3")}
+	keys := make([]neighKey, 0, 4)
 	if n := testing.AllocsPerRun(1000, func() {
 		for _, d := range dsts {
 			e.Lookup(d)
 		}
-		for len(e.resolve) > 0 {
-			<-e.resolve
-		}
+		keys = e.resolve.take(keys)
 	}); n != 0 {
 		t.Errorf("Egress.Lookup allocs = %v, want 0", n)
 	}
@@ -217,5 +215,62 @@ func TestRouteTableRandom(t *testing.T) {
 				t.Fatalf("lookup(%s) = %d, %v, want %d", a, got.ifindex, ok, want)
 			}
 		}
+	}
+}
+
+// TestEgressPrime queues one request per unresolved next hop of a burst far
+// larger than the old 256-entry channel, none for resolved next hops or
+// destinations without a route, and counts what the bound refuses.
+func TestEgressPrime(t *testing.T) {
+	e := testEgress()
+	e.resolve = newResolveQueue(1000)
+	var dsts []netip.Addr
+	for i := 0; i < 600; i++ {
+		dsts = append(dsts, netip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 13: 2, 14: byte(i >> 8), 15: byte(i)})) // 2001:2::2:0/112 is connected
+	}
+	dsts = append(dsts, dsts[:10]...) // duplicates
+	a := netip.MustParseAddr
+	dsts = append(dsts, a("198.18.2.2"), a("198.18.100.1"), a("2001:2::3:3"), a("198.18.2.200"), a("198.18.8.8"))
+	e.Prime(dsts)
+	keys := e.resolve.take(nil)
+	if len(keys) != 599 { // 2001:2::2:2 is resolved
+		t.Errorf("Prime queued %d requests, want 599 (one per unresolved neighbour)", len(keys))
+	}
+	for _, k := range keys {
+		if k.ifindex != 2 || !k.Addr().Is6() {
+			t.Errorf("Prime queued %v on %d, want only the unresolved IPv6 neighbours on 2", k.Addr(), k.ifindex)
+			break
+		}
+	}
+	select {
+	case <-e.resolve.wake:
+	default:
+		t.Errorf("Prime did not wake the resolver")
+	}
+	e.resolve = newResolveQueue(100)
+	e.Prime(dsts)
+	if n, d := e.resolve.len(), e.resolve.dropped.Load(); n != 100 || d != 499 {
+		t.Errorf("Prime beyond the bound: %d queued, %d dropped; want 100 and 499", n, d)
+	}
+}
+
+// TestEgressPrimeGateways: a rebuilt table's new, unresolved gateways are
+// queued once; resolved ones and ones the previous table had are not.
+func TestEgressPrimeGateways(t *testing.T) {
+	e := testEgress()
+	a := netip.MustParseAddr
+	resolved, known, fresh := makeNeighKey(3, a("198.18.9.1")), makeNeighKey(3, a("198.18.9.7")), makeNeighKey(2, a("2001:2::2:9"))
+	old := &egressTable{gateways: map[neighKey]struct{}{known: {}}}
+	t1 := &egressTable{
+		neigh:    map[neighKey][6]byte{resolved: {2}},
+		gateways: map[neighKey]struct{}{resolved: {}, known: {}, fresh: {}},
+	}
+	e.primeGateways(old, t1)
+	if got := e.resolve.take(nil); len(got) != 1 || got[0] != fresh {
+		t.Errorf("primeGateways(old, new) queued %v, want only %v", got, fresh.Addr())
+	}
+	e.primeGateways(nil, t1)
+	if got := e.resolve.take(nil); len(got) != 2 || slices.Contains(got, resolved) {
+		t.Errorf("primeGateways(nil, new) queued %v, want the two unresolved gateways", got)
 	}
 }

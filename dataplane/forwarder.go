@@ -14,8 +14,10 @@ import (
 // forwarding baseline of the benchmark rig and the I/O layer's end-to-end
 // test processor.
 //
-// It generates no ICMP errors (TTL exceeded and no route are silent drops
-// with a reason) and drops VLAN-tagged frames (DropNotIP).
+// A frame whose next hop is not resolved yet is held (VerdictHold), as the
+// pipeline's are. It generates no ICMP errors (TTL exceeded and no route
+// are silent drops with a reason) and drops VLAN-tagged frames
+// (DropNotIP).
 type Forwarder struct {
 	hops NextHopper
 }
@@ -70,7 +72,10 @@ func (fw *Forwarder) forward(f *Frame) {
 	switch st {
 	case LookupOK:
 	case LookupUnresolved:
-		f.Drop(DropNeighUnresolved)
+		// As the kernel does: held until the neighbour resolves (the
+		// dataplane writes the destination MAC then).
+		copy(b[nat.EthSrcOff:], hop.SrcMAC[:])
+		f.Hold(hop.Ifindex, hop.NextHop(dst))
 		return
 	default:
 		f.Drop(DropNoRoute)

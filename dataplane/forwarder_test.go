@@ -94,7 +94,7 @@ func TestForwarder(t *testing.T) {
 		{"ipv4 ttl 1", udpFrame(t, "198.18.1.2", "198.18.2.2", 1, false), VerdictDrop, DropTTLExceeded, 0},
 		{"ipv6 hop limit 0", udpFrame(t, "2001:2::1:2", "2001:2::2:2", 0, false), VerdictDrop, DropTTLExceeded, 0},
 		{"no route", udpFrame(t, "198.18.1.2", "198.18.9.9", 64, false), VerdictDrop, DropNoRoute, 0},
-		{"unresolved", udpFrame(t, "198.18.1.2", "198.18.3.3", 64, false), VerdictDrop, DropNeighUnresolved, 0},
+		{"unresolved", udpFrame(t, "198.18.1.2", "198.18.3.3", 64, false), VerdictHold, 0, 63},
 		{"vlan", udpFrame(t, "198.18.1.2", "198.18.2.2", 64, true), VerdictDrop, DropNotIP, 0},
 		{"arp", append(make([]byte, 12), 0x08, 0x06, 0, 1), VerdictDrop, DropNotIP, 0},
 		{"short", make([]byte, 10), VerdictDrop, DropMalformed, 0},
@@ -114,15 +114,23 @@ func TestForwarder(t *testing.T) {
 			if f.Verdict != tc.verdict || (tc.verdict == VerdictDrop && f.Reason != tc.reason) {
 				t.Fatalf("Process(%s) = verdict %d reason %v, want %d %v", tc.name, f.Verdict, f.Reason, tc.verdict, tc.reason)
 			}
-			if tc.verdict != VerdictTX {
+			if tc.verdict == VerdictDrop {
 				return
 			}
 			if f.Ifindex != 7 {
 				t.Errorf("Process(%s).Ifindex = %d, want 7", tc.name, f.Ifindex)
 			}
 			b := f.Data()
-			if [6]byte(b[0:6]) != hopMACDst || [6]byte(b[6:12]) != hopMACSrc {
-				t.Errorf("Process(%s) MACs = %x %x, want %x %x", tc.name, b[0:6], b[6:12], hopMACDst, hopMACSrc)
+			wantDst := hopMACDst
+			if tc.verdict == VerdictHold {
+				// The dataplane writes the destination MAC on release.
+				wantDst = [6]byte{2, 0, 0, 0, 0, 2}
+				if want := netip.MustParseAddr("198.18.3.3"); f.NextHop != want {
+					t.Errorf("Process(%s).NextHop = %v, want %v", tc.name, f.NextHop, want)
+				}
+			}
+			if [6]byte(b[0:6]) != wantDst || [6]byte(b[6:12]) != hopMACSrc {
+				t.Errorf("Process(%s) MACs = %x %x, want %x %x", tc.name, b[0:6], b[6:12], wantDst, hopMACSrc)
 			}
 			pkt := gopacket.NewPacket(b, layers.LayerTypeEthernet, gopacket.Default)
 			if ip4, ok := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ok {
@@ -233,6 +241,7 @@ func TestNoAllocsForwarder(t *testing.T) {
 		udpFrame(t, "198.18.1.2", "198.18.2.2", 255, false),
 		udpFrame(t, "2001:2::1:2", "2001:2::2:2", 255, false),
 		udpFrame(t, "198.18.1.2", "198.18.9.9", 255, false),
+		udpFrame(t, "198.18.1.2", "198.18.3.3", 255, false), // held
 	}
 	frames := make([]Frame, 0, 64)
 	for i := 0; i < 64; i++ {

@@ -1,11 +1,14 @@
 package dataplane
 
+import "net/netip"
+
 // Frame is one received frame handed to a Processor.
 //
 // Buf aliases the frame's UMEM chunk. It, and every slice taken from it, is
 // valid only until Process returns: the dataplane then transmits the chunk
-// (the kernel reads it asynchronously) or gives it back to the kernel through
-// the fill ring, and the kernel overwrites it with a later frame.
+// (the kernel reads it asynchronously), holds it until its next hop is
+// resolved (VerdictHold), or gives it back to the kernel through the fill
+// ring, and the kernel overwrites it with a later frame.
 type Frame struct {
 	// Buf is the whole UMEM chunk (the frame size, e.g. 2048 bytes). The
 	// bytes before Off are headroom the Processor may use to prepend
@@ -19,9 +22,11 @@ type Frame struct {
 	Verdict Verdict
 	// Reason is counted when Verdict is VerdictDrop.
 	Reason DropReason
-	// Ifindex is the egress interface for VerdictTX; 0 means the receiving
-	// interface.
+	// Ifindex is the egress interface for VerdictTX and VerdictHold; 0
+	// means the receiving interface.
 	Ifindex int
+	// NextHop is the neighbour whose MAC a VerdictHold frame waits for.
+	NextHop netip.Addr
 }
 
 // Data returns the frame bytes, Buf[Off:Off+Len]. Valid until Process
@@ -38,6 +43,16 @@ func (f *Frame) Drop(r DropReason) {
 func (f *Frame) TX(ifindex int) {
 	f.Verdict = VerdictTX
 	f.Ifindex = ifindex
+}
+
+// Hold sets the verdict to transmit on ifindex (0: the receiving interface)
+// once the MAC of neighbour nextHop on that interface is known. The frame
+// must be complete but for its destination MAC, which the dataplane writes
+// when the neighbour resolves (see VerdictHold).
+func (f *Frame) Hold(ifindex int, nextHop netip.Addr) {
+	f.Verdict = VerdictHold
+	f.Ifindex = ifindex
+	f.NextHop = nextHop
 }
 
 // Queue identifies the (interface, queue) a batch was received on. It is
@@ -89,4 +104,16 @@ const (
 	// receiving socket when Ifindex is 0 or the receiving interface, else
 	// copied into the UMEM of a socket of that (managed) interface.
 	VerdictTX
+	// VerdictHold is VerdictTX for a frame whose next hop (Frame.NextHop)
+	// is not resolved yet, as the kernel queues packets for a neighbour in
+	// state INCOMPLETE (unres_qlen_bytes in Linux's net/core/neighbour.c).
+	// The dataplane keeps the frame in its UMEM chunk (no copy), bounded
+	// per neighbour and per queue (Config.NeighHoldFrames,
+	// NeighHoldPerNeighbour), writes the neighbour's MAC at Data()[0:6]
+	// when Config.Neighbours knows it and transmits the frame as VerdictTX;
+	// it drops it with DropNeighHoldFull when the hold is full and
+	// DropNeighFailed after Config.NeighHoldTime. Without
+	// Config.Neighbours (or with holding disabled) it drops at once with
+	// DropNeighUnresolved.
+	VerdictHold
 )

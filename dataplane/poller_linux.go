@@ -16,6 +16,41 @@ type pollerScratch struct {
 	chunks []uint64  // RX chunk of frames[i]
 	local  []int32   // frames to transmit in place
 	groups [][]int32 // frames to copy, by port index
+	hold   holdTable // frames waiting for their next hop's MAC
+	// released and expired receive hold.sweep's output; relFrames and
+	// relChunks are the released frames as a batch for dispatch.
+	released, expired []heldFrame
+	relFrames         []Frame
+	relChunks         []uint64
+}
+
+// holdPollMs bounds a poll(2) sleep while frames are held, so that a
+// resolved neighbour's frames leave within a few ms of the answer.
+const holdPollMs = 2
+
+func (d *Dataplane) newScratch() pollerScratch {
+	batch := d.cfg.BatchSize
+	holdN := max(d.cfg.NeighHoldFrames, 0)
+	if d.cfg.Neighbours == nil {
+		holdN = 0
+	}
+	// local and groups may hold a whole released batch (up to holdN).
+	n := max(batch, holdN)
+	sc := pollerScratch{
+		frames:    make([]Frame, batch),
+		chunks:    make([]uint64, batch),
+		local:     make([]int32, 0, n),
+		groups:    make([][]int32, len(d.ports)),
+		hold:      newHoldTable(holdN, d.cfg.NeighHoldPerNeighbour, int64(d.cfg.NeighHoldTime)),
+		released:  make([]heldFrame, 0, holdN),
+		expired:   make([]heldFrame, 0, holdN),
+		relFrames: make([]Frame, 0, holdN),
+		relChunks: make([]uint64, 0, holdN),
+	}
+	for i := range sc.groups {
+		sc.groups[i] = make([]int32, 0, n)
+	}
+	return sc
 }
 
 // poll is one poller goroutine: RX batch -> Process -> TX/copy/drop -> fill.
@@ -42,15 +77,10 @@ func (d *Dataplane) poll(qs *queueState, p Processor) (err error) {
 	defer func() { log.Info("poller stopped", "err", err) }()
 
 	batch := d.cfg.BatchSize
-	sc := pollerScratch{
-		frames: make([]Frame, batch),
-		chunks: make([]uint64, batch),
-		local:  make([]int32, 0, batch),
-		groups: make([][]int32, len(d.ports)),
-	}
-	for i := range sc.groups {
-		sc.groups[i] = make([]int32, 0, batch)
-	}
+	sc := d.newScratch()
+	// Held frames go back to rxFree when the poller stops, whatever the
+	// reason: a later Run starts with every RX chunk accounted for.
+	defer d.dropHeld(qs, &sc)
 	s := qs.s
 	s.refill()
 	pfds := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}, {Fd: int32(d.stopfd), Events: unix.POLLIN}}
@@ -61,6 +91,9 @@ func (d *Dataplane) poll(qs *queueState, p Processor) (err error) {
 	for !d.stop.Load() {
 		n := int(s.rx.available())
 		if n == 0 {
+			if sc.hold.len() > 0 {
+				d.releaseHeld(qs, &sc)
+			}
 			// Busy-poll for cfg.BusyPoll, then sleep in poll(2).
 			spins++
 			if d.cfg.BusyPoll > 0 {
@@ -76,7 +109,11 @@ func (d *Dataplane) poll(qs *queueState, p Processor) (err error) {
 			d.housekeep(qs)
 			qs.c.sleeps.Add(1)
 			pfds[0].Revents, pfds[1].Revents = 0, 0
-			if _, err := unix.Poll(pfds, idleMs); err != nil && !errors.Is(err, unix.EINTR) {
+			timeout := idleMs
+			if sc.hold.len() > 0 {
+				timeout = min(timeout, holdPollMs)
+			}
+			if _, err := unix.Poll(pfds, timeout); err != nil && !errors.Is(err, unix.EINTR) {
 				return fmt.Errorf("poll xsk %s/%d: %w", qs.q.Ifname, qs.q.QueueID, err)
 			}
 			if pfds[0].Revents&(unix.POLLERR|unix.POLLNVAL|unix.POLLHUP) != 0 {
@@ -105,7 +142,12 @@ func (d *Dataplane) poll(qs *queueState, p Processor) (err error) {
 		qs.c.rxBytes.Add(bytes)
 
 		p.Process(&qs.q, sc.frames[:n])
-		d.dispatch(qs, &sc, n)
+		if sc.hold.len() > 0 {
+			// Before the batch: a neighbour Process found resolved
+			// gets the frames held for it first, in order.
+			d.releaseHeld(qs, &sc)
+		}
+		d.dispatch(qs, &sc, sc.frames[:n], sc.chunks[:n])
 
 		if len(s.rxFree) < batch && s.fill.cachedProd-s.fill.cons.Load() < uint32(cap(s.rxFree)/2) {
 			// Fewer than half the RX chunks are with the kernel: frames
@@ -144,52 +186,121 @@ func reclaimOwn(s *xsk) {
 	s.txMu.Unlock()
 }
 
-// dispatch applies the verdicts of sc.frames[:n].
-func (d *Dataplane) dispatch(qs *queueState, sc *pollerScratch, n int) {
+// dispatch applies the verdicts of frames, whose RX chunks are chunks.
+func (d *Dataplane) dispatch(qs *queueState, sc *pollerScratch, frames []Frame, chunks []uint64) {
 	s := qs.s
 	sc.local = sc.local[:0]
 	for i := range sc.groups {
 		sc.groups[i] = sc.groups[i][:0]
 	}
-	for i := 0; i < n; i++ {
-		f := &sc.frames[i]
-		if f.Verdict != VerdictTX {
+	for i := range frames {
+		f := &frames[i]
+		if f.Verdict != VerdictTX && f.Verdict != VerdictHold {
 			r := f.Reason
-			if r >= NumDropReasons {
+			if f.Verdict != VerdictDrop || r >= NumDropReasons {
 				r = DropUnspecified
 			}
-			d.drop(qs, sc.chunks[i], r)
+			d.drop(qs, chunks[i], r)
 			continue
 		}
 		if f.Off < 0 || f.Len <= 0 || f.Off+f.Len > len(f.Buf) || len(f.Buf) == 0 ||
-			unsafe.SliceData(f.Buf) != &s.umem[sc.chunks[i]] {
-			d.drop(qs, sc.chunks[i], DropBadFrame)
+			unsafe.SliceData(f.Buf) != &s.umem[chunks[i]] {
+			d.drop(qs, chunks[i], DropBadFrame)
 			continue
 		}
-		if f.Ifindex == 0 || f.Ifindex == qs.q.Ifindex {
-			sc.local = append(sc.local, int32(i))
-			continue
-		}
-		pi := -1
-		for j, p := range d.ports {
-			if p.ifindex == f.Ifindex {
-				pi = j
-				break
+		pi := -1 // -1: the receiving interface
+		if f.Ifindex != 0 && f.Ifindex != qs.q.Ifindex {
+			if pi = d.portIndex(f.Ifindex); pi < 0 {
+				d.drop(qs, chunks[i], DropEgressNotManaged)
+				continue
 			}
 		}
-		if pi < 0 {
-			d.drop(qs, sc.chunks[i], DropEgressNotManaged)
+		if f.Verdict == VerdictHold {
+			d.hold(qs, sc, f, chunks[i])
 			continue
 		}
-		sc.groups[pi] = append(sc.groups[pi], int32(i))
+		if pi < 0 {
+			sc.local = append(sc.local, int32(i))
+		} else {
+			sc.groups[pi] = append(sc.groups[pi], int32(i))
+		}
 	}
 	if len(sc.local) > 0 {
-		d.txLocal(qs, sc)
+		d.txLocal(qs, sc, frames, chunks)
 	}
 	for pi, g := range sc.groups {
 		if len(g) > 0 {
-			d.txCopy(qs, sc, d.ports[pi], g)
+			d.txCopy(qs, frames, chunks, d.ports[pi], g)
 		}
+	}
+}
+
+// portIndex returns the index in d.ports of the managed interface ifindex,
+// or -1.
+func (d *Dataplane) portIndex(ifindex int) int {
+	for j, p := range d.ports {
+		if p.ifindex == ifindex {
+			return j
+		}
+	}
+	return -1
+}
+
+// hold keeps a VerdictHold frame (already checked to lie in its chunk and
+// to leave on a managed interface) in the hold table, or drops it.
+func (d *Dataplane) hold(qs *queueState, sc *pollerScratch, f *Frame, chunk uint64) {
+	switch {
+	case !sc.hold.enabled():
+		d.drop(qs, chunk, DropNeighUnresolved)
+		return
+	case !f.NextHop.IsValid():
+		d.drop(qs, chunk, DropBadFrame)
+		return
+	}
+	ifindex := f.Ifindex
+	if ifindex == 0 {
+		ifindex = qs.q.Ifindex
+	}
+	k := makeNeighKey(ifindex, f.NextHop.Unmap())
+	if !sc.hold.add(k, chunk, f.Off, f.Len, d.now()) {
+		d.drop(qs, chunk, DropNeighHoldFull)
+		return
+	}
+	qs.c.neighHeld.Add(1)
+}
+
+// now is the pollers' monotonic clock, in ns since Open.
+func (d *Dataplane) now() int64 { return int64(time.Since(d.epoch)) }
+
+// releaseHeld transmits the held frames whose next hop is now known (the
+// MAC written into the frame, then the normal TX path: in place or copied)
+// and drops those held past NeighHoldTime.
+func (d *Dataplane) releaseHeld(qs *queueState, sc *pollerScratch) {
+	sc.released, sc.expired = sc.hold.sweep(d.now(), d.cfg.Neighbours, sc.released[:0], sc.expired[:0])
+	for _, h := range sc.expired {
+		d.drop(qs, h.chunk, DropNeighFailed)
+	}
+	if len(sc.released) == 0 {
+		return
+	}
+	s := qs.s
+	sc.relFrames, sc.relChunks = sc.relFrames[:0], sc.relChunks[:0]
+	for _, h := range sc.released {
+		buf := s.umem[h.chunk : h.chunk+s.frameSize : h.chunk+s.frameSize]
+		copy(buf[h.off:], h.mac[:])
+		sc.relFrames = append(sc.relFrames, Frame{Buf: buf, Off: int(h.off), Len: int(h.len),
+			Verdict: VerdictTX, Ifindex: int(h.key.ifindex)})
+		sc.relChunks = append(sc.relChunks, h.chunk)
+	}
+	qs.c.neighReleased.Add(uint64(len(sc.released)))
+	d.dispatch(qs, sc, sc.relFrames, sc.relChunks)
+}
+
+// dropHeld drops every held frame (the poller is stopping).
+func (d *Dataplane) dropHeld(qs *queueState, sc *pollerScratch) {
+	sc.expired = sc.hold.flush(sc.expired[:0])
+	for _, h := range sc.expired {
+		d.drop(qs, h.chunk, DropNeighFailed)
 	}
 }
 
@@ -198,8 +309,8 @@ func (d *Dataplane) drop(qs *queueState, chunk uint64, r DropReason) {
 	qs.c.drops[r].Add(1)
 }
 
-// txLocal transmits frames in place on the receiving socket.
-func (d *Dataplane) txLocal(qs *queueState, sc *pollerScratch) {
+// txLocal transmits frames[sc.local] in place on the receiving socket.
+func (d *Dataplane) txLocal(qs *queueState, sc *pollerScratch, frames []Frame, chunks []uint64) {
 	s := qs.s
 	s.txMu.Lock()
 	s.reclaimLocked()
@@ -208,15 +319,15 @@ func (d *Dataplane) txLocal(qs *queueState, sc *pollerScratch) {
 	free := s.tx.freeSlots(uint32(len(sc.local)))
 	var sent, bytes uint64
 	for _, i := range sc.local {
-		f := &sc.frames[i]
+		f := &frames[i]
 		if free == 0 {
 			qs.c.txRingFull.Add(1)
-			s.rxFree = append(s.rxFree, sc.chunks[i])
+			s.rxFree = append(s.rxFree, chunks[i])
 			qs.c.drops[DropTxRingFull].Add(1)
 			continue
 		}
 		free--
-		s.tx.descs[s.tx.cachedProd&s.tx.mask] = unix.XDPDesc{Addr: sc.chunks[i] + uint64(f.Off), Len: uint32(f.Len)}
+		s.tx.descs[s.tx.cachedProd&s.tx.mask] = unix.XDPDesc{Addr: chunks[i] + uint64(f.Off), Len: uint32(f.Len)}
 		s.tx.cachedProd++
 		sent++
 		bytes += uint64(f.Len)
@@ -232,17 +343,17 @@ func (d *Dataplane) txLocal(qs *queueState, sc *pollerScratch) {
 	qs.c.txBytes.Add(bytes)
 }
 
-// txCopy copies frames into a socket of port p (queue QueueID mod its queue
-// count) and transmits them there. The RX chunks go back to rxFree.
-func (d *Dataplane) txCopy(qs *queueState, sc *pollerScratch, p *port, idx []int32) {
+// txCopy copies frames[idx] into a socket of port p (queue QueueID mod its
+// queue count) and transmits them there. The RX chunks go back to rxFree.
+func (d *Dataplane) txCopy(qs *queueState, frames []Frame, chunks []uint64, p *port, idx []int32) {
 	t := p.socks[qs.q.QueueID%len(p.socks)]
 	var sent, bytes uint64
 	t.txMu.Lock()
 	t.reclaimLocked()
 	free := t.tx.freeSlots(uint32(len(idx)))
 	for _, i := range idx {
-		f := &sc.frames[i]
-		chunk := sc.chunks[i]
+		f := &frames[i]
+		chunk := chunks[i]
 		switch {
 		case uint64(f.Len) > t.frameSize:
 			qs.c.drops[DropTooLong].Add(1)

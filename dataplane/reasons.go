@@ -30,9 +30,18 @@ const (
 	DropTTLExceeded
 	// DropNoRoute: no route, or an unreachable/blackhole/prohibit route.
 	DropNoRoute
-	// DropNeighUnresolved: the next hop's MAC is not known yet; resolution
-	// has been triggered.
+	// DropNeighUnresolved: the next hop's MAC is not known yet (resolution
+	// has been triggered) and the frame could not be held: holding is
+	// disabled or the Dataplane has no Config.Neighbours.
 	DropNeighUnresolved
+	// DropNeighHoldFull: the next hop's MAC is not known yet and the frames
+	// held for it (Config.NeighHoldPerNeighbour) or for the queue
+	// (Config.NeighHoldFrames) are at their bound.
+	DropNeighHoldFull
+	// DropNeighFailed: a held frame's next hop did not resolve within
+	// Config.NeighHoldTime (the kernel's probes failed), or the poller
+	// stopped while the frame was held.
+	DropNeighFailed
 
 	// FirstPipelineDropReason is the first reason the translation pipeline
 	// may define.
@@ -53,6 +62,8 @@ var dropReasonNames = [NumDropReasons]string{
 	DropTTLExceeded:      "ttl_exceeded",
 	DropNoRoute:          "no_route",
 	DropNeighUnresolved:  "neigh_unresolved",
+	DropNeighHoldFull:    "neigh_hold_full",
+	DropNeighFailed:      "neigh_failed",
 }
 
 // RegisterDropReason names a pipeline drop reason for String (and metrics).

@@ -39,6 +39,10 @@ type QueueStats struct {
 	Wakeups uint64
 	// Sleeps counts poll(2) calls made when idle.
 	Sleeps uint64
+	// NeighHeld counts frames held for an unresolved next hop
+	// (VerdictHold); NeighReleased those of them sent once it resolved.
+	// The others were dropped (DropNeighFailed).
+	NeighHeld, NeighReleased uint64
 	// Drops counts dropped frames by reason.
 	Drops [NumDropReasons]uint64
 	// Kernel holds the kernel's counters for the socket.

@@ -115,6 +115,9 @@ type worldOpts struct {
 	// (198.18.1.0/24), the gateway managing a single interface; otherwise
 	// the gateway routes between two interfaces (doc.go).
 	oneArm bool
+	// unresolved leaves the gateway's neighbours unresolved (no pings):
+	// the first packets to them find no MAC.
+	unresolved bool
 }
 
 // newWorld builds the topology with o.clients client addresses per family
@@ -208,9 +211,12 @@ func newWorldOpts(t *testing.T, o worldOpts) *world {
 		identityServers(t, b, endpoint4(i))
 		identityServers(t, b, endpoint6(i))
 	}
-	// Resolve the gateway's two neighbours before any test traffic (the
-	// dataplane drops while a neighbour is unresolved).
+	// Resolve the gateway's two neighbours before any test traffic, unless
+	// the test is about unresolved ones.
 	for _, a := range w.neighbours {
+		if o.unresolved {
+			break
+		}
 		if err := g.Ping(netip.MustParseAddr(a), 3); err != nil {
 			t.Fatalf("gateway ping %s: %v", a, err)
 		}

@@ -138,6 +138,7 @@ func NewApplier(p *Pipeline, cfg ApplierConfig) *Applier {
 // Apply makes s the snapshot the pollers use and programs the classifier
 // for it (see Applier for the order).
 func (a *Applier) Apply(s *snapshot.Snapshot) {
+	a.p.PrimeNextHops(s) // first: resolution starts before traffic can arrive
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.current != nil {

@@ -13,8 +13,8 @@ import (
 )
 
 // TestPipelineNoAllocs: established-flow packets (both directions), new
-// flows (frontend, affinity, SNAT, insert), rejects and drops allocate
-// nothing.
+// flows (frontend, affinity, SNAT, insert), rejects, drops and frames held
+// for an unresolved next hop allocate nothing.
 func TestPipelineNoAllocs(t *testing.T) {
 	s := ptSnapshot(t, snapshot.Snapshot{NodePortAddrs: []netip.Addr{ptGW4}, ServicePorts: []snapshot.ServicePort{
 		ptPort(1, nat.ProtoTCP, ptVIP4, twoEndpoints4(), func(sp *snapshot.ServicePort) {
@@ -22,8 +22,10 @@ func TestPipelineNoAllocs(t *testing.T) {
 			sp.NodePort = 30000
 		}),
 		ptPort(2, nat.ProtoTCP, netip.MustParseAddr("198.18.100.2"), nil, nil),
+		ptPort(3, nat.ProtoTCP, netip.MustParseAddr("198.18.100.3"), []netip.Addr{ptUnknown4}, nil),
 	}})
 	w := newWorld(t, s, nil)
+	held := tcpPkt(ptClient4, 2222, netip.MustParseAddr("198.18.100.3"), 80, "A").build(t)
 	est := tcpPkt(ptClient4, 1111, ptVIP4, 80, "A").build(t)
 	out := w.run(t, est)
 	d := ptDecode(t, out.Data())
@@ -41,6 +43,7 @@ func TestPipelineNoAllocs(t *testing.T) {
 		{"reply", func() []byte { return reply }},
 		{"reject", func() []byte { return reject }},
 		{"malformed", func() []byte { return est[:20] }},
+		{"held: next hop unresolved", func() []byte { return held }},
 		{"new flow with affinity and SNAT", func() []byte {
 			sport++ // a new flow each run: patch the TCP source port, checksum aside (not verified)
 			nf[34], nf[35] = byte(sport>>8), byte(sport)

@@ -13,7 +13,8 @@
 //	  hit:  rewrite to the flow's precomputed tuple
 //	  miss: snapshot.Classify -> reject (ICMP port unreachable) | drop by
 //	        cause | forward: affinity or Maglev endpoint, SNAT port, Insert
-//	  -> TTL-1 -> next hop (dataplane.NextHopper) -> Ethernet -> TX
+//	  -> TTL-1 -> next hop (dataplane.NextHopper) -> Ethernet -> TX, or
+//	     hold while the next hop's MAC is resolved (dataplane.VerdictHold)
 //
 // Frames are processed in chunks of 64 so that conntrack lookups are
 // batched. Every per-queue buffer is allocated by New; Process allocates
@@ -30,9 +31,12 @@
 // # Applying snapshots
 //
 // Applier is the protocol between the control loop and the dataplane: Apply
-// publishes a new snapshot (Publish: one atomic store, then the flow and
-// affinity tables are reconciled with the change, as kube-proxy's UDP
-// conntrack reconciler does) and then programs the classifier with Rules;
+// first asks the next hopper to resolve every endpoint's next hop
+// (PrimeNextHops, when it is a dataplane.NextHopPrimer: queued, never
+// blocking), publishes a new snapshot (Publish: one atomic store, then the
+// flow and affinity tables are reconciled with the change, as kube-proxy's
+// UDP conntrack reconciler does) and then programs the classifier with
+// Rules;
 // Run sweeps the tables and prunes removed TCP endpoints whose last flow
 // ended ("retained" endpoints, whose replies the classifier keeps
 // redirecting until then).

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -394,7 +395,12 @@ func (p *Pipeline) emit(b *batch, f *dataplane.Frame, pk *nat.Packet, hop *datap
 	switch st {
 	case dataplane.LookupOK:
 	case dataplane.LookupUnresolved:
-		f.Drop(dataplane.DropNeighUnresolved)
+		// Resolution is under way: the dataplane holds the frame, as the
+		// kernel queues packets for an incomplete neighbour, and writes
+		// the destination MAC when it is known.
+		nat.SetEthernet(data, hop.DstMAC, hop.SrcMAC)
+		f.Hold(hop.Ifindex, hop.NextHop(pk.Dst))
+		b.pq.c.forwarded++
 		return
 	default:
 		f.Drop(dataplane.DropNoRoute)
@@ -403,6 +409,25 @@ func (p *Pipeline) emit(b *batch, f *dataplane.Frame, pk *nat.Packet, hop *datap
 	nat.SetEthernet(data, hop.DstMAC, hop.SrcMAC)
 	f.TX(hop.Ifindex)
 	b.pq.c.forwarded++
+}
+
+// PrimeNextHops asks the next hopper, if it can (dataplane.NextHopPrimer),
+// to resolve the next hop of every endpoint of s now, so that the first
+// packet of a flow to a new endpoint finds its neighbour resolved. It does
+// not block: the requests are queued to the next hopper's resolver.
+func (p *Pipeline) PrimeNextHops(s *snapshot.Snapshot) {
+	pr, ok := p.hops.(dataplane.NextHopPrimer)
+	if !ok || s == nil {
+		return
+	}
+	var addrs []netip.Addr
+	for i := range s.ServicePorts {
+		for j := range s.ServicePorts[i].Endpoints {
+			addrs = append(addrs, s.ServicePorts[i].Endpoints[j].Addr)
+		}
+	}
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	pr.Prime(slices.Compact(addrs))
 }
 
 // timeExceeded answers a packet whose TTL would expire with ICMP time

@@ -214,7 +214,6 @@ func TestPipelineDropCauses(t *testing.T) {
 		{"not a service", tcpPkt(ptClient4, 1, netip.MustParseAddr("198.18.100.9"), 80, "S"), DropNotService},
 		{"source range", tcpPkt(ptClient4, 1, ptLB4, 80, "S"), DropSourceRange},
 		{"ETP Local without local endpoints", tcpPkt(ptClient4, 1, ptExt4, 80, "S"), DropNoLocalEndpoints},
-		{"endpoint neighbour unresolved", tcpPkt(ptClient4, 1, netip.MustParseAddr("198.18.100.2"), 80, "S"), dataplane.DropNeighUnresolved},
 		{"no route back for a reply", tcpPkt(ptEP4a, 8080, netip.MustParseAddr("10.0.0.1"), 5, "SA"), DropNotService},
 	}
 	for _, tc := range tests {
@@ -224,10 +223,6 @@ func TestPipelineDropCauses(t *testing.T) {
 				t.Errorf("Process = %v/%v, want drop %v", f.Verdict, f.Reason, tc.want)
 			}
 		})
-	}
-	// The unresolved flow was inserted: its retransmission finds it.
-	if st := w.ct.Stats(); st.Entries != 1 {
-		t.Errorf("conntrack entries = %d, want 1 (flow kept while the neighbour resolves)", st.Entries)
 	}
 }
 

@@ -147,14 +147,15 @@ func (o options) build(ifAddrs []netip.Addr) control.BuildOptions {
 }
 
 // openIO opens the next-hop tables and the AF_XDP dataplane (sockets and
-// XDP classifier on every managed interface).
+// XDP classifier on every managed interface). The pollers hold frames for
+// unresolved next hops and learn their MACs from the same tables.
 func openIO(o options, log *slog.Logger) (*dataplane.Egress, *dataplane.Dataplane, error) {
 	eg, err := dataplane.NewEgress(dataplane.EgressConfig{Logger: log})
 	if err != nil {
 		return nil, nil, fmt.Errorf("egress: %w", err)
 	}
 	dp, err := dataplane.Open(dataplane.Config{Interfaces: o.interfaces, Attach: o.xdpMode, CPUs: o.cpus,
-		BusyPoll: o.busyPoll, Classifier: o.classifier, Logger: log})
+		BusyPoll: o.busyPoll, Classifier: o.classifier, Neighbours: eg, Logger: log})
 	if err != nil {
 		eg.Close()
 		return nil, nil, fmt.Errorf("dataplane: %w", err)

@@ -20,12 +20,13 @@ type Collector struct {
 	pipe, natDrops, ctEntries, ctOps              *prometheus.Desc
 	affEntries, affOps                            *prometheus.Desc
 	clsRules, clsCapacity, clsSkipped, clsRefused *prometheus.Desc
+	neighHeld, neighReleased                      *prometheus.Desc
 }
 
 // NewCollector returns a Collector reading src.
 func NewCollector(src Source) *Collector {
 	q := []string{"interface", "queue"}
-	return &Collector{
+	c := &Collector{
 		src:         src,
 		rxFrames:    prometheus.NewDesc("xdpgate_rx_frames_total", "Frames received from the AF_XDP RX ring.", q, nil),
 		rxBytes:     prometheus.NewDesc("xdpgate_rx_bytes_total", "Bytes received from the AF_XDP RX ring.", q, nil),
@@ -43,12 +44,16 @@ func NewCollector(src Source) *Collector {
 		clsRefused:  prometheus.NewDesc("xdpgate_classifier_update_refused", "1 when the latest classifier update was refused (the previous rules stay in force), else 0.", nil, nil),
 		affOps:      prometheus.NewDesc("xdpgate_affinity_operations_total", "Affinity table events: hits, misses, inserts, refreshes, repins, expiries, evictions, deletes.", []string{"op"}, nil),
 	}
+	c.neighHeld = prometheus.NewDesc("xdpgate_neigh_held_frames_total", "Frames held while their next hop's MAC was resolved.", q, nil)
+	c.neighReleased = prometheus.NewDesc("xdpgate_neigh_released_frames_total",
+		"Held frames sent once their next hop resolved (the others were dropped as neigh_failed).", q, nil)
+	return c
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rxFrames, c.rxBytes, c.txFrames, c.txBytes, c.drops, c.pipe, c.natDrops, c.ctEntries, c.ctOps, c.affEntries, c.affOps,
-		c.clsRules, c.clsCapacity, c.clsSkipped, c.clsRefused} {
+		c.clsRules, c.clsCapacity, c.clsSkipped, c.clsRefused, c.neighHeld, c.neighReleased} {
 		ch <- d
 	}
 }
@@ -65,6 +70,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.rxBytes, s.RxBytes, s.Ifname, q)
 			counter(c.txFrames, s.TxFrames, s.Ifname, q)
 			counter(c.txBytes, s.TxBytes, s.Ifname, q)
+			counter(c.neighHeld, s.NeighHeld, s.Ifname, q)
+			counter(c.neighReleased, s.NeighReleased, s.Ifname, q)
 			for r, n := range s.Drops {
 				if n != 0 {
 					counter(c.drops, n, s.Ifname, q, dataplane.DropReason(r).String())

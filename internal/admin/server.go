@@ -124,6 +124,8 @@ type Queue struct {
 	TxCopied      uint64            `json:"txCopied"`
 	TxRingFull    uint64            `json:"txRingFull"`
 	FillRingEmpty uint64            `json:"fillRingEmpty"`
+	NeighHeld     uint64            `json:"neighHeld"`
+	NeighReleased uint64            `json:"neighReleased"`
 	Drops         map[string]uint64 `json:"drops,omitempty"`
 }
 
@@ -448,6 +450,7 @@ func statsOf(src Source) Stats {
 				Interface: q.Ifname, Queue: q.QueueID, ZeroCopy: q.ZeroCopy,
 				RxFrames: q.RxFrames, RxBytes: q.RxBytes, TxFrames: q.TxFrames, TxBytes: q.TxBytes,
 				TxCopied: q.TxCopied, TxRingFull: q.TxRingFull, FillRingEmpty: q.FillRingEmpty,
+				NeighHeld: q.NeighHeld, NeighReleased: q.NeighReleased,
 				Drops: dropMap(&q.Drops, nil),
 			})
 			dropMap(&q.Drops, out.Drops)
