@@ -37,8 +37,10 @@
 // (xdpgate runs from a real kube-apiserver that is itself the endpoint of a
 // Service it serves, reached through a managed interface),
 // TestPrivNodeAddressChanges (a route's src and the node's address change
-// under live traffic) and TestPrivClassifierCapacity (10,000 Services of two
-// ports with ten endpoints each, then one that does not fit).
+// under live traffic), TestPrivClassifierCapacity (10,000 Services of two
+// ports with ten endpoints each, then one that does not fit) and
+// TestPrivNewNeighbours (hundreds of never-resolved next hops: first
+// datagrams answered, connects faster than a SYN retransmit).
 //
 // A test that needs an API server runs internal/kubetest's real
 // kube-apiserver and etcd on the host's loopback and reaches it from the

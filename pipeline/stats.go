@@ -59,7 +59,8 @@ type QueueStats struct {
 	// ICMPErrors counts ICMP errors translated for a flow; Fragments
 	// non-first fragments forwarded along their datagram's flow.
 	ICMPErrors, Fragments uint64
-	// Forwarded counts translated packets handed to TX.
+	// Forwarded counts translated packets handed to TX, or held by the I/O
+	// layer until their next hop resolves (dataplane QueueStats.NeighHeld).
 	Forwarded uint64
 	// SNATRetries counts SNAT ports found in use while allocating.
 	SNATRetries uint64

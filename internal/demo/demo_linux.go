@@ -179,9 +179,8 @@ func (d *demoRun) run(ctx context.Context) error {
 			return err
 		}
 	}
-	// Wait for every backend from the gateway's kernel; this also
-	// resolves the gateway's neighbours (the dataplane drops frames to an
-	// unresolved next hop), like a connection to a client address.
+	// Wait for every backend from the gateway's kernel, so the live view
+	// starts with every backend up.
 	for _, b := range demoBackends {
 		if err := d.waitDial(ctx, d.gwNS, netip.AddrPortFrom(b.Addr, demoBackendPort), false); err != nil {
 			return fmt.Errorf("backend %s: %w", b.Name, err)
