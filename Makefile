@@ -17,8 +17,9 @@ endif
 
 FUZZTIME ?= 60s
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+IMAGE ?= localhost/xdpgate:latest
 
-.PHONY: all build demo bench test test-unit deps kube-apiserver lint fuzz generate clean
+.PHONY: all build image demo bench test test-unit deps kube-apiserver lint fuzz generate clean
 
 all: build
 
@@ -26,6 +27,12 @@ all: build
 build:
 	$(GO) build -o bin/xdpgate ./cmd/xdpgate
 	$(GO) build -o bin/xdpgate-bench ./cmd/xdpgate-bench
+
+## image: the container image localhost/xdpgate:latest, from the static
+## binary, with buildah from scratch (no registry needed); see
+## deploy/Containerfile for the multi-stage build with a registry.
+image: deps
+	bash hack/build-image.sh $(IMAGE)
 
 ## demo: the README's first command. As root: namespaces, backends, the
 ## gateway dataplane and live traffic for DEMO_FLAGS (default 30 s), then

@@ -29,7 +29,7 @@ const capsSource = "../cmd/xdpgate/caps_linux.go"
 // kept here so that a change there shows up in this package's diff too.
 // TestDaemonSetCapabilities also parses caps_linux.go and fails when the two
 // differ.
-var wantCaps = []string{"CAP_BPF", "CAP_IPC_LOCK", "CAP_NET_ADMIN", "CAP_NET_RAW"}
+var wantCaps = []string{"CAP_BPF", "CAP_IPC_LOCK", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_PERFMON"}
 
 func TestDaemonSetScheduling(t *testing.T) {
 	b := loadManifests(t)

@@ -3,8 +3,9 @@
 #
 # Installs the Debian packages xdpgate's tests need, when they are missing:
 # etcd (real API server tests), iproute2, ethtool, nftables, iptables and
-# tcpdump (network-namespace tests), openssl, and clang, llvm and libbpf-dev
-# (eBPF objects). Runs `apt-get update` once, only when something is missing,
+# tcpdump (network-namespace tests), openssl, clang, llvm and libbpf-dev
+# (eBPF objects), and buildah, podman and runc (the container image is built
+# and run by the tests). Runs `apt-get update` once, only when something is missing,
 # then `apt-get install -y`. Non-interactive and quiet; prints what it does.
 # Needs root (or sudo) and Debian's apt.
 set -euo pipefail
@@ -23,6 +24,9 @@ deps=(
 	clang:clang
 	llvm:llvm-strip
 	libbpf-dev:
+	buildah:buildah
+	podman:podman
+	runc:runc
 )
 
 installed() {

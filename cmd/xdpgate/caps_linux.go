@@ -17,10 +17,11 @@ var neededCaps = []struct {
 	{12, "CAP_NET_ADMIN", "attach XDP programs, netlink routes and neighbours"},
 	{13, "CAP_NET_RAW", "open AF_XDP sockets"},
 	{14, "CAP_IPC_LOCK", "lock UMEM memory"},
+	{38, "CAP_PERFMON", "have the classifier's packet-pointer arithmetic verified (without it the verifier treats the loader as unprivileged)"},
 	{39, "CAP_BPF", "load the classifier and its maps"},
 }
 
-const capSysAdmin = 21 // grants BPF on kernels before 5.8 and alongside CAP_BPF
+const capSysAdmin = 21 // grants BPF and PERFMON on kernels before 5.8, and alongside them
 
 // missingCaps returns the capabilities from neededCaps that the process's
 // effective set lacks, read from /proc/self/status.
@@ -46,7 +47,7 @@ func missingCaps() ([]string, error) {
 	}
 	var missing []string
 	for _, c := range neededCaps {
-		if eff&(1<<c.bit) == 0 && !(c.bit == 39 && eff&(1<<capSysAdmin) != 0) {
+		if eff&(1<<c.bit) == 0 && !((c.bit == 38 || c.bit == 39) && eff&(1<<capSysAdmin) != 0) {
 			missing = append(missing, c.name+" ("+c.why+")")
 		}
 	}

@@ -19,7 +19,7 @@
 //
 // `xdpgate run -h` lists every flag; with --cpus the pollers are pinned and
 // the process's other threads are kept off those CPUs. It runs as root or with CAP_NET_ADMIN,
-// CAP_BPF, CAP_NET_RAW and CAP_IPC_LOCK, and exits 0 after SIGTERM or SIGINT
+// CAP_BPF, CAP_PERFMON, CAP_NET_RAW and CAP_IPC_LOCK, and exits 0 after SIGTERM or SIGINT
 // with every XDP program detached.
 //
 // Managed interfaces must receive complete L4 checksums: a veth peer sending

@@ -111,7 +111,7 @@ func prepareHost(o options, log *slog.Logger) error {
 		return err
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("%w: %s; run as root or grant them, e.g. setcap cap_net_admin,cap_net_raw,cap_ipc_lock,cap_bpf+ep xdpgate",
+		return fmt.Errorf("%w: %s; run as root or grant them, e.g. setcap cap_net_admin,cap_net_raw,cap_ipc_lock,cap_bpf,cap_perfmon+ep xdpgate",
 			errMissingCaps, strings.Join(missing, ", "))
 	}
 	if len(o.cpus) > 0 {
