@@ -69,6 +69,38 @@ func openFDs(t *testing.T) int {
 	return len(ents)
 }
 
+// settledFDs returns the process's open file descriptor count once it has
+// stopped changing: sockets of netlink subscriptions are closed by their
+// own goroutines a moment after the subscriber stops, so an earlier test's
+// can still be closing when this one starts.
+func settledFDs(t *testing.T) int {
+	t.Helper()
+	n := openFDs(t)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		m := openFDs(t)
+		if m == n {
+			return n
+		}
+		n = m
+	}
+	return n
+}
+
+// checkFDs fails the test unless the open file descriptor count returns to
+// want (closes may complete asynchronously, see settledFDs).
+func checkFDs(t *testing.T, want int, what string) {
+	t.Helper()
+	got := openFDs(t)
+	for deadline := time.Now().Add(5 * time.Second); got != want && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		got = openFDs(t)
+	}
+	if got != want {
+		t.Errorf("open fds after %s = %d, want %d", what, got, want)
+	}
+}
+
 // attachLeftover attaches an XDP_PASS program through netlink, as a crashed
 // run of an older version (or asavie's default program) would leave it.
 func attachLeftover(t *testing.T, ns *testnet.NS, dev string) {
@@ -115,7 +147,7 @@ func TestPrivOpenClose(t *testing.T) {
 	a, b := testnet.NewNS(t), testnet.NewNS(t)
 	v := testnet.NewVeth(t, a, "oc", b, "ocp", testnet.VethOpts{Queues: 3})
 	attachLeftover(t, a, v.AName)
-	fds := openFDs(t)
+	fds := settledFDs(t)
 	goroutines := runtime.NumGoroutine()
 	for round := 0; round < 2; round++ {
 		var dp *Dataplane
@@ -155,9 +187,7 @@ func TestPrivOpenClose(t *testing.T) {
 			t.Errorf("after Close: XDP attached = true, want false")
 		}
 	}
-	if got := openFDs(t); got != fds {
-		t.Errorf("open fds after 2 Open/Close = %d, want %d", got, fds)
-	}
+	checkFDs(t, fds, "2 Open/Close")
 	noLeakedGoroutines(t, goroutines)
 }
 
