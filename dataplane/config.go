@@ -42,6 +42,11 @@ type Config struct {
 	// IdleWakeup bounds a poll(2) sleep so completions are reclaimed on an
 	// idle socket (default 1s).
 	IdleWakeup time.Duration
+	// ReplaceForeign lets Open remove an XDP program of another tool from a
+	// managed interface. Without it Open removes only xdpgate's own
+	// program (left by an earlier run) and fails with an error wrapping
+	// ErrAttach that names the program when another one is attached.
+	ReplaceForeign bool
 	// Classifier sizes the classifier maps.
 	Classifier ClassifierConfig
 	// Logger receives start/stop and setup messages (default

@@ -49,6 +49,9 @@ type options struct {
 	adminSocket string
 	// busyPoll is the poller spin before sleeping; 0 never spins.
 	busyPoll time.Duration
+	// replaceForeign lets the dataplane remove another tool's XDP program
+	// from a managed interface.
+	replaceForeign bool
 }
 
 // parseRunFlags parses the arguments of `xdpgate run` (flags and --config
@@ -101,6 +104,7 @@ func optionsFrom(c config.Configuration) (options, error) {
 		adminSocket:       c.XDP.AdminSocket,
 		busyPoll:          r.BusyPoll,
 		xdpMode:           r.XDPMode,
+		replaceForeign:    c.XDP.ReplaceForeignProgram,
 	}
 	return o, nil
 }
