@@ -139,6 +139,13 @@
 //     frontend. Refusals and conflicts are logged once when they appear,
 //     naming both Services, and counted in
 //     xdpgate_snapshot_refused_frontends{reason="node_address"|"conflict"}.
+//   - ManifestSource applies a file only when it looks finished (settled
+//     for a poll interval, not empty, ending in a newline, every document
+//     a complete object); otherwise the last good state stays, so a file
+//     rewritten in place never deletes Services half-way. An explicit
+//     empty List (items: []) removes everything. A cut exactly at a
+//     document boundary that stays for longer than the interval cannot be
+//     told from a smaller file: replace the file atomically (rename).
 //   - Every build assembles the full ServicePorts slice and indexes it with
 //     snapshot.New; only the per-Service computation is incremental.
 package control
