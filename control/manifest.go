@@ -44,9 +44,10 @@ const DefaultManifestInterval = time.Second
 // applied only when it looks finished:
 //
 //   - It is settled: its content was the same at the previous poll, or its
-//     modification time is at least one Interval old (a file that has not
-//     changed for a poll interval, e.g. at start). A writer that pauses
-//     for less than an Interval is never read half-way.
+//     modification time is at least one Interval old. A writer that pauses
+//     for less than an Interval is never read half-way. (Not before the
+//     first good state: there is nothing to lose yet, and start-up is not
+//     delayed; a file cut at a boundary then only adds objects later.)
 //   - It is not empty: a file with no document (empty, blank, comments or
 //     "---" only) is what an in-place rewrite looks like right after the
 //     truncation, and keeps the last good state. To remove every object,
@@ -176,8 +177,9 @@ func (l *manifestLoader) check(sink Sink) bool {
 		return false
 	}
 	// The modification time is the kernel's wall clock, so its age is
-	// measured with the wall clock, not the injected Clock.
-	settled := (l.pending && h == l.seen) || time.Since(st.ModTime()) >= l.interval
+	// measured with the wall clock, not the injected Clock. Before the
+	// first good state there is nothing to lose: no wait.
+	settled := l.cur == nil || (l.pending && h == l.seen) || time.Since(st.ModTime()) >= l.interval
 	if !settled {
 		l.pending, l.seen = true, h
 		l.log.Debug("manifest changed; applying it once unchanged for a poll interval")
