@@ -31,6 +31,11 @@
 // TestPrivNotServiceTraffic, TestPrivMalformed, TestPrivTTLExpired,
 // TestPrivPMTUThroughNAT, TestPrivMissingCapabilities, TestPrivVersion,
 // TestPrivInspectCapture (xdpgate inspect and capture against a running
-// gateway) and TestPrivDemo (xdpgate demo end to end, nothing left behind).
-// The whole package takes about 45 s.
+// gateway), TestPrivDemo (xdpgate demo end to end, nothing left behind),
+// and the hostile-object tests: TestPrivExternalIPOnNodeAddress (a Service
+// on the gateway's own address and server port does not take it),
+// TestPrivFrontendConflictOlderWins, TestPrivManifestRewrittenInPlace
+// (truncated and rewritten in pieces: traffic and affinity survive) and
+// TestPrivForeignXDPProgram (refused, named; replaced with
+// --xdp-replace-foreign). The whole package takes about a minute.
 package e2e
