@@ -140,7 +140,7 @@
 //     naming both Services, and counted in
 //     xdpgate_snapshot_refused_frontends{reason="node_address"|"conflict"}.
 //   - ManifestSource applies a file only when it looks finished (settled
-//     for a poll interval, not empty, ending in a newline, every document
+//     for a quarter of the poll interval, not empty, ending in a newline, every document
 //     a complete object); otherwise the last good state stays, so a file
 //     rewritten in place never deletes Services half-way. An explicit
 //     empty List (items: []) removes everything. A cut exactly at a

@@ -43,11 +43,15 @@ const DefaultManifestInterval = time.Second
 // back with new IDs (and empty affinity) a second later. So a file is
 // applied only when it looks finished:
 //
-//   - It is settled: its content was the same at the previous poll, or its
-//     modification time is at least one Interval old. A writer that pauses
-//     for less than an Interval is never read half-way. (Not before the
-//     first good state: there is nothing to lose yet, and start-up is not
-//     delayed; a file cut at a boundary then only adds objects later.)
+//   - It is settled: unchanged for a quarter of the Interval (250 ms by
+//     default), by its modification time, or else by reading it again
+//     that much later. A writer that never pauses that long is never read
+//     half-way. The wait is short so that a change still takes effect
+//     within about one Interval (ClientIP affinity timeouts of a few
+//     seconds rely on it); the checks below hold whatever the pauses. (Not
+//     before the first good state: there is nothing to lose yet, and
+//     start-up is not delayed; a file cut at a boundary then only adds
+//     objects later.)
 //   - It is not empty: a file with no document (empty, blank, comments or
 //     "---" only) is what an in-place rewrite looks like right after the
 //     truncation, and keeps the last good state. To remove every object,
@@ -62,9 +66,9 @@ const DefaultManifestInterval = time.Second
 //     addressType, as the API server requires. A document cut short
 //     usually lacks one of them.
 //
-// The last three rules hold whatever the writer's pauses; a cut exactly at
-// a document or list-item boundary that stays for more than an Interval is
-// indistinguishable from a smaller file and is applied.
+// A cut exactly at a document or list-item boundary that stays for longer
+// than the settling time is indistinguishable from a smaller file and is
+// applied.
 type ManifestSource struct {
 	// Path is the manifest file.
 	Path string
@@ -112,10 +116,14 @@ func (m *ManifestSource) Run(ctx context.Context, sink Sink) error {
 	l := m.loader()
 	l.check(sink)
 	for {
+		wait := interval
+		if l.pending {
+			wait = l.settle // look again soon: the change may be complete then
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-clock.After(interval):
+		case <-clock.After(wait):
 			l.check(sink)
 		}
 	}
@@ -130,7 +138,7 @@ func (m *ManifestSource) loader() *manifestLoader {
 	if interval <= 0 {
 		interval = DefaultManifestInterval
 	}
-	return &manifestLoader{path: m.Path, nodeName: m.NodeName, log: log.With("file", m.Path), interval: interval}
+	return &manifestLoader{path: m.Path, nodeName: m.NodeName, log: log.With("file", m.Path), settle: interval / 4}
 }
 
 // manifestLoader is the state of one ManifestSource.Run: the last good
@@ -143,12 +151,12 @@ type manifestLoader struct {
 	lastStat os.FileInfo
 	lastHash [32]byte
 	synced   bool
-	// interval is the poll interval; seen is the hash of the unapplied
-	// content read at the last poll (valid when pending), so that a change
-	// is applied once it is settled.
-	interval time.Duration
-	pending  bool
-	seen     [32]byte
+	// settle is how long a change must stay unchanged before it is
+	// applied; seen is the hash of the unapplied content read last (valid
+	// when pending).
+	settle  time.Duration
+	pending bool
+	seen    [32]byte
 }
 
 // check reloads the file if it changed and sends the differences to sink.
@@ -179,10 +187,10 @@ func (l *manifestLoader) check(sink Sink) bool {
 	// The modification time is the kernel's wall clock, so its age is
 	// measured with the wall clock, not the injected Clock. Before the
 	// first good state there is nothing to lose: no wait.
-	settled := l.cur == nil || (l.pending && h == l.seen) || time.Since(st.ModTime()) >= l.interval
+	settled := l.cur == nil || (l.pending && h == l.seen) || time.Since(st.ModTime()) >= l.settle
 	if !settled {
 		l.pending, l.seen = true, h
-		l.log.Debug("manifest changed; applying it once unchanged for a poll interval")
+		l.log.Debug("manifest changed just now; reading it again before applying it", "after", l.settle)
 		return false
 	}
 	l.pending = false

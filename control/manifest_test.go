@@ -395,13 +395,13 @@ func TestManifestLoaderIncompleteFile(t *testing.T) {
 		})
 	}
 
-	// A fresh change waits for the next poll; one that keeps changing is
-	// never applied.
+	// A fresh change is read again before it is applied; one that keeps
+	// changing is never applied.
 	sink.calls = nil
 	changed := strings.Replace(manifestV1, "198.19.2.1", "198.19.2.2", 1)
 	write(changed, time.Now())
 	if l.check(sink) {
-		t.Errorf("fresh change applied at once, want it applied at the next poll")
+		t.Errorf("fresh change applied at once, want it read again first")
 	}
 	write(strings.Replace(manifestV1, "198.19.2.1", "198.19.2.3", 1), time.Now())
 	if l.check(sink) {
