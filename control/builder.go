@@ -42,11 +42,19 @@ type BuildResult struct {
 	// Snapshot is the new desired state; never nil.
 	Snapshot *snapshot.Snapshot
 	// NewErrors are the problems found in the objects this build looked at
-	// again (unchanged objects do not repeat theirs), plus frontend
-	// conflicts. Each names the object and field.
+	// again (unchanged objects do not repeat theirs), plus the frontend
+	// conflicts and node-address refusals that appeared since the previous
+	// build (a persisting one is reported once). Each names the object and
+	// field.
 	NewErrors []error
 	// Errors is the number of problems in the current objects.
 	Errors int
+	// RefusedNodeAddress is the number of externalIPs and LoadBalancer IPs
+	// currently refused because they are node addresses (ErrNodeAddress).
+	RefusedNodeAddress int
+	// Conflicts is the number of frontends and NodePorts currently
+	// refused to a service port because an older Service claims them.
+	Conflicts int
 	// Services is the number of Services programmed (at least one port).
 	Services int
 	// HealthChecks lists the healthCheckNodePorts, sorted by namespace/name.
@@ -75,6 +83,8 @@ type svcResult struct {
 	keys            []portKey
 	epKeys          []epKey
 	errs            []error
+	refused         []error // node addresses refused (ErrNodeAddress)
+	age             serviceAge
 	hc              *HealthCheck
 	noLocalInternal int
 	noLocalExternal int
@@ -109,16 +119,22 @@ type Builder struct {
 	gen    uint64
 
 	// prev is the last built snapshot; spIndex maps its service port IDs to
-	// their index; conflicts are its frontend conflicts (they only change
-	// in a full build).
+	// their index; conflicts are its frontend conflicts and lost what they
+	// take from each service port (they only change in a full build:
+	// an incremental one keeps every Service's frontends and age).
 	prev      *snapshot.Snapshot
 	spIndex   map[uint32]int32
 	conflicts []error
+	nConflict int
+	lost      map[uint32]lostFrontends
 
 	// derived from the node and options, refreshed when allDirty
 	nodeIPs       []netip.Addr
 	nodePortAddrs []netip.Addr
 	zone          string
+	// hostAddrs are every address known to be the node's (NodeIPs and the
+	// Node object's), sorted: no externalIP or LB IP may use them.
+	hostAddrs []netip.Addr
 }
 
 // NewBuilder returns an empty Builder. It fails when NodePortAddresses
@@ -256,6 +272,7 @@ func (b *Builder) refreshNode() {
 		}
 	}
 	b.nodeIPs = uniqueSorted(nodeIPs)
+	b.hostAddrs = uniqueSorted(append(slices.Clone(nodeIPs), fromNode...))
 	b.nodePortAddrs = uniqueSorted(b.selector.choose(b.nodeIPs, prim))
 }
 
@@ -297,6 +314,11 @@ func (b *Builder) Build() BuildResult {
 		} else {
 			b.results[k] = r
 			res.NewErrors = append(res.NewErrors, r.errs...)
+			var prevRefused []error
+			if old != nil {
+				prevRefused = old.refused
+			}
+			res.NewErrors = append(res.NewErrors, newErrorsOnly(prevRefused, r.refused)...)
 		}
 		if (old != nil && len(old.ports) > 0) != (r != nil && len(r.ports) > 0) {
 			b.order = nil
@@ -322,7 +344,8 @@ func (b *Builder) Build() BuildResult {
 	}
 
 	for _, r := range b.results {
-		res.Errors += len(r.errs)
+		res.Errors += len(r.errs) + len(r.refused)
+		res.RefusedNodeAddress += len(r.refused)
 		res.NoLocalInternal += r.noLocalInternal
 		res.NoLocalExternal += r.noLocalExternal
 		if r.hc != nil {
@@ -345,17 +368,25 @@ func (b *Builder) Build() BuildResult {
 	if incremental {
 		snap, errs, err := b.prev.Update(b.gen, replace)
 		if err == nil {
-			b.finish(&res, snap, errs, false)
+			b.finish(&res, snap, wrapConflicts(errs), false)
+			res.Conflicts = b.nConflict
 			return res
 		}
 	}
+	lost, conflicts := resolveFrontends(b.order, b.results)
+	b.lost = lost
 	n := 0
 	for _, k := range b.order {
 		n += len(b.results[k].ports)
 	}
 	ports := make([]snapshot.ServicePort, 0, n)
 	for _, k := range b.order {
-		ports = append(ports, b.results[k].ports...)
+		for _, sp := range b.results[k].ports {
+			if l, ok := lost[sp.ID]; ok {
+				sp = l.apply(sp)
+			}
+			ports = append(ports, sp)
+		}
 	}
 	snap, errs := snapshot.New(snapshot.Snapshot{
 		Generation:    b.gen,
@@ -366,14 +397,27 @@ func (b *Builder) Build() BuildResult {
 		MasqueradeAll: b.opts.MasqueradeAll,
 		ServicePorts:  ports,
 	})
-	b.finish(&res, snap, errs, true)
+	b.finish(&res, snap, append(conflicts, wrapConflicts(errs)...), true)
+	b.nConflict = len(conflicts)
+	res.Conflicts = b.nConflict
 	return res
 }
 
+// wrapConflicts wraps snapshot.New's and Update's errors in ErrConflict.
+func wrapConflicts(errs []error) []error {
+	out := make([]error, len(errs))
+	for i, err := range errs {
+		out[i] = fmt.Errorf("%w: %v", ErrConflict, err)
+	}
+	return out
+}
+
 // replacements adds the service ports of a recomputed Service to replace
-// (by their index in the previous snapshot) and reports whether the change
-// can be applied with snapshot.Update: the Service keeps the same service
-// ports (IDs, in the same order). snapshot.Update checks the frontends.
+// (by their index in the previous snapshot), without the frontends they
+// lost to older Services, and reports whether the change can be applied
+// with snapshot.Update: the Service keeps its age and the same service
+// ports (IDs, in the same order). snapshot.Update checks the frontends; with
+// the same frontends and ages, the claims resolve as in the last full build.
 func (b *Builder) replacements(old, r *svcResult, replace map[int32]snapshot.ServicePort) bool {
 	var oldPorts, newPorts []snapshot.ServicePort
 	if old != nil {
@@ -382,7 +426,7 @@ func (b *Builder) replacements(old, r *svcResult, replace map[int32]snapshot.Ser
 	if r != nil {
 		newPorts = r.ports
 	}
-	if len(oldPorts) != len(newPorts) {
+	if len(oldPorts) != len(newPorts) || (len(newPorts) > 0 && compareAge(old.age, r.age) != 0) {
 		return false
 	}
 	for i := range newPorts {
@@ -390,27 +434,28 @@ func (b *Builder) replacements(old, r *svcResult, replace map[int32]snapshot.Ser
 		if !ok || oldPorts[i].ID != newPorts[i].ID {
 			return false
 		}
-		replace[idx] = newPorts[i]
+		sp := newPorts[i]
+		if l, ok := b.lost[sp.ID]; ok {
+			sp = l.apply(sp)
+		}
+		replace[idx] = sp
 	}
 	return true
 }
 
-// finish records the new snapshot and its conflict errors in res.
-func (b *Builder) finish(res *BuildResult, snap *snapshot.Snapshot, errs []error, full bool) {
+// finish records the new snapshot and its conflict errors in res: after a
+// full build the conflicts replace the previous ones and only those that
+// are new are reported; an incremental build's are reported as they come.
+func (b *Builder) finish(res *BuildResult, snap *snapshot.Snapshot, conflicts []error, full bool) {
 	if full {
-		b.conflicts = b.conflicts[:0]
-		for _, err := range errs {
-			b.conflicts = append(b.conflicts, fmt.Errorf("%w: %v", ErrConflict, err))
-		}
-		res.NewErrors = append(res.NewErrors, b.conflicts...)
+		res.NewErrors = append(res.NewErrors, newErrorsOnly(b.conflicts, conflicts)...)
+		b.conflicts = conflicts
 		clear(b.spIndex)
 		for i := range snap.ServicePorts {
 			b.spIndex[snap.ServicePorts[i].ID] = int32(i)
 		}
 	} else {
-		for _, err := range errs {
-			res.NewErrors = append(res.NewErrors, fmt.Errorf("%w: %v", ErrConflict, err))
-		}
+		res.NewErrors = append(res.NewErrors, conflicts...)
 	}
 	res.Errors += len(b.conflicts)
 	res.Incremental = !full
@@ -469,6 +514,8 @@ func (b *Builder) buildService(k nsName) *svcResult {
 	if !ok {
 		return r
 	}
+	r.age = ageOf(svc)
+	r.refused = refuseNodeAddresses(svc, &spec, b.hostAddrs)
 	var sl []*discoveryv1.EndpointSlice
 	for _, s := range b.slices[k] {
 		sl = append(sl, s)

@@ -266,8 +266,8 @@ func TestBadObjectsAreSkipped(t *testing.T) {
 			errPart: "status.loadBalancer.ingress[0].ip"},
 		{name: "LB ETP Local without healthCheckNodePort", svc: makeService("bad", "svc", clusterIPs("198.18.100.2"), loadBalancer(0, "198.18.200.2"), etpLocal),
 			errPart: "spec.healthCheckNodePort"},
-		{name: "frontend claimed twice: first in order keeps it", svc: makeService("a-first", "svc", clusterIPs("198.18.100.1")),
-			errPart: "already claimed",
+		{name: "frontend claimed twice: same age, first in order keeps it", svc: makeService("a-first", "svc", clusterIPs("198.18.100.1")),
+			errPart: "Service ok/good: spec.clusterIPs: conflict: ClusterIP 198.18.100.1:80/TCP is kept by Service a-first/svc",
 			check: func(t *testing.T, s *snapshot.Snapshot) {
 				d := s.Classify(netip.MustParseAddr(localPod), netip.MustParseAddr("198.18.100.1"), 80, nat.ProtoTCP)
 				if d.ServicePort < 0 || s.ServicePorts[d.ServicePort].Namespace != "a-first" {

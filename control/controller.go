@@ -265,7 +265,14 @@ func (c *Controller) sync() {
 	}
 	res := c.builder.Build()
 	for _, err := range res.NewErrors {
-		c.log.Warn("skipping invalid object field", "err", err)
+		switch {
+		case errors.Is(err, ErrNodeAddress):
+			c.log.Warn("refusing a frontend on a node address", "err", err)
+		case errors.Is(err, ErrConflict):
+			c.log.Warn("frontend conflict: the older Service keeps it", "err", err)
+		default:
+			c.log.Warn("skipping invalid object field", "err", err)
+		}
 	}
 	snap := res.Snapshot
 	c.current.Store(snap)
@@ -299,6 +306,8 @@ func (c *Controller) sync() {
 	m.snapServicePorts.Set(float64(len(snap.ServicePorts)))
 	m.snapEndpoints.Set(float64(snap.NumEndpoints()))
 	m.snapErrors.Set(float64(res.Errors))
+	m.refusedFrontends.WithLabelValues(reasonNodeAddress).Set(float64(res.RefusedNodeAddress))
+	m.refusedFrontends.WithLabelValues(reasonConflict).Set(float64(res.Conflicts))
 	m.snapGeneration.Set(float64(snap.Generation))
 	m.snapBuilds.Inc()
 	c.log.Debug("published snapshot", "generation", snap.Generation, "servicePorts", len(snap.ServicePorts),

@@ -21,8 +21,8 @@
 // Builder's ID allocator. Files keep one concern each: service.go parses a
 // Service, endpoints.go merges EndpointSlices, categorize.go is kube-proxy's
 // CategorizeEndpoints, maglev.go the cache of Maglev tables, ids.go the
-// stable IDs, builder.go assembles, and the servers and sources live in
-// their own files.
+// stable IDs, frontends.go who may serve which frontend, builder.go
+// assembles, and the servers and sources live in their own files.
 //
 // # Semantics
 //
@@ -122,8 +122,30 @@
 //     or an affinity timeout outside 1..86400 is skipped whole; a bad port,
 //     externalIP or ingress IP skips only that entry; a bad endpoint skips
 //     only that endpoint. Each is logged once, naming object and field.
-//   - Two service ports claiming one frontend: the first in (namespace,
-//     name) order keeps it and the conflict is reported.
+//   - An externalIP or LoadBalancer ingress IP equal to a node address
+//     (BuildOptions.NodeIPs or the Node object's InternalIP and ExternalIP
+//     addresses) is refused (ErrNodeAddress): it would take over that port
+//     of the node itself (sshd on 22, the kubelet on 10250), which the
+//     gateway sees before the host's sockets. The Service's other
+//     frontends keep working; NodePorts are the way to serve on node
+//     addresses (CVE-2020-8554, kubernetes/kubernetes#97076). Addresses
+//     the node has but neither source lists are not protected.
+//   - Two service ports claiming one frontend (address, port, protocol) or
+//     NodePort: the older Service keeps it (creationTimestamp, then UID;
+//     a Service without a timestamp, as a manifest may have, is younger
+//     than every Service with one; same or unknown age: namespace/name),
+//     so a new Service cannot take over an existing one's traffic by its
+//     name (frontends.go). A port that loses its ClusterIP loses every
+//     frontend. Refusals and conflicts are logged once when they appear,
+//     naming both Services, and counted in
+//     xdpgate_snapshot_refused_frontends{reason="node_address"|"conflict"}.
+//   - ManifestSource applies a file only when it looks finished (settled
+//     for a quarter of the poll interval, not empty, ending in a newline, every document
+//     a complete object); otherwise the last good state stays, so a file
+//     rewritten in place never deletes Services half-way. An explicit
+//     empty List (items: []) removes everything. A cut exactly at a
+//     document boundary that stays for longer than the interval cannot be
+//     told from a smaller file: replace the file atomically (rename).
 //   - Every build assembles the full ServicePorts slice and indexes it with
 //     snapshot.New; only the per-Service computation is incremental.
 package control

@@ -5,14 +5,18 @@ import (
 	"fmt"
 )
 
-// Sentinel errors. Build errors wrap ErrInvalid or ErrConflict inside an
-// *ObjectError that names the object and the field.
+// Sentinel errors. Build errors wrap ErrInvalid, ErrConflict or
+// ErrNodeAddress inside an *ObjectError that names the object and the field.
 var (
 	// ErrInvalid: a field of a Service, EndpointSlice or Node cannot be
 	// used (unparsable address, port out of range, timeout out of range).
 	ErrInvalid = errors.New("invalid value")
-	// ErrConflict: two service ports claim the same frontend or NodePort.
+	// ErrConflict: two service ports claim the same frontend or NodePort;
+	// the older Service keeps it.
 	ErrConflict = errors.New("conflict")
+	// ErrNodeAddress: an externalIP or LoadBalancer IP is an address of
+	// this node; it is not served (it would shadow the node's own port).
+	ErrNodeAddress = errors.New("node address refused")
 	// ErrManifest: a manifest file cannot be decoded; the last good state
 	// is kept.
 	ErrManifest = errors.New("invalid manifest")
@@ -30,7 +34,7 @@ type ObjectError struct {
 	Namespace, Name string
 	// Field is the JSON path of the offending field, e.g. "spec.ports[1].port".
 	Field string
-	// Err wraps ErrInvalid or ErrConflict with the detail.
+	// Err wraps ErrInvalid, ErrConflict or ErrNodeAddress with the detail.
 	Err error
 }
 

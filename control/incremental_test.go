@@ -21,7 +21,7 @@ func render(t *testing.T, s *snapshot.Snapshot) string {
 	n := 0
 	for i := range s.ServicePorts {
 		sp := &s.ServicePorts[i]
-		fmt.Fprintf(&b, "%s v%v np=%d has=%v aff=%d:", sp.Key(), sp.ClusterIPs, sp.NodePort, sp.HasEndpoints, sp.AffinitySeconds)
+		fmt.Fprintf(&b, "%s v%v ext%v np=%d has=%v aff=%d:", sp.Key(), sp.ClusterIPs, sp.ExternalIPs, sp.NodePort, sp.HasEndpoints, sp.AffinitySeconds)
 		for j, e := range sp.Endpoints {
 			fmt.Fprintf(&b, " %s/%v%v%v", e.AddrPort(), e.Ready, e.InCluster, e.InLocal)
 			got, spi, ok := s.Endpoint(e.ID)
@@ -61,6 +61,9 @@ func TestIncrementalMatchesFull(t *testing.T) {
 			}
 			if r.IntN(2) == 0 {
 				mods = append(mods, clientIPAffinity(int32(1+r.IntN(100))))
+			}
+			if r.IntN(2) == 0 { // contested by age
+				mods = append(mods, externalIPs("198.18.201.1"), created(r.IntN(3)))
 			}
 			svcs[name] = makeService("ns", name, mods...)
 			b.SetService("ns", name, svcs[name])

@@ -121,7 +121,7 @@ func TestDecodeManifest(t *testing.T) {
 		{name: "stream", in: manifestV1, services: 1, slices: 1, node: true},
 		{name: "list", in: manifestList, services: 1, slices: 1},
 		{name: "empty documents", in: "---\n---\n" + manifestList + "\n---\n", services: 1, slices: 1},
-		{name: "json", in: `{"apiVersion":"v1","kind":"Service","metadata":{"name":"x"},"spec":{"clusterIP":"198.18.100.1"}}`, services: 1},
+		{name: "json", in: `{"apiVersion":"v1","kind":"Service","metadata":{"name":"x"},"spec":{"clusterIP":"198.18.100.1","ports":[{"port":80}]}}`, services: 1},
 		{name: "bad yaml", in: manifestV1 + "---\nkind: [\n", errPart: "document 4"},
 		{name: "unknown kind", in: "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n", errPart: `document 0: unsupported apiVersion "apps/v1" kind "Deployment"`},
 		{name: "wrong field type", in: "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec:\n  ports:\n  - port: eighty\n", errPart: "spec.ports.port"},
@@ -146,7 +146,7 @@ func TestDecodeManifest(t *testing.T) {
 			}
 		})
 	}
-	dup := "apiVersion: v1\nkind: Service\nmetadata: {name: x, namespace: a}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: x, namespace: a}\n"
+	dup := "apiVersion: v1\nkind: Service\nmetadata: {name: x, namespace: a}\nspec: {ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: x, namespace: a}\nspec: {ports: [{port: 80}]}\n"
 	if _, err := decodeManifest(strings.NewReader(dup), testNode); err == nil || !strings.Contains(err.Error(), "duplicate") {
 		t.Errorf("decodeManifest(duplicate) = %v, want a duplicate error", err)
 	}
@@ -182,6 +182,32 @@ func (r *snapRecorder) waitFor(t *testing.T, what string, ok func(*snapshot.Snap
 		case <-deadline:
 			t.Fatalf("no published snapshot %s", what)
 			return nil
+		}
+	}
+}
+
+// stepUntil advances clock by a second whenever something sleeps on it
+// (the manifest source between polls) until a published snapshot
+// satisfies ok, failing after a generous liveness bound.
+func stepUntil(t *testing.T, clock *fakeClock, r *snapRecorder, what string, ok func(*snapshot.Snapshot) bool) *snapshot.Snapshot {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	for {
+		select {
+		case s := <-r.ch:
+			if ok(s) {
+				return s
+			}
+		case <-deadline:
+			t.Fatalf("no published snapshot %s", what)
+			return nil
+		case <-time.After(5 * time.Millisecond):
+			clock.mu.Lock()
+			n := len(clock.waiters)
+			clock.mu.Unlock()
+			if n > 0 {
+				clock.Step(time.Second)
+			}
 		}
 	}
 }
@@ -226,7 +252,7 @@ func TestManifestSourceReload(t *testing.T) {
 		}
 	}()
 
-	s := rec.waitFor(t, "from the initial manifest", func(s *snapshot.Snapshot) bool { return len(s.ServicePorts) == 1 })
+	s := stepUntil(t, clock, rec, "from the initial manifest", func(s *snapshot.Snapshot) bool { return len(s.ServicePorts) == 1 })
 	if got := classifyOut(s, externalClnt, "198.18.200.10", 80); got != "198.19.1.1:8080" {
 		t.Errorf("LB IP endpoints = %q, want the local endpoint", got)
 	}
@@ -236,15 +262,13 @@ func TestManifestSourceReload(t *testing.T) {
 
 	// Change: the list form with a different endpoint.
 	write(manifestList)
-	clock.Step(time.Second)
-	s = rec.waitFor(t, "after the reload", func(s *snapshot.Snapshot) bool {
+	s = stepUntil(t, clock, rec, "after the reload", func(s *snapshot.Snapshot) bool {
 		return classifyOut(s, localPod, "198.18.100.10", 80) == "198.19.3.1:8080"
 	})
 	last := s.Generation
 
 	write(strings.Replace(manifestList, "198.19.3.1", "198.19.3.2", 1))
-	clock.Step(time.Second)
-	s = rec.waitFor(t, "after the second change", func(s *snapshot.Snapshot) bool {
+	s = stepUntil(t, clock, rec, "after the second change", func(s *snapshot.Snapshot) bool {
 		return classifyOut(s, localPod, "198.18.100.10", 80) == "198.19.3.2:8080"
 	})
 	if s.Generation <= last {
@@ -315,5 +339,82 @@ func TestManifestLoaderKeepsLastGoodState(t *testing.T) {
 		if applied != st.applied || strings.Join(sink.calls, "|") != st.calls {
 			t.Errorf("%s: check = %v, calls %q; want %v, %q", st.name, applied, strings.Join(sink.calls, "|"), st.applied, st.calls)
 		}
+	}
+}
+
+// TestManifestLoaderIncompleteFile: a manifest rewritten in place is seen
+// empty, cut after a document, inside a document or inside a line; none of
+// these states is applied, even when it stays for several polls, and the
+// last good state is kept (no Service is deleted and re-created with new
+// IDs). A change is applied only once it is settled, and an explicit empty
+// List removes everything.
+func TestManifestLoaderIncompleteFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.yaml")
+	l := (&ManifestSource{Path: path, NodeName: testNode, Logger: discardLogger()}).loader()
+	sink := &sinkLog{}
+	old := time.Now().Add(-time.Hour)
+	write := func(content string, mtime time.Time) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(manifestV1, time.Now())
+	if !l.check(sink) {
+		t.Fatalf("first good file not applied at once (nothing to lose yet)")
+	}
+	cutAt := func(s, marker string) string { return s[:strings.Index(s, marker)] }
+	incomplete := []struct{ name, content string }{
+		{"empty", ""},
+		{"blank", "\n  \n"},
+		{"only comments and separators", "# services\n---\n---\n"},
+		{"cut inside a line", cutAt(manifestV1, "80\n    nodePort: 30080")},
+		{"cut inside a line, JSON", `{"apiVersion":"v1","kind":"Service","metadata":{"name":"x"},"spec":{"ports":[{"port":80}]`},
+		{"cut after a document, inside the next one's header", cutAt(manifestV1, "metadata:\n  name: web-abc")},
+		{"cut inside a document before its name", cutAt(manifestV1, "  name: web-abc")},
+		{"cut inside a Service before its ports", cutAt(manifestV1, "  ports:\n  - name: http\n    port: 80")},
+		{"cut inside an EndpointSlice before its addressType", cutAt(manifestV1, "addressType: IPv4")},
+		{"cut inside a Node before its name", cutAt(manifestV1, "  name: node-b")},
+		{"List cut before its items", cutAt(manifestList, "items:")},
+		{"List cut inside the first item", cutAt(manifestList, "    clusterIP: 198.18.100.10")},
+	}
+	for _, tc := range incomplete {
+		t.Run(tc.name, func(t *testing.T) {
+			sink.calls = nil
+			for _, mtime := range []time.Time{time.Now(), old} { // being written, then left for a long time
+				write(tc.content, mtime)
+				for poll := 0; poll < 3; poll++ {
+					if l.check(sink) || len(sink.calls) != 0 {
+						t.Fatalf("check(%q) applied it: calls %q", tc.content, sink.calls)
+					}
+				}
+			}
+		})
+	}
+
+	// A fresh change is read again before it is applied; one that keeps
+	// changing is never applied.
+	sink.calls = nil
+	changed := strings.Replace(manifestV1, "198.19.2.1", "198.19.2.2", 1)
+	write(changed, time.Now())
+	if l.check(sink) {
+		t.Errorf("fresh change applied at once, want it read again first")
+	}
+	write(strings.Replace(manifestV1, "198.19.2.1", "198.19.2.3", 1), time.Now())
+	if l.check(sink) {
+		t.Errorf("change that changed again applied, want it to wait")
+	}
+	if !l.check(sink) || strings.Join(sink.calls, "|") != "slice demo/web-abc" {
+		t.Errorf("settled change: calls %q, want slice demo/web-abc", sink.calls)
+	}
+
+	// An explicit empty list removes everything.
+	sink.calls = nil
+	write("apiVersion: v1\nkind: List\nitems: []\n", old)
+	if !l.check(sink) || strings.Join(sink.calls, "|") != "node nil|-svc demo/web|-slice demo/web-abc" {
+		t.Errorf("explicit empty list: calls %q, want everything removed", sink.calls)
 	}
 }

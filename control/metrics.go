@@ -28,7 +28,14 @@ type metrics struct {
 	snapErrors       prometheus.Gauge
 	snapGeneration   prometheus.Gauge
 	snapBuilds       prometheus.Counter
+	refusedFrontends *prometheus.GaugeVec
 }
+
+// Values of the reason label of xdpgate_snapshot_refused_frontends.
+const (
+	reasonNodeAddress = "node_address"
+	reasonConflict    = "conflict"
+)
 
 // networkProgrammingBuckets are kube-proxy's: 0.25 s, 0.5 s, 1..59 s by 1,
 // 60..115 s by 5, 120..300 s by 30.
@@ -115,6 +122,12 @@ func newMetrics() *metrics {
 		Namespace: xg, Subsystem: "snapshot", Name: "builds_total",
 		Help: "Snapshots built and published.",
 	})
+	m.refusedFrontends = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: xg, Subsystem: "snapshot", Name: "refused_frontends",
+		Help: "Frontends of the current objects that are not served: reason node_address (an externalIP or LoadBalancer IP that is a node address), conflict (a frontend or NodePort an older Service claims).",
+	}, []string{"reason"})
+	m.refusedFrontends.WithLabelValues(reasonNodeAddress)
+	m.refusedFrontends.WithLabelValues(reasonConflict)
 	m.noLocalEndpoints.WithLabelValues("internal")
 	m.noLocalEndpoints.WithLabelValues("external")
 	m.registry.MustRegister(
@@ -122,6 +135,7 @@ func newMetrics() *metrics {
 		m.endpointChangesPend, m.endpointChangesTot, m.serviceChangesPend, m.serviceChangesTot,
 		m.noLocalEndpoints, m.healthzTotal, m.livezTotal,
 		m.snapServices, m.snapServicePorts, m.snapEndpoints, m.snapErrors, m.snapGeneration, m.snapBuilds,
+		m.refusedFrontends,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

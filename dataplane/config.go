@@ -59,6 +59,11 @@ type Config struct {
 	// NeighHoldTime is how long a frame is held before it is dropped with
 	// DropNeighFailed (default DefaultNeighHoldTime).
 	NeighHoldTime time.Duration
+	// ReplaceForeign lets Open remove an XDP program of another tool from a
+	// managed interface. Without it Open removes only xdpgate's own
+	// program (left by an earlier run) and fails with an error wrapping
+	// ErrAttach that names the program when another one is attached.
+	ReplaceForeign bool
 	// Classifier sizes the classifier maps.
 	Classifier ClassifierConfig
 	// Logger receives start/stop and setup messages (default

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -161,8 +162,16 @@ func Open(cfg Config) (*Dataplane, error) {
 }
 
 // attach attaches p's classifier instance with a bpf_link (detached when the
-// link is closed or the process dies). A program attached through netlink,
-// e.g. by an older run or another tool, is removed first.
+// link is closed or the process dies).
+//
+// A program already on the interface is replaced only when it is xdpgate's
+// own (the same program name as p's classifier, e.g. left attached through
+// netlink by an older run) or when Config.ReplaceForeign is set; another
+// tool's program makes attach fail with an error naming it (ID, name,
+// attach mode), since removing it silently would switch off whatever that
+// tool does. The name is the recognition: it is what the kernel keeps of a
+// program across xdpgate versions (tags change with the code), and a tool
+// naming its program xdpgate_classify asks for the consequences.
 func (d *Dataplane) attach(p *port, l netlink.Link) error {
 	var modes []link.XDPAttachFlags
 	var names []string
@@ -176,13 +185,26 @@ func (d *Dataplane) attach(p *port, l netlink.Link) error {
 		names = []string{"native", "generic"}
 	}
 	if x := l.Attrs().Xdp; x != nil && x.Attached {
-		// Only a netlink-attached program can be removed this way; a live
-		// bpf_link of another process makes this fail and the attach below
-		// report EBUSY.
-		for _, f := range []int{unix.XDP_FLAGS_DRV_MODE, unix.XDP_FLAGS_SKB_MODE} {
-			_ = netlink.LinkSetXdpFdWithFlags(l, -1, f)
+		prev := attachedXDP(x)
+		own := false
+		if info, err := p.inst.prog.Info(); err == nil {
+			own = sameProgramName(prev.name, info.Name)
 		}
-		d.log.Info("replaced leftover XDP program", "ifname", p.name, "prog_id", x.ProgId)
+		what := fmt.Sprintf("XDP program id %d name %q (%s mode)", prev.id, prev.name, prev.mode)
+		if !own && !d.cfg.ReplaceForeign {
+			return fmt.Errorf("attach classifier to %s: %w: another tool's %s is attached; "+
+				"remove it (ip link set dev %s xdp off) or let xdpgate replace it (--xdp-replace-foreign)",
+				p.name, ErrAttach, what, p.name)
+		}
+		if err := removeXDP(l, prev, p.ifindex, own); err != nil {
+			return fmt.Errorf("attach classifier to %s: %w: remove %s: %w", p.name, ErrAttach, what, err)
+		}
+		if own {
+			d.log.Info("replaced leftover xdpgate XDP program", "ifname", p.name, "prog_id", prev.id)
+		} else {
+			d.log.Warn("replaced foreign XDP program (--xdp-replace-foreign)", "ifname", p.name,
+				"prog_id", prev.id, "prog_name", prev.name, "xdp_mode", prev.mode)
+		}
 	}
 	var errs []error
 	for i, m := range modes {
@@ -195,6 +217,99 @@ func (d *Dataplane) attach(p *port, l netlink.Link) error {
 		errs = append(errs, fmt.Errorf("%s: %w", names[i], err))
 	}
 	return fmt.Errorf("attach classifier to %s: %w: %w", p.name, ErrAttach, errors.Join(errs...))
+}
+
+// xdpProgram is what the kernel says about a program attached to an
+// interface: its ID (0 when programs are attached in several modes at
+// once, which netlink reports per mode), name ("" when unknown) and mode.
+type xdpProgram struct {
+	id   uint32
+	name string
+	mode string
+}
+
+// attachedXDP describes the program in x.
+func attachedXDP(x *netlink.LinkXdp) xdpProgram {
+	pr := xdpProgram{id: x.ProgId, mode: fmt.Sprintf("mode %d", x.AttachMode)}
+	switch x.AttachMode { // enum xdp_attach_mode in linux/if_link.h
+	case 1: // XDP_ATTACHED_DRV
+		pr.mode = "native"
+	case 2: // XDP_ATTACHED_SKB
+		pr.mode = "generic"
+	case 3: // XDP_ATTACHED_HW
+		pr.mode = "offload"
+	case 4: // XDP_ATTACHED_MULTI
+		pr.mode = "several"
+	}
+	if pr.id == 0 {
+		return pr
+	}
+	if prog, err := ebpf.NewProgramFromID(ebpf.ProgramID(pr.id)); err == nil {
+		if info, err := prog.Info(); err == nil {
+			pr.name = info.Name
+		}
+		prog.Close()
+	}
+	return pr
+}
+
+// sameProgramName compares two program names as the kernel keeps them: the
+// first BPF_OBJ_NAME_LEN-1 (15) bytes (the library may report the full
+// name from BTF for one and not the other). Empty names never match.
+func sameProgramName(a, b string) bool {
+	const n = 15
+	return a != "" && b != "" && a[:min(len(a), n)] == b[:min(len(b), n)]
+}
+
+// removeXDP removes the program attached to l: through netlink when it was
+// attached that way, else by detaching the bpf_link that holds it. A link
+// holding xdpgate's own program (own) belongs to a running xdpgate and is
+// never detached.
+func removeXDP(l netlink.Link, pr xdpProgram, ifindex int, own bool) error {
+	for _, f := range []int{unix.XDP_FLAGS_DRV_MODE, unix.XDP_FLAGS_SKB_MODE, unix.XDP_FLAGS_HW_MODE} {
+		_ = netlink.LinkSetXdpFdWithFlags(l, -1, f) // EBUSY when a bpf_link holds it
+	}
+	if !ifaceHasXDP(ifindex) {
+		return nil
+	}
+	if own {
+		return errors.New("held by a live bpf_link: is another xdpgate running on this interface?")
+	}
+	// Link IDs are global; the interface index is per namespace, so the
+	// program ID must match too.
+	it := new(link.Iterator)
+	defer it.Close()
+	for it.Next() {
+		info, err := it.Link.Info()
+		if err != nil || info.Type != link.XDPType || info.XDP() == nil ||
+			int(info.XDP().Ifindex) != ifindex || uint32(info.Program) != pr.id {
+			continue
+		}
+		if err := it.Link.Detach(); err != nil {
+			return fmt.Errorf("detach bpf_link %d: %w", it.ID, err)
+		}
+		if !ifaceHasXDP(ifindex) {
+			return nil
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	if ifaceHasXDP(ifindex) {
+		return errors.New("still attached after netlink removal, and no bpf_link found")
+	}
+	return nil
+}
+
+// ifaceHasXDP reports whether an XDP program is attached to the interface
+// (true when it cannot be told).
+func ifaceHasXDP(ifindex int) bool {
+	l, err := netlink.LinkByIndex(ifindex)
+	if err != nil {
+		return true
+	}
+	x := l.Attrs().Xdp
+	return x != nil && x.Attached
 }
 
 // rxQueues returns the number of receive queues in use: ETHTOOL_GCHANNELS

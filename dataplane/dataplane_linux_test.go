@@ -101,12 +101,18 @@ func checkFDs(t *testing.T, want int, what string) {
 	}
 }
 
-// attachLeftover attaches an XDP_PASS program through netlink, as a crashed
-// run of an older version (or asavie's default program) would leave it.
-func attachLeftover(t *testing.T, ns *testnet.NS, dev string) {
+// ownProgramName is the classifier's program name (bpf/classifier.c); the
+// kernel keeps its first 15 bytes.
+const ownProgramName = "xdpgate_classify"
+
+// attachLeftover attaches an XDP_PASS program named name through netlink:
+// with ownProgramName as a crashed run of an older version would leave it,
+// with another name as another tool would (netlink attachment, as iproute2
+// and libxdp's legacy mode do).
+func attachLeftover(t *testing.T, ns *testnet.NS, dev, name string) {
 	t.Helper()
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type: ebpf.XDP, License: "GPL",
+		Name: name, Type: ebpf.XDP, License: "GPL",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()},
 	})
 	if err != nil {
@@ -146,7 +152,7 @@ func TestPrivOpenClose(t *testing.T) {
 	testnet.RequirePriv(t)
 	a, b := testnet.NewNS(t), testnet.NewNS(t)
 	v := testnet.NewVeth(t, a, "oc", b, "ocp", testnet.VethOpts{Queues: 3})
-	attachLeftover(t, a, v.AName)
+	attachLeftover(t, a, v.AName, ownProgramName)
 	fds := settledFDs(t)
 	goroutines := runtime.NumGoroutine()
 	for round := 0; round < 2; round++ {
@@ -189,6 +195,112 @@ func TestPrivOpenClose(t *testing.T) {
 	}
 	checkFDs(t, fds, "2 Open/Close")
 	noLeakedGoroutines(t, goroutines)
+}
+
+// xdpProgID returns the ID of the program attached to dev, 0 if none.
+func xdpProgID(t *testing.T, ns *testnet.NS, dev string) uint32 {
+	t.Helper()
+	var id uint32
+	err := ns.Do(func() error {
+		l, err := netlink.LinkByName(dev)
+		if err == nil && l.Attrs().Xdp != nil && l.Attrs().Xdp.Attached {
+			id = l.Attrs().Xdp.ProgId
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// TestPrivForeignProgram: Open refuses an interface holding another tool's
+// XDP program, attached through netlink or held by a bpf_link, naming it
+// and leaving it in place; with ReplaceForeign it replaces it. A live
+// xdpgate's own program (held by its bpf_link) is never taken over.
+func TestPrivForeignProgram(t *testing.T) {
+	testnet.RequirePriv(t)
+	a, b := testnet.NewNS(t), testnet.NewNS(t)
+	v := testnet.NewVeth(t, a, "fp", b, "fpp", testnet.VethOpts{})
+	ifindex := 0
+	if err := a.Do(func() error {
+		l, err := netlink.LinkByName(v.AName)
+		if err == nil {
+			ifindex = l.Attrs().Index
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	open := func(replace bool) (*Dataplane, error) {
+		cfg := smallConfig(t, v.AName)
+		cfg.ReplaceForeign = replace
+		var dp *Dataplane
+		err := a.Do(func() (err error) {
+			dp, err = Open(cfg)
+			return err
+		})
+		return dp, err
+	}
+	for _, tc := range []struct {
+		name   string
+		attach func() // attaches a foreign program
+	}{
+		{"netlink", func() { attachLeftover(t, a, v.AName, "other_fw") }},
+		{"bpf_link", func() { testnet.AttachXDP(t, a, ifindex, testnet.Return(2)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.attach()
+			id := xdpProgID(t, a, v.AName)
+			dp, err := open(false)
+			if err == nil {
+				dp.Close()
+				t.Fatalf("Open with a foreign program = nil, want an error")
+			}
+			for _, want := range []string{fmt.Sprintf("id %d", id), "native mode", "--xdp-replace-foreign"} {
+				if !strings.Contains(err.Error(), want) || !errors.Is(err, ErrAttach) {
+					t.Errorf("Open with a foreign program = %v, want ErrAttach naming %q", err, want)
+				}
+			}
+			if got := xdpProgID(t, a, v.AName); got != id {
+				t.Errorf("after refusing: program id %d, want the foreign %d left in place", got, id)
+			}
+			dp, err = open(true)
+			if err != nil {
+				t.Fatalf("Open with ReplaceForeign = %v", err)
+			}
+			if got := xdpProgID(t, a, v.AName); got == id || got == 0 {
+				t.Errorf("after Open with ReplaceForeign: program id %d, want the classifier's (foreign was %d)", got, id)
+			}
+			// A second xdpgate on the interface must not take over the
+			// live one's program.
+			ours := xdpProgID(t, a, v.AName)
+			if dp2, err := open(true); err == nil {
+				dp2.Close()
+				t.Errorf("second Open on a live xdpgate's interface = nil, want an error")
+			}
+			if got := xdpProgID(t, a, v.AName); got != ours {
+				t.Errorf("after a second Open: program id %d, want the live classifier's %d", got, ours)
+			}
+			if err := dp.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			if xdpAttached(t, a, v.AName) {
+				t.Errorf("after Close: XDP attached = true, want false")
+			}
+		})
+	}
+	if t.Failed() {
+		return
+	}
+	// Named "other_fw" in the message.
+	attachLeftover(t, a, v.AName, "other_fw")
+	if dp, err := open(false); err == nil {
+		dp.Close()
+		t.Errorf("Open = nil, want an error")
+	} else if !strings.Contains(err.Error(), `"other_fw"`) {
+		t.Errorf("Open = %v, want it to name the program other_fw", err)
+	}
 }
 
 func TestPrivOpenErrors(t *testing.T) {
@@ -440,7 +552,7 @@ func checkKernelPath(t *testing.T, tp *topo) {
 func TestPrivForwardTwoArm(t *testing.T) {
 	testnet.RequirePriv(t)
 	tp := twoArm(t, 1)
-	attachLeftover(t, tp.g, tp.managed[0])
+	attachLeftover(t, tp.g, tp.managed[0], ownProgramName)
 	echoServers(t, tp.s, tp.serverAddr, 9000)
 	echoServers(t, tp.s, tp.serverAddr6, 9000)
 	dp := runGateway(t, tp, 9000)

@@ -38,9 +38,15 @@
 // Service it serves, reached through a managed interface),
 // TestPrivNodeAddressChanges (a route's src and the node's address change
 // under live traffic), TestPrivClassifierCapacity (10,000 Services of two
-// ports with ten endpoints each, then one that does not fit) and
+// ports with ten endpoints each, then one that does not fit),
 // TestPrivNewNeighbours (hundreds of never-resolved next hops: first
-// datagrams answered, connects faster than a SYN retransmit).
+// datagrams answered, connects faster than a SYN retransmit),
+// the hostile-object tests: TestPrivExternalIPOnNodeAddress (a Service
+// on the gateway's own address and server port does not take it),
+// TestPrivFrontendConflictOlderWins, TestPrivManifestRewrittenInPlace
+// (truncated and rewritten in pieces: traffic and affinity survive) and
+// TestPrivForeignXDPProgram (refused, named; replaced with
+// --xdp-replace-foreign). The whole package takes about a minute.
 //
 // A test that needs an API server runs internal/kubetest's real
 // kube-apiserver and etcd on the host's loopback and reaches it from the

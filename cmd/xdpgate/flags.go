@@ -51,6 +51,9 @@ type options struct {
 	busyPoll time.Duration
 	// classifier sizes the classifier's maps.
 	classifier dataplane.ClassifierConfig
+	// replaceForeign lets the dataplane remove another tool's XDP program
+	// from a managed interface.
+	replaceForeign bool
 }
 
 // parseRunFlags parses the arguments of `xdpgate run` (flags and --config
@@ -105,6 +108,7 @@ func optionsFrom(c config.Configuration) (options, error) {
 		xdpMode:           r.XDPMode,
 		classifier: dataplane.ClassifierConfig{MaxFrontends: c.XDP.MaxFrontends, MaxEndpoints: c.XDP.MaxEndpoints,
 			MaxNodePorts: c.XDP.MaxNodePorts, MaxNodeAddrs: c.XDP.MaxNodeAddresses},
+		replaceForeign: c.XDP.ReplaceForeignProgram,
 	}
 	return o, nil
 }

@@ -50,17 +50,19 @@ xdp:
 			func(o options) bool {
 				return slices.Equal(o.interfaces, []string{"a", "b"}) && o.xdpMode == dataplane.AttachNative &&
 					o.snatMin == pipeline.DefaultSNATPortMin && o.snatMax == pipeline.DefaultSNATPortMax &&
-					o.healthzAddr == "0.0.0.0:10256" && o.metricsAddr == "127.0.0.1:10249" && o.adminSocket == "/run/xdpgate/admin.sock"
+					o.healthzAddr == "0.0.0.0:10256" && o.metricsAddr == "127.0.0.1:10249" && o.adminSocket == "/run/xdpgate/admin.sock" &&
+					!o.replaceForeign
 			}},
 		{"all flags", []string{"--interfaces=a", "--kubeconfig=k", "--cpus=0,2-3", "--xdp-mode=generic", "--conntrack-max=100",
 			"--snat-ports=1000-2000", "--cluster-cidr=198.18.64.0/18", "--nodeport-addresses=primary", "--masquerade-all",
-			"--node-ips=198.18.0.2,2001:2::2", "--metrics-bind-address=off", "--master=https://198.18.0.1:6443", "--log-level=debug"}, true,
+			"--node-ips=198.18.0.2,2001:2::2", "--metrics-bind-address=off", "--master=https://198.18.0.1:6443", "--log-level=debug", "--xdp-replace-foreign"}, true,
 			func(o options) bool {
 				return slices.Equal(o.cpus, []int{0, 2, 3}) && o.xdpMode == dataplane.AttachGeneric && o.conntrackMax == 100 &&
 					o.snatMin == 1000 && o.snatMax == 2000 && o.masqueradeAll && len(o.clusterCIDRs) == 1 &&
 					slices.Equal(o.nodeIPs, []netip.Addr{netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("2001:2::2")}) &&
 					o.metricsAddr == control.Disabled && slices.Equal(o.nodePortAddresses, []string{"primary"}) &&
-					o.kubeconfig == "k" && o.master == "https://198.18.0.1:6443" && o.logLevel.String() == "DEBUG"
+					o.kubeconfig == "k" && o.master == "https://198.18.0.1:6443" && o.logLevel.String() == "DEBUG" &&
+					o.replaceForeign
 			}},
 		{"no source is in-cluster", []string{"--interfaces", "a", "--node-name", "n1"}, true,
 			func(o options) bool { return o.manifests == "" && o.kubeconfig == "" && o.master == "" }},

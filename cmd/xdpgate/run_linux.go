@@ -155,7 +155,7 @@ func openIO(o options, log *slog.Logger) (*dataplane.Egress, *dataplane.Dataplan
 		return nil, nil, fmt.Errorf("egress: %w", err)
 	}
 	dp, err := dataplane.Open(dataplane.Config{Interfaces: o.interfaces, Attach: o.xdpMode, CPUs: o.cpus,
-		BusyPoll: o.busyPoll, Classifier: o.classifier, Neighbours: eg, Logger: log})
+		BusyPoll: o.busyPoll, Classifier: o.classifier, Neighbours: eg, ReplaceForeign: o.replaceForeign, Logger: log})
 	if err != nil {
 		eg.Close()
 		return nil, nil, fmt.Errorf("dataplane: %w", err)

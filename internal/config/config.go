@@ -103,6 +103,12 @@ type XDPConfiguration struct {
 	// interrupt or NAPI processing (the spin keeps the CPU from the
 	// kernel work that would fill the ring).
 	BusyPoll string `json:"busyPoll"`
+	// ReplaceForeignProgram lets xdpgate remove an XDP program of another
+	// tool from a managed interface. By default only xdpgate's own program
+	// (one left by an earlier run) is replaced, and a foreign one makes
+	// xdpgate refuse to start, naming it: silently removing it would
+	// disable whatever that tool does (a firewall, a load balancer).
+	ReplaceForeignProgram bool `json:"replaceForeignProgram"`
 }
 
 // Defaults, in one place. The SNAT range and the attach mode are the

@@ -51,6 +51,7 @@ xdp:
   snatPortRange: 1000-2000
   adminSocket: /tmp/a.sock
   busyPoll: 0s
+  replaceForeignProgram: true
 `, Configuration{
 			APIVersion: APIVersion, Kind: Kind,
 			ClientConnection: ClientConnection{Kubeconfig: "/etc/k"},
@@ -62,7 +63,7 @@ xdp:
 			XDP: XDPConfiguration{
 				Interfaces: []string{"eth0", "eth1"}, Mode: "generic", CPUs: "0,2-3",
 				ConntrackMax: 1000, AffinityMax: 2000, SNATPortRange: "1000-2000", AdminSocket: "/tmp/a.sock",
-				BusyPoll: "0s", MaxFrontends: 10, MaxEndpoints: 20, MaxNodePorts: 30, MaxNodeAddresses: 40,
+				BusyPoll: "0s", MaxFrontends: 10, MaxEndpoints: 20, MaxNodePorts: 30, MaxNodeAddresses: 40, ReplaceForeignProgram: true,
 			},
 		}},
 		{"partial xdp keeps the other xdp defaults", header + "xdp: {mode: auto}\n",
@@ -268,6 +269,7 @@ func TestConfigMarshalRoundTrip(t *testing.T) {
 			c.XDP.Interfaces = []string{"*alias", "!tag", "%d"}
 			c.XDP.ConntrackMax, c.XDP.AffinityMax = 1<<40, -3
 			c.MasqueradeAll = true
+			c.XDP.ReplaceForeignProgram = true
 		})},
 	}
 	for _, tc := range tests {

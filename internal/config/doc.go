@@ -38,6 +38,7 @@
 //	  snatPortRange: 20000-29999     # --snat-ports
 //	  adminSocket: /run/xdpgate/admin.sock # --admin-socket; "" or off disables
 //	  busyPoll: 50us                 # --busy-poll; 0: never spin
+//	  replaceForeignProgram: false   # --xdp-replace-foreign: remove another tool's XDP program
 //
 // Decoding is strict, as for kube-proxy's --config: an unknown field
 // (matched case-sensitively), a duplicate key, a value of the wrong type or

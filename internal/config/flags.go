@@ -85,6 +85,8 @@ var flags = []flagDef{
 		func(c *Configuration) *string { return &c.XDP.BusyPoll }, str),
 	def("admin-socket", "xdp.adminSocket", `unix socket (root only) for xdpgate inspect and capture; "off" or "" disables`,
 		func(c *Configuration) *string { return &c.XDP.AdminSocket }, str),
+	def("xdp-replace-foreign", "xdp.replaceForeignProgram", "replace another tool's XDP program on a managed interface (default: refuse to start, naming it)",
+		func(c *Configuration) *bool { return &c.XDP.ReplaceForeignProgram }, boolean),
 }
 
 // hostname is os.Hostname, replaceable in tests.
