@@ -85,6 +85,8 @@ var flags = []flagDef{
 		func(c *Configuration) *string { return &c.XDP.BusyPoll }, str),
 	def("admin-socket", "xdp.adminSocket", `unix socket (root only) for xdpgate inspect and capture; "off" or "" disables`,
 		func(c *Configuration) *string { return &c.XDP.AdminSocket }, str),
+	def("state-dir", "xdp.stateDir", `directory (tmpfs) of the flow and affinity tables the next xdpgate adopts; "off" or "" disables`,
+		func(c *Configuration) *string { return &c.XDP.StateDir }, str),
 }
 
 // hostname is os.Hostname, replaceable in tests.

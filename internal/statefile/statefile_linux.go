@@ -117,3 +117,32 @@ var monoStart, monoBase = func() (time.Time, int64) {
 	}
 	return start, ts.Nano()
 }()
+
+// Lock takes the state directory dir for this process (flock(2) on
+// dir/lock, created 0600), waiting up to wait for a previous xdpgate that
+// is still shutting down: two processes mapping the same tables would
+// each rebuild its own index over shared records. The lock ends with the
+// process (also when it is killed); the returned function releases it
+// earlier.
+func Lock(dir string, wait time.Duration) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	path := filepath.Join(dir, "lock")
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state dir lock %s: %w", path, err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		err = unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { unix.Close(fd) }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			unix.Close(fd)
+			return nil, fmt.Errorf("state dir %s: %w (another xdpgate uses it)", dir, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

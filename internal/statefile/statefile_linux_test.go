@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -128,5 +129,23 @@ func TestNowAdvances(t *testing.T) {
 	b := Now()
 	if a <= 0 || b < a {
 		t.Errorf("Now() = %d then %d, want positive and not decreasing", a, b)
+	}
+}
+
+func TestLock(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := Lock(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Lock(dir, 100*time.Millisecond); err == nil {
+		t.Errorf("second Lock while held = nil error, want in use")
+	}
+	unlock()
+	unlock2, err := Lock(dir, 0)
+	if err != nil {
+		t.Errorf("Lock after unlock = %v, want nil", err)
+	} else {
+		unlock2()
 	}
 }

@@ -20,3 +20,8 @@ func Open(path string, s Spec) (*File, error) {
 func Now() int64 { return int64(time.Since(start)) }
 
 var start = time.Now()
+
+// Lock returns an error wrapping ErrNotSupported.
+func Lock(dir string, wait time.Duration) (unlock func(), err error) {
+	return nil, fmt.Errorf("state dir %s: %w", dir, ErrNotSupported)
+}
