@@ -93,7 +93,10 @@ func TestAdoptAfterCrash(t *testing.T) {
 	if ctlLive(a.r4[idx2].ctl.Load()) {
 		t.Fatal("last record in use")
 	}
-	a.r4[idx2].t = a.r4[dup.f.Handle.idx()].t
+	for d := range 2 {
+		k := a.r4[dup.f.Handle.idx()].t[d].load(nat.ProtoTCP)
+		a.r4[idx2].t[d].store(&k)
+	}
 	a.r4[idx2].ctl.Store(makeCtl(1, nat.ProtoTCP, 0, StateEstablished))
 	// a is abandoned here: nothing of it is used again.
 

@@ -37,8 +37,11 @@
 // (xdpgate runs from a real kube-apiserver that is itself the endpoint of a
 // Service it serves, reached through a managed interface),
 // TestPrivNodeAddressChanges (a route's src and the node's address change
-// under live traffic) and TestPrivClassifierCapacity (10,000 Services of two
-// ports with ten endpoints each, then one that does not fit).
+// under live traffic), TestPrivClassifierCapacity (10,000 Services of two
+// ports with ten endpoints each, then one that does not fit) and
+// TestPrivRestartKeepsState (open masqueraded connections and sticky
+// clients across SIGTERM + start and SIGKILL + start; an incompatible
+// state file). Each world runs xdpgate with its own --state-dir.
 //
 // A test that needs an API server runs internal/kubetest's real
 // kube-apiserver and etcd on the host's loopback and reaches it from the
