@@ -130,6 +130,11 @@
 // window are never empty (the invariant above; emptying requires an empty
 // successor, which a slot before a live key does not have).
 //
+// NewShared places the slots in caller-provided memory (a state file
+// mapped by internal/statefile) so that the next process adopts the pins;
+// since every store above leaves the table consistent, a crash at any
+// instant does too, and adoption only checks and recounts (NewShared).
+//
 // Counters are per shard: writer counters are updated under the shard lock,
 // hit and miss counters by readers with atomic adds on a cache line of
 // their own; Stats sums them without locking.

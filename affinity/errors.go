@@ -15,4 +15,6 @@ var (
 	ErrShards = errors.New("shard count must be a power of two")
 	// ErrProbeWindow reports a Config.ProbeWindow outside 1..MaxProbeWindow.
 	ErrProbeWindow = errors.New("probe window out of range")
+	// ErrSharedMemory reports memory or a seed NewShared cannot use.
+	ErrSharedMemory = errors.New("unusable shared memory")
 )

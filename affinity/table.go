@@ -151,8 +151,22 @@ func New(cfg Config) (*Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("affinity table: %w", err)
 	}
-	total := totalSlots(cfg.Capacity)
-	perShard := (total + uint64(cfg.Shards) - 1) / uint64(cfg.Shards)
+	return newShardedTable(cfg, nil), nil
+}
+
+// perShard returns the slots per shard of a table for cfg (defaults
+// applied).
+func perShard(cfg Config) uint64 {
+	return (totalSlots(cfg.Capacity) + uint64(cfg.Shards) - 1) / uint64(cfg.Shards)
+}
+
+// newShardedTable builds a table for cfg (defaults applied) over slots, or over
+// new memory when slots is nil.
+func newShardedTable(cfg Config, slots []slot) *Table {
+	perShard := perShard(cfg)
+	if slots == nil {
+		slots = make([]slot, perShard*uint64(cfg.Shards))
+	}
 	t := &Table{
 		shards: make([]shard, cfg.Shards),
 		shift:  uint(64 - bits.TrailingZeros(uint(cfg.Shards))),
@@ -161,10 +175,10 @@ func New(cfg Config) (*Table, error) {
 		cfg:    cfg,
 	}
 	for i := range t.shards {
-		t.shards[i].slots = make([]slot, perShard)
+		t.shards[i].slots = slots[uint64(i)*perShard : uint64(i+1)*perShard : uint64(i+1)*perShard]
 		t.shards[i].n = perShard
 	}
-	return t, nil
+	return t
 }
 
 // Config returns the table's configuration with defaults applied.

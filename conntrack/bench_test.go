@@ -1,7 +1,10 @@
 package conntrack
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"testing"
@@ -9,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/xdpgate/xdpgate/internal/benchcpu"
+	"github.com/xdpgate/xdpgate/internal/statefile"
 	"github.com/xdpgate/xdpgate/nat"
 )
 
@@ -32,7 +36,43 @@ func benchTuples(n int) []Tuple {
 // filledTable returns a table of capacity n holding n IPv4 flows (full).
 func filledTable(b *testing.B, n int) (*Table, []Tuple) {
 	b.Helper()
-	tb := newTestTable(b, Config{MaxFlows: n})
+	return filledTableIn(b, n, false)
+}
+
+// benchTable returns an empty table for cfg, on the heap or, mapped, in a
+// state file on tmpfs (/dev/shm) as xdpgate run places it.
+func benchTable(b *testing.B, cfg Config, mapped bool) *Table {
+	b.Helper()
+	if !mapped {
+		return newTestTable(b, cfg)
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "xdpgate-bench-")
+	if err != nil {
+		b.Skipf("no tmpfs at /dev/shm: %v", err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	cfg.Seed = 1
+	params, size, err := StateLayout(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := statefile.Open(filepath.Join(dir, "conntrack"), statefile.Spec{Kind: "conntrack", Version: StateVersion, Params: params, Seed: 1, Size: size})
+	if errors.Is(err, statefile.ErrNotSupported) {
+		b.Skip(err)
+	} else if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	tb, _, err := NewShared(cfg, f.Data, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return tb
+}
+
+func filledTableIn(b *testing.B, n int, mapped bool) (*Table, []Tuple) {
+	b.Helper()
+	tb := benchTable(b, Config{MaxFlows: n}, mapped)
 	ks := benchTuples(n)
 	x := xlate4(3, 8080)
 	for i, k := range ks {
@@ -62,10 +102,16 @@ func gcd(a, b int) int {
 	return a
 }
 
-func BenchmarkLookupHit(b *testing.B) {
+func BenchmarkLookupHit(b *testing.B) { benchLookupHit(b, false) }
+
+// BenchmarkLookupHitMapped is BenchmarkLookupHit with the records in a
+// MAP_SHARED tmpfs file, as with --state-dir.
+func BenchmarkLookupHitMapped(b *testing.B) { benchLookupHit(b, true) }
+
+func benchLookupHit(b *testing.B, mapped bool) {
 	for _, n := range []int{10_000, 1 << 20} {
 		b.Run(fmt.Sprintf("flows=%d", n), func(b *testing.B) {
-			tb, _ := filledTable(b, n)
+			tb, _ := filledTableIn(b, n, mapped)
 			st := step(n)
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -123,9 +169,15 @@ func BenchmarkLookupParallel(b *testing.B) {
 
 // BenchmarkInsert measures Insert into a 1M-flow table filled to at most
 // half; the table is emptied (untimed) between rounds.
-func BenchmarkInsert(b *testing.B) {
+func BenchmarkInsert(b *testing.B) { benchInsert(b, false) }
+
+// BenchmarkInsertMapped is BenchmarkInsert with the records in a
+// MAP_SHARED tmpfs file, as with --state-dir.
+func BenchmarkInsertMapped(b *testing.B) { benchInsert(b, true) }
+
+func benchInsert(b *testing.B, mapped bool) {
 	const capacity, round = 1 << 20, 1 << 19
-	tb := newTestTable(b, Config{MaxFlows: capacity})
+	tb := benchTable(b, Config{MaxFlows: capacity}, mapped)
 	hs := make([]Handle, round)
 	x := xlate4(3, 8080)
 	b.ReportAllocs()

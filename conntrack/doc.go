@@ -133,6 +133,15 @@
 // the same choice is made inside the window. Both count in
 // Stats.Evictions.
 //
+// # Shared memory and adoption
+//
+// NewShared places the record arrays in caller-provided memory (a state
+// file mapped by internal/statefile) instead of the heap; the index, free
+// lists, fragment table and counters stay in process memory. With adopt,
+// it rebuilds them from the live (odd-generation) records another process
+// left, which is why a crash at any instant leaves an adoptable table: see
+// NewShared for what is kept and what is dropped.
+//
 // # Fragments
 //
 // A small fixed table (Config.MaxFragments, 8-slot buckets) remembers, per

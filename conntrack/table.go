@@ -82,6 +82,13 @@ func New(cfg Config) (*Table, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("new conntrack table: %w", err)
 	}
+	return newTable(cfg, make([]rec4, cfg.MaxFlows), make([]rec6, cfg.MaxFlows6), nil)
+}
+
+// newTable builds a table over the record arrays r4 and r6 (zeroed, or
+// adopted: then free4 and free6 hold only the records free says are free,
+// and the index is rebuilt by the caller). cfg has its defaults applied.
+func newTable(cfg Config, r4 []rec4, r6 []rec6, free func(fam6 bool, idx uint32) bool) (*Table, error) {
 	t := &Table{cfg: cfg, touchRes: int64(cfg.TouchResolution)}
 	if cfg.Seed != 0 {
 		s := cfg.Seed
@@ -101,10 +108,12 @@ func New(cfg Config) (*Table, error) {
 	flows := uint64(cfg.MaxFlows) + uint64(cfg.MaxFlows6)
 	t.nb = max(2, (flows*indexSlack+bucketSlots-1)/bucketSlots)
 	t.index = make([]atomic.Uint64, t.nb*bucketWords)
-	t.r4 = make([]rec4, cfg.MaxFlows)
-	t.r6 = make([]rec6, cfg.MaxFlows6)
-	t.free4.init(cfg.MaxFlows)
-	t.free6.init(cfg.MaxFlows6)
+	t.r4, t.r6 = r4, r6
+	if free == nil {
+		free = func(bool, uint32) bool { return true }
+	}
+	t.free4.init(cfg.MaxFlows, func(i uint32) bool { return free(false, i) })
+	t.free6.init(cfg.MaxFlows6, func(i uint32) bool { return free(true, i) })
 	to := cfg.Timeouts
 	t.timeouts = [NumStates]int64{
 		StateTCPNone: int64(to.SynSent), StateSynSent: int64(to.SynSent),
@@ -240,7 +249,8 @@ type freeShard struct {
 	_    [56]byte // one cache line per shard head
 }
 
-func (p *freePool) init(n int) {
+// init makes the stacks of the records in [0, n) for which free is true.
+func (p *freePool) init(n int, free func(uint32) bool) {
 	if n == 0 {
 		return
 	}
@@ -252,10 +262,14 @@ func (p *freePool) init(n int) {
 	for s := range p.shards {
 		lo := uint32(s) * p.shardSize
 		hi := min(lo+p.shardSize, uint32(n))
-		for i := lo; i+1 < hi; i++ {
-			p.next[i].Store(i + 2)
+		top := uint32(0) // index+1 of the stack's top, 0: empty
+		for i := hi; i > lo; i-- {
+			if free(i - 1) {
+				p.next[i-1].Store(top)
+				top = i
+			}
 		}
-		p.shards[s].head.Store(uint64(lo + 1))
+		p.shards[s].head.Store(uint64(top))
 	}
 }
 

@@ -149,6 +149,10 @@ func NewBuilder(opts BuildOptions) (*Builder, error) {
 		opts.NodeIPs[i] = a.Unmap()
 	}
 	opts.ClusterCIDRs = slices.Clone(opts.ClusterCIDRs)
+	ids, err := openIDAllocator(opts.IDFile)
+	if err != nil {
+		return nil, err
+	}
 	return &Builder{
 		opts:        opts,
 		selector:    sel,
@@ -159,7 +163,7 @@ func NewBuilder(opts BuildOptions) (*Builder, error) {
 		dirty:       make(map[nsName]struct{}),
 		allDirty:    true,
 		results:     make(map[nsName]*svcResult),
-		ids:         newIDAllocator(),
+		ids:         ids,
 		spIndex:     make(map[uint32]int32),
 	}, nil
 }
@@ -458,6 +462,9 @@ func (b *Builder) finish(res *BuildResult, snap *snapshot.Snapshot, conflicts []
 		res.NewErrors = append(res.NewErrors, conflicts...)
 	}
 	res.Errors += len(b.conflicts)
+	if err := b.ids.commit(); err != nil {
+		res.NewErrors = append(res.NewErrors, err)
+	}
 	res.Incremental = !full
 	res.Snapshot = snap
 	b.prev = snap

@@ -84,6 +84,11 @@
 // builds and are never reused after they leave (until the counter wraps
 // after 2^32 allocations, and then never while still in use). A deleted
 // and recreated Service gets new IDs, so its affinity state starts empty.
+// With BuildOptions.IDFile the allocator journals every assignment and
+// release before the snapshot is published, and the next process replays
+// it: IDs are also stable across restarts, upgrades and crashes, which is
+// what lets adopted conntrack and affinity entries keep naming the right
+// endpoints (ids.go).
 //
 // Deviation: kube-proxy's iptables mode destroys an endpoint's affinity
 // list when the endpoint leaves every chain (its SEP chain is deleted); here

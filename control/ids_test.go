@@ -3,6 +3,9 @@ package control
 import (
 	"math/rand/v2"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
@@ -177,6 +180,88 @@ func TestBuilderNeverPanics(t *testing.T) {
 			if res := b.Build(); res.Snapshot == nil {
 				t.Fatalf("Build returned a nil snapshot")
 			}
+		}
+	}
+}
+
+// TestIDJournalRestart: a Builder with an ID journal, then a new Builder
+// (the next process) replaying it, see the same service port and endpoint
+// IDs for the same objects, including an endpoint that left and came back
+// (its second ID); what left while no Builder ran is released, a torn last
+// line is ignored, and new IDs never repeat old ones.
+func TestIDJournalRestart(t *testing.T) {
+	opts := testOpts()
+	opts.IDFile = filepath.Join(t.TempDir(), "ids")
+	a, err := NewBuilder(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := makeService("ns", "svc", clusterIPs("198.18.100.1", "2001:2:0:100::1"))
+	gone := makeService("ns", "gone", clusterIPs("198.18.100.2"))
+	three := makeSlice("ns", "s", "svc", []endpointSpec{ep("198.19.2.1", ""), ep("198.19.2.2", ""), ep("198.19.2.3", "")})
+	a.SetService("ns", "svc", svc)
+	a.SetService("ns", "gone", gone)
+	a.SetEndpointSlice("ns", "s", three)
+	a.SetEndpointSlice("ns", "g", makeSlice("ns", "g", "gone", []endpointSpec{ep("198.19.3.1", "")}))
+	first := a.Build().Snapshot
+	a.SetEndpointSlice("ns", "s", makeSlice("ns", "s", "svc", []endpointSpec{ep("198.19.2.1", ""), ep("198.19.2.3", "")}))
+	a.Build()
+	a.SetEndpointSlice("ns", "s", three)
+	before := a.Build().Snapshot
+	ids := epIDs(portOf(t, before, "ns", "svc", false))
+	if ids["198.19.2.2:8080"] == epIDs(portOf(t, first, "ns", "svc", false))["198.19.2.2:8080"] {
+		t.Fatal("returning endpoint kept its ID within one process")
+	}
+	goneEP := portOf(t, before, "ns", "gone", false).Endpoints[0].ID
+	// A crash while writing: half a record at the end.
+	f, err := os.OpenFile(opts.IDFile, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`E 999 1 198.19.`)
+	f.Close()
+
+	// The next process: "gone" left while no xdpgate ran.
+	b, err := NewBuilder(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.SetService("ns", "svc", svc)
+	b.SetEndpointSlice("ns", "s", three)
+	after := b.Build().Snapshot
+	for _, v6 := range []bool{false, true} {
+		p, q := portOf(t, before, "ns", "svc", v6), portOf(t, after, "ns", "svc", v6)
+		if p.ID != q.ID {
+			t.Errorf("service port ID after restart = %d, want %d", q.ID, p.ID)
+		}
+		want, got := epIDs(p), epIDs(q)
+		for k := range want {
+			if got[k] != want[k] {
+				t.Errorf("endpoint %s ID after restart = %d, want %d", k, got[k], want[k])
+			}
+		}
+	}
+	// "gone" comes back: new IDs, never the old ones or any in use.
+	b.SetService("ns", "gone", gone)
+	b.SetEndpointSlice("ns", "g", makeSlice("ns", "g", "gone", []endpointSpec{ep("198.19.3.1", "")}))
+	again := b.Build().Snapshot
+	if id := portOf(t, again, "ns", "gone", false).Endpoints[0].ID; id == goneEP || id == 999 || id <= ids["198.19.2.2:8080"] {
+		t.Errorf("endpoint that left while down, back: ID %d, want a new one (old %d)", id, goneEP)
+	}
+	// A third process replays the second's journal (compacted at open).
+	c, err := NewBuilder(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetService("ns", "svc", svc)
+	c.SetService("ns", "gone", gone)
+	c.SetEndpointSlice("ns", "s", three)
+	c.SetEndpointSlice("ns", "g", makeSlice("ns", "g", "gone", []endpointSpec{ep("198.19.3.1", "")}))
+	third := c.Build().Snapshot
+	for _, name := range []string{"svc", "gone"} {
+		p, q := portOf(t, again, "ns", name, false), portOf(t, third, "ns", name, false)
+		if p.ID != q.ID || !reflect.DeepEqual(epIDs(p), epIDs(q)) {
+			t.Errorf("%s after a second restart: port %d endpoints %v, want %d %v", name, q.ID, epIDs(q), p.ID, epIDs(p))
 		}
 	}
 }

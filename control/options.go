@@ -26,6 +26,10 @@ type BuildOptions struct {
 	ClusterCIDRs []netip.Prefix
 	// MasqueradeAll masquerades all traffic to ClusterIPs.
 	MasqueradeAll bool
+	// IDFile, when set, is the journal that keeps service port and
+	// endpoint IDs across processes (see ids.go), so that conntrack and
+	// affinity entries adopted after a restart name the same endpoints.
+	IDFile string
 }
 
 // nodePortSelector is a parsed nodePortAddresses list.

@@ -381,3 +381,29 @@ func TestContainerfile(t *testing.T) {
 		t.Errorf("container %s command = %q, want [%s run] (the Containerfile's binary)", c.Name, c.Command, dest)
 	}
 }
+
+// TestDaemonSetStateDir: the state directory is a writable hostPath on
+// the node's /run (tmpfs), at the same path, so a restarted or upgraded
+// pod adopts the tables its predecessor left; and maxSurge stays 0 (the
+// directory is locked by one process at a time).
+func TestDaemonSetStateDir(t *testing.T) {
+	b := loadManifests(t)
+	cfg := b.config(t)
+	dir := cfg.stateDir
+	if dir == "" {
+		dir = "/run/xdpgate" // internal/config.DefaultStateDir
+	}
+	if dir == "off" {
+		t.Skipf("state dir off in the ConfigMap")
+	}
+	mount, vol := b.mountFor(t, path.Join(dir, "conntrack"))
+	if vol.HostPath == nil || vol.HostPath.Path != mount.MountPath || mount.MountPath != dir {
+		t.Errorf("state dir %s is in volume %s (%+v), want a hostPath of the same path", dir, vol.Name, vol.VolumeSource)
+	}
+	if !strings.HasPrefix(dir, "/run/") {
+		t.Errorf("state dir %s, want it under /run (tmpfs: gone with the boot, as the tables' times are)", dir)
+	}
+	if mount.ReadOnly {
+		t.Errorf("volume mount %s is read-only; xdpgate writes its tables there", mount.MountPath)
+	}
+}

@@ -185,6 +185,7 @@ type configFile struct {
 	healthzBind      string
 	interfaces       []any
 	adminSocket      string
+	stateDir         string // "" when the file leaves the default
 }
 
 func (b bundle) config(t *testing.T) configFile {
@@ -206,6 +207,7 @@ func (b bundle) config(t *testing.T) configFile {
 	return configFile{
 		apiVersion: str(m, "apiVersion"), kind: str(m, "kind"), manifests: str(m, "manifests"),
 		healthzBind: str(m, "healthzBindAddress"), interfaces: ifaces, adminSocket: str(xdp, "adminSocket"),
+		stateDir: str(xdp, "stateDir"),
 	}
 }
 

@@ -46,7 +46,10 @@
 // TestPrivFrontendConflictOlderWins, TestPrivManifestRewrittenInPlace
 // (truncated and rewritten in pieces: traffic and affinity survive) and
 // TestPrivForeignXDPProgram (refused, named; replaced with
-// --xdp-replace-foreign). The whole package takes about a minute.
+// --xdp-replace-foreign), and TestPrivRestartKeepsState (open masqueraded
+// connections and sticky clients across SIGTERM + start and SIGKILL + start;
+// an incompatible state file). Each world runs xdpgate with its own
+// --state-dir. The whole package takes about two minutes.
 //
 // A test that needs an API server runs internal/kubetest's real
 // kube-apiserver and etcd on the host's loopback and reaches it from the

@@ -104,6 +104,12 @@ type world struct {
 	// kubeconfig, when set, makes start run xdpgate against an API server
 	// (--kubeconfig) instead of the manifest file.
 	kubeconfig string
+	// stateDir is the test's --state-dir (never the host's /run/xdpgate).
+	stateDir string
+	// args are the last start's arguments, which restart reuses;
+	// cleanupSet says start registered the cleanup.
+	args       []string
+	cleanupSet bool
 }
 
 // worldOpts shape a topology.
@@ -221,6 +227,7 @@ func newWorldOpts(t *testing.T, o worldOpts) *world {
 			t.Fatalf("gateway ping %s: %v", a, err)
 		}
 	}
+	w.stateDir = filepath.Join(t.TempDir(), "state")
 	w.manifest = filepath.Join(t.TempDir(), "services.yaml")
 	w.logPath = filepath.Join(t.TempDir(), "xdpgate.log")
 	return w
@@ -286,18 +293,14 @@ func (w *world) start(extra ...string) {
 		"--interfaces", strings.Join(w.managed, ",")}, source...)
 	args = append(append(args, "--node-name", "gw",
 		"--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256",
-		"--conntrack-max", "65536", "--affinity-max", "65536", "--log-level", "debug"), extra...)
-	logf, err := os.Create(w.logPath)
-	if err != nil {
-		t.Fatal(err)
+		"--conntrack-max", "65536", "--affinity-max", "65536", "--log-level", "debug",
+		"--state-dir", w.stateDir), extra...)
+	w.args = args
+	w.launch()
+	if w.cleanupSet {
+		return
 	}
-	w.cmd = exec.Command("ip", args...)
-	w.cmd.Stdout, w.cmd.Stderr = logf, logf
-	if err := w.cmd.Start(); err != nil {
-		t.Fatalf("start xdpgate: %v", err)
-	}
-	w.exited = make(chan error, 1)
-	go func() { w.exited <- w.cmd.Wait(); logf.Close() }()
+	w.cleanupSet = true
 	t.Cleanup(func() {
 		if err := w.stop(); err != nil {
 			t.Errorf("xdpgate shutdown: %v", err)
@@ -310,6 +313,40 @@ func (w *world) start(extra ...string) {
 			t.Logf("xdpgate log (tail):\n%s", b)
 		}
 	})
+}
+
+// launch runs xdpgate with w.args, appending to the log.
+func (w *world) launch() {
+	t := w.t
+	t.Helper()
+	logf, err := os.OpenFile(w.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.cmd = exec.Command("ip", w.args...)
+	w.cmd.Stdout, w.cmd.Stderr = logf, logf
+	if err := w.cmd.Start(); err != nil {
+		t.Fatalf("start xdpgate: %v", err)
+	}
+	w.exited = make(chan error, 1)
+	w.stopped, w.stopResult = false, nil
+	go func() { w.exited <- w.cmd.Wait(); logf.Close() }()
+}
+
+// restart stops xdpgate with sig (SIGTERM: it must exit 0; SIGKILL: a
+// crash) and starts a new process with the same arguments in the same
+// namespaces.
+func (w *world) restart(sig syscall.Signal) {
+	w.t.Helper()
+	if sig == syscall.SIGTERM {
+		if err := w.stop(); err != nil {
+			w.t.Fatalf("xdpgate shutdown before restart: %v", err)
+		}
+	} else {
+		w.cmd.Process.Signal(sig)
+		<-w.exited
+	}
+	w.launch()
 }
 
 // stop sends SIGTERM and waits (10 s at most) for a clean exit.

@@ -11,7 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xdpgate/xdpgate/conntrack"
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/nat"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
 
@@ -149,6 +151,9 @@ func (a *Applier) Apply(s *snapshot.Snapshot) {
 			a.log.Debug("classifier staging update skipped", "err", err)
 		}
 	}
+	if a.current == nil && s != nil {
+		a.p.retainAdopted(s)
+	}
 	a.p.Publish(s)
 	a.programLocked(s)
 	a.log.Debug("snapshot applied", "generation", s.Generation, "service_ports", len(s.ServicePorts))
@@ -269,5 +274,34 @@ func (a *Applier) Run(ctx context.Context) {
 				a.pruneRetained()
 			}
 		}
+	}
+}
+
+// retainAdopted retains, before the first snapshot is published, the
+// endpoints of TCP flows already in the table (adopted from a previous
+// process) that s does not have: they left while no xdpgate ran, or had
+// been retained by the previous process. As for endpoints that leave
+// under a running pipeline (OnSnapshot), the classifier keeps redirecting
+// their replies until their last flow ends (PruneRetained).
+func (p *Pipeline) retainAdopted(s *snapshot.Snapshot) {
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
+	n := 0
+	p.ct.Range(func(e *conntrack.Entry) bool {
+		if e.Orig.Proto != nat.ProtoTCP {
+			return true
+		}
+		if _, _, ok := s.Endpoint(e.Endpoint); ok {
+			return true
+		}
+		a := dataplane.L4Addr{Addr: e.Reply.SrcAddr().Unmap(), Port: e.Reply.SrcPort, Proto: uint8(nat.ProtoTCP)}
+		if _, seen := p.retained[a]; !seen {
+			p.retained[a] = e.Endpoint
+			n++
+		}
+		return true
+	})
+	if n > 0 {
+		p.log.Info("endpoints of adopted flows retained", "endpoints", n)
 	}
 }

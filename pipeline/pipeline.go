@@ -8,12 +8,12 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/xdpgate/xdpgate/dataplane"
 
 	"github.com/xdpgate/xdpgate/affinity"
 	"github.com/xdpgate/xdpgate/conntrack"
+	"github.com/xdpgate/xdpgate/internal/statefile"
 	"github.com/xdpgate/xdpgate/nat"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
@@ -57,9 +57,11 @@ type Config struct {
 	SNATPortMin, SNATPortMax uint16
 	// SNATProbes bounds the ports one new flow tries (DefaultSNATProbes).
 	SNATProbes int
-	// Now returns monotonic nanoseconds; read once per batch. Default: time
-	// since New (monotonic clock). The same clock must drive
-	// Housekeep's callers.
+	// Now returns monotonic nanoseconds; read once per batch. Default:
+	// statefile.Now, CLOCK_MONOTONIC (time since boot), which every
+	// process on this boot shares, so the last-seen and pin times in
+	// tables adopted from a previous process (internal/statefile) keep
+	// their meaning. The same clock must drive Housekeep's callers.
 	Now func() int64
 	// Logger defaults to slog.Default(); never used per packet.
 	Logger *slog.Logger
@@ -73,8 +75,7 @@ func (c Config) withDefaults() Config {
 		c.SNATProbes = DefaultSNATProbes
 	}
 	if c.Now == nil {
-		start := time.Now()
-		c.Now = func() int64 { return int64(time.Since(start)) }
+		c.Now = statefile.Now
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -49,6 +49,9 @@ type options struct {
 	adminSocket string
 	// busyPoll is the poller spin before sleeping; 0 never spins.
 	busyPoll time.Duration
+	// stateDir holds the tables and the ID journal the next process
+	// adopts; config.Off keeps them in process memory.
+	stateDir string
 	// classifier sizes the classifier's maps.
 	classifier dataplane.ClassifierConfig
 	// replaceForeign lets the dataplane remove another tool's XDP program
@@ -105,6 +108,7 @@ func optionsFrom(c config.Configuration) (options, error) {
 		logLevel:          r.LogLevel,
 		adminSocket:       c.XDP.AdminSocket,
 		busyPoll:          r.BusyPoll,
+		stateDir:          c.XDP.StateDir,
 		xdpMode:           r.XDPMode,
 		classifier: dataplane.ClassifierConfig{MaxFrontends: c.XDP.MaxFrontends, MaxEndpoints: c.XDP.MaxEndpoints,
 			MaxNodePorts: c.XDP.MaxNodePorts, MaxNodeAddrs: c.XDP.MaxNodeAddresses},

@@ -8,9 +8,11 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/xdpgate/xdpgate/affinity"
 	"github.com/xdpgate/xdpgate/conntrack"
@@ -18,6 +20,7 @@ import (
 	"github.com/xdpgate/xdpgate/dataplane"
 	"github.com/xdpgate/xdpgate/internal/admin"
 	"github.com/xdpgate/xdpgate/internal/config"
+	"github.com/xdpgate/xdpgate/internal/statefile"
 	"github.com/xdpgate/xdpgate/pipeline"
 )
 
@@ -52,7 +55,7 @@ func run(args []string, stderr io.Writer) error {
 	}
 	defer stopProfile()
 
-	ct, aff, err := newTables(o)
+	ct, aff, err := newTables(o, log)
 	if err != nil {
 		return err
 	}
@@ -90,17 +93,76 @@ func run(args []string, stderr io.Writer) error {
 		task{"housekeeping", func(ctx context.Context) error { applier.Run(ctx); return nil }})
 }
 
-// newTables allocates the flow and the affinity tables.
-func newTables(o options) (*conntrack.Table, *affinity.Table, error) {
-	ct, err := conntrack.New(conntrack.Config{MaxFlows: o.conntrackMax})
+// newTables allocates the flow and the affinity tables: in process memory,
+// or, with a state directory, in its state files, adopting what the
+// previous xdpgate on this boot left there (internal/statefile). The
+// mappings and the directory's lock last as long as the process: pollers,
+// metrics and the admin socket may read the tables until it exits.
+func newTables(o options, log *slog.Logger) (*conntrack.Table, *affinity.Table, error) {
+	ctCfg := conntrack.Config{MaxFlows: o.conntrackMax}
+	affCfg := affinity.Config{Capacity: o.affinityMax}
+	if o.stateDir == config.Off {
+		ct, err := conntrack.New(ctCfg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("conntrack: %w", err)
+		}
+		aff, err := affinity.New(affCfg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("affinity: %w", err)
+		}
+		return ct, aff, nil
+	}
+	if _, err := statefile.Lock(o.stateDir, stateLockWait); err != nil {
+		return nil, nil, err
+	}
+	params, size, err := conntrack.StateLayout(ctCfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := openState(o.stateDir, "conntrack", conntrack.StateVersion, params, size, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctCfg.Seed = f.Seed
+	ct, ad, err := conntrack.NewShared(ctCfg, f.Data, f.Adopted)
 	if err != nil {
 		return nil, nil, fmt.Errorf("conntrack: %w", err)
 	}
-	aff, err := affinity.New(affinity.Config{Capacity: o.affinityMax})
+	if f.Adopted {
+		log.Info("conntrack table adopted", "path", f.Path, "flows", ad.Flows, "dropped", ad.Dropped)
+	}
+	if params, size, err = affinity.StateLayout(affCfg); err != nil {
+		return nil, nil, err
+	}
+	if f, err = openState(o.stateDir, "affinity", affinity.StateVersion, params, size, log); err != nil {
+		return nil, nil, err
+	}
+	affCfg.Seed = f.Seed
+	aff, aad, err := affinity.NewShared(affCfg, f.Data, f.Adopted)
 	if err != nil {
 		return nil, nil, fmt.Errorf("affinity: %w", err)
 	}
+	if f.Adopted {
+		log.Info("affinity table adopted", "path", f.Path, "entries", aad.Entries, "dropped", aad.Dropped)
+	}
 	return ct, aff, nil
+}
+
+// stateLockWait is how long a starting xdpgate waits for the previous one
+// to release the state directory.
+const stateLockWait = 10 * time.Second
+
+// openState maps the state file of one table, logging why an existing one
+// was discarded.
+func openState(dir, kind string, version uint32, params []uint64, size int, log *slog.Logger) (*statefile.File, error) {
+	f, err := statefile.Open(filepath.Join(dir, kind), statefile.Spec{Kind: kind, Version: version, Params: params, Size: size})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", kind, err)
+	}
+	if f.Discarded != nil {
+		log.Warn("state file discarded, starting empty", "path", f.Path, "reason", f.Discarded)
+	}
+	return f, nil
 }
 
 // prepareHost checks the capabilities xdpgate needs and keeps the runtime's
@@ -142,8 +204,12 @@ func (o options) build(ifAddrs []netip.Addr) control.BuildOptions {
 	if len(nodeIPs) == 0 && o.manifests != "" {
 		nodeIPs = ifAddrs
 	}
-	return control.BuildOptions{NodeName: o.nodeName, NodeIPs: nodeIPs, NodePortAddresses: o.nodePortAddresses,
+	b := control.BuildOptions{NodeName: o.nodeName, NodeIPs: nodeIPs, NodePortAddresses: o.nodePortAddresses,
 		ClusterCIDRs: o.clusterCIDRs, MasqueradeAll: o.masqueradeAll}
+	if o.stateDir != config.Off {
+		b.IDFile = filepath.Join(o.stateDir, "ids")
+	}
+	return b
 }
 
 // openIO opens the next-hop tables and the AF_XDP dataplane (sockets and

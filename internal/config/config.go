@@ -96,6 +96,10 @@ type XDPConfiguration struct {
 	// AdminSocket is the unix socket of `xdpgate inspect` and `xdpgate
 	// capture`; "" or "off" disables.
 	AdminSocket string `json:"adminSocket"`
+	// StateDir holds the conntrack and affinity tables and the ID
+	// journal, which the next xdpgate on this boot adopts (a tmpfs
+	// directory: /run); "" or "off" keeps them in process memory.
+	StateDir string `json:"stateDir"`
 	// BusyPoll is how long a poller spins on an empty receive ring before
 	// it sleeps in poll(2), as a Go duration; "0" never spins. Spinning
 	// cuts latency when the pollers have their CPUs to themselves, and
@@ -121,6 +125,7 @@ const (
 	DefaultConntrackMax       = 1 << 20
 	DefaultAffinityMax        = 1 << 20
 	DefaultAdminSocket        = "/run/xdpgate/admin.sock"
+	DefaultStateDir           = "/run/xdpgate"
 	DefaultBusyPoll           = "50us"
 )
 
@@ -151,6 +156,7 @@ func Default() Configuration {
 			MaxNodeAddresses: dataplane.DefaultMaxNodeAddrs,
 			SNATPortRange:    DefaultSNATPortRange,
 			AdminSocket:      DefaultAdminSocket,
+			StateDir:         DefaultStateDir,
 			BusyPoll:         DefaultBusyPoll,
 		},
 	}
@@ -188,7 +194,7 @@ func (c Configuration) Mode() Mode {
 // servers, and empty lists to nil (a file's "[]" and an absent list mean
 // the same, and Default has nil).
 func (c *Configuration) normalize() {
-	for _, p := range []*string{&c.HealthzBindAddress, &c.MetricsBindAddress, &c.XDP.AdminSocket} {
+	for _, p := range []*string{&c.HealthzBindAddress, &c.MetricsBindAddress, &c.XDP.AdminSocket, &c.XDP.StateDir} {
 		if *p == "" {
 			*p = Off
 		}

@@ -50,6 +50,7 @@ xdp:
   maxNodeAddresses: 40
   snatPortRange: 1000-2000
   adminSocket: /tmp/a.sock
+  stateDir: /run/x
   busyPoll: 0s
   replaceForeignProgram: true
 `, Configuration{
@@ -63,7 +64,7 @@ xdp:
 			XDP: XDPConfiguration{
 				Interfaces: []string{"eth0", "eth1"}, Mode: "generic", CPUs: "0,2-3",
 				ConntrackMax: 1000, AffinityMax: 2000, SNATPortRange: "1000-2000", AdminSocket: "/tmp/a.sock",
-				BusyPoll: "0s", MaxFrontends: 10, MaxEndpoints: 20, MaxNodePorts: 30, MaxNodeAddresses: 40, ReplaceForeignProgram: true,
+				StateDir: "/run/x", BusyPoll: "0s", MaxFrontends: 10, MaxEndpoints: 20, MaxNodePorts: 30, MaxNodeAddresses: 40, ReplaceForeignProgram: true,
 			},
 		}},
 		{"partial xdp keeps the other xdp defaults", header + "xdp: {mode: auto}\n",
@@ -186,6 +187,7 @@ func TestConfigValidate(t *testing.T) {
 		{"zero classifier endpoints", func(c *Configuration) { c.XDP.MaxEndpoints = 0 }, "xdp.maxEndpoints"},
 		{"huge classifier frontends", func(c *Configuration) { c.XDP.MaxFrontends = 1 << 30 }, "xdp.maxFrontends"},
 		{"negative affinity", func(c *Configuration) { c.XDP.AffinityMax = -1 }, "xdp.affinityMax"},
+		{"relative state dir", func(c *Configuration) { c.XDP.StateDir = "run/x" }, "xdp.stateDir"},
 		{"reversed snat range", func(c *Configuration) { c.XDP.SNATPortRange = "2000-1000" }, "xdp.snatPortRange"},
 		{"snat port 0", func(c *Configuration) { c.XDP.SNATPortRange = "0-10" }, "xdp.snatPortRange"},
 		{"snat not a range", func(c *Configuration) { c.XDP.SNATPortRange = "20000" }, "xdp.snatPortRange"},

@@ -37,6 +37,7 @@
 //	  maxNodeAddresses: 1024         # --max-node-addresses
 //	  snatPortRange: 20000-29999     # --snat-ports
 //	  adminSocket: /run/xdpgate/admin.sock # --admin-socket; "" or off disables
+//	  stateDir: /run/xdpgate         # --state-dir; "" or off: tables die with the process
 //	  busyPoll: 50us                 # --busy-poll; 0: never spin
 //	  replaceForeignProgram: false   # --xdp-replace-foreign: remove another tool's XDP program
 //

@@ -87,6 +87,8 @@ var flags = []flagDef{
 		func(c *Configuration) *string { return &c.XDP.AdminSocket }, str),
 	def("xdp-replace-foreign", "xdp.replaceForeignProgram", "replace another tool's XDP program on a managed interface (default: refuse to start, naming it)",
 		func(c *Configuration) *bool { return &c.XDP.ReplaceForeignProgram }, boolean),
+	def("state-dir", "xdp.stateDir", `directory (tmpfs) of the flow and affinity tables the next xdpgate adopts; "off" or "" disables`,
+		func(c *Configuration) *string { return &c.XDP.StateDir }, str),
 }
 
 // hostname is os.Hostname, replaceable in tests.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -205,6 +206,9 @@ func (c Configuration) Resolve() (Resolved, error) {
 	}
 	if x.AdminSocket != "" && x.AdminSocket != Off && len(x.AdminSocket) > maxUnixPath {
 		add(fieldErr("xdp.adminSocket", "%q: longer than %d bytes (a unix socket path)", x.AdminSocket, maxUnixPath))
+	}
+	if x.StateDir != "" && x.StateDir != Off && !filepath.IsAbs(x.StateDir) {
+		add(fieldErr("xdp.stateDir", "%q: want an absolute path, or off", x.StateDir))
 	}
 	if len(errs) > 0 {
 		return Resolved{}, errors.Join(errs...)
