@@ -160,7 +160,7 @@ func startXDPGate(t *topology, sc Scenario, o Options, dir, tag string) (*procGa
 	}
 	defer logf.Close()
 	args := []string{"netns", "exec", t.gw, o.Binary, "run",
-		"--interfaces", strings.Join(t.gatewayIfaces(), ","), "--manifests", mpath, "--node-name", nodeName,
+		"--interfaces", strings.Join(t.gatewayIfaces(), ","), "--manifests", mpath, "--node-name", nodeName, "--state-dir", "off",
 		"--node-ips", t.nodeIPs(), "--cpus", strconv.Itoa(o.GatewayCPU),
 		"--metrics-bind-address", "off", "--healthz-bind-address", "off", "--admin-socket", "off",
 		// The gateway namespace's ephemeral ports are 10000-19999 (see

@@ -195,7 +195,7 @@ func (d *demoRun) run(ctx context.Context) error {
 		return err
 	}
 	d.gateway, err = d.start("gateway", demoNSGateway, []string{"run",
-		"--interfaces", "gc,gp,gn", "--manifests", manifest, "--node-name", "gw",
+		"--interfaces", "gc,gp,gn", "--manifests", manifest, "--node-name", "gw", "--state-dir", "off",
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", demoMetricsPort),
 		"--healthz-bind-address", "0.0.0.0:10256",
 		"--conntrack-max", "65536", "--affinity-max", "65536",
