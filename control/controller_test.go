@@ -210,7 +210,10 @@ func TestControllerEndToEnd(t *testing.T) {
 	}
 }
 
-func TestControllerBadObjectsMetric(t *testing.T) {
+// runController runs a controller with the test options and no servers
+// until the test ends, recording what it publishes.
+func runController(t *testing.T) (*Controller, *snapRecorder) {
+	t.Helper()
 	c, err := New(Config{Build: testOpts(), HealthzAddr: Disabled, MetricsAddr: Disabled, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -220,7 +223,36 @@ func TestControllerBadObjectsMetric(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx, nil) }()
-	defer func() { cancel(); <-done }()
+	t.Cleanup(func() { cancel(); <-done })
+	return c, rec
+}
+
+// gaugeValues gathers the gauge name from c's registry: the first label's
+// value -> the sample (the empty label for an unlabelled gauge).
+func gaugeValues(t *testing.T, c *Controller, name string) map[string]float64 {
+	t.Helper()
+	mfs, err := c.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			label := ""
+			if len(m.GetLabel()) > 0 {
+				label = m.GetLabel()[0].GetValue()
+			}
+			got[label] = m.GetGauge().GetValue()
+		}
+	}
+	return got
+}
+
+func TestControllerBadObjectsMetric(t *testing.T) {
+	c, rec := runController(t)
 	sink := c.Sink()
 	sink.UpsertService(makeService("ns", "bad", clusterIPs("not-an-ip")))
 	sink.UpsertService(makeService("ns", "good", clusterIPs("198.18.100.1")))
@@ -231,16 +263,7 @@ func TestControllerBadObjectsMetric(t *testing.T) {
 	})
 	var got float64
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		mfs, err := c.Registry().Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() == "xdpgate_snapshot_build_errors" {
-				got = mf.GetMetric()[0].GetGauge().GetValue()
-			}
-		}
-		if got == 1 {
+		if got = gaugeValues(t, c, "xdpgate_snapshot_build_errors")[""]; got == 1 {
 			return
 		}
 	}

@@ -1,7 +1,6 @@
 package control
 
 import (
-	"context"
 	"errors"
 	"maps"
 	"net/netip"
@@ -216,35 +215,16 @@ func TestFrontendConflictOlderWins(t *testing.T) {
 // TestControllerRefusedFrontendsMetric: the controller publishes the
 // refusals as xdpgate_snapshot_refused_frontends{reason}.
 func TestControllerRefusedFrontendsMetric(t *testing.T) {
-	c, err := New(Config{Build: testOpts(), HealthzAddr: Disabled, MetricsAddr: Disabled, Logger: discardLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := newSnapRecorder()
-	c.Subscribe(rec.publish)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx, nil) }()
-	defer func() { cancel(); <-done }()
+	c, rec := runController(t)
 	sink := c.Sink()
 	sink.UpsertService(makeService("ns", "old", clusterIPs("198.18.100.1"), created(0), externalIPs("198.18.201.1")))
 	sink.UpsertService(makeService("ns", "new", clusterIPs("198.18.100.2"), created(1), externalIPs("198.18.201.1", testNodeIP)))
 	sink.Synced()
 	rec.waitFor(t, "both services", func(s *snapshot.Snapshot) bool { return len(s.ServicePorts) == 2 })
 	want := map[string]float64{reasonNodeAddress: 1, reasonConflict: 1}
-	got := map[string]float64{}
+	var got map[string]float64
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		mfs, err := c.Registry().Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() == "xdpgate_snapshot_refused_frontends" {
-				for _, m := range mf.GetMetric() {
-					got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
-				}
-			}
-		}
+		got = gaugeValues(t, c, "xdpgate_snapshot_refused_frontends")
 		if maps.Equal(got, want) {
 			return
 		}

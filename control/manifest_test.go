@@ -172,18 +172,7 @@ func (r *snapRecorder) publish(s *snapshot.Snapshot) {
 // a generous liveness bound (not a performance expectation).
 func (r *snapRecorder) waitFor(t *testing.T, what string, ok func(*snapshot.Snapshot) bool) *snapshot.Snapshot {
 	t.Helper()
-	deadline := time.After(60 * time.Second)
-	for {
-		select {
-		case s := <-r.ch:
-			if ok(s) {
-				return s
-			}
-		case <-deadline:
-			t.Fatalf("no published snapshot %s", what)
-			return nil
-		}
-	}
+	return r.await(t, what, ok, nil)
 }
 
 // stepUntil advances clock by a second whenever something sleeps on it
@@ -191,7 +180,23 @@ func (r *snapRecorder) waitFor(t *testing.T, what string, ok func(*snapshot.Snap
 // satisfies ok, failing after a generous liveness bound.
 func stepUntil(t *testing.T, clock *fakeClock, r *snapRecorder, what string, ok func(*snapshot.Snapshot) bool) *snapshot.Snapshot {
 	t.Helper()
+	return r.await(t, what, ok, func() {
+		clock.mu.Lock()
+		n := len(clock.waiters)
+		clock.mu.Unlock()
+		if n > 0 {
+			clock.Step(time.Second)
+		}
+	})
+}
+
+// await returns the first published snapshot satisfying ok; while waiting
+// it calls idle (if not nil) every few milliseconds.
+func (r *snapRecorder) await(t *testing.T, what string, ok func(*snapshot.Snapshot) bool, idle func()) *snapshot.Snapshot {
+	t.Helper()
 	deadline := time.After(60 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		select {
 		case s := <-r.ch:
@@ -201,12 +206,9 @@ func stepUntil(t *testing.T, clock *fakeClock, r *snapRecorder, what string, ok 
 		case <-deadline:
 			t.Fatalf("no published snapshot %s", what)
 			return nil
-		case <-time.After(5 * time.Millisecond):
-			clock.mu.Lock()
-			n := len(clock.waiters)
-			clock.mu.Unlock()
-			if n > 0 {
-				clock.Step(time.Second)
+		case <-tick.C:
+			if idle != nil {
+				idle()
 			}
 		}
 	}
