@@ -12,7 +12,8 @@
 //
 //	ep, ok := table.Lookup(svcPort, client, T, now)
 //	if !ok || !usable(ep) {             // e.g. snapshot.Usable
-//		ep = chain[maglev.Pick(slots, len(chain), maglev.HashClientIP(client))]
+//		epoch := maglev.Epoch(client, wallNow, T) // a fresh draw after a timeout
+//		ep = chain[maglev.Rendezvous(chainIDs, maglev.HashSession(client, epoch))]
 //	}
 //	table.Pin(svcPort, client, ep, T, now) // every new flow, never per packet
 //

@@ -270,8 +270,9 @@ func TestPrivAffinity(t *testing.T) {
 	if moved != 0 {
 		t.Errorf("%d connections of pinned clients moved while their affinity was fresh", moved)
 	}
-	// Let every entry expire, then the Maglev choice over 4 endpoints
-	// applies: about a quarter of the clients move, all to the new one.
+	// Let every entry expire: the next connection is a fresh choice over 4
+	// endpoints (issue 14), so about a quarter of the clients go to the new
+	// one and about half move between the old ones.
 	time.Sleep(2500 * time.Millisecond)
 	toNew, toOther := 0, 0
 	for i := 0; i < nClients; i++ {
@@ -290,8 +291,8 @@ func TestPrivAffinity(t *testing.T) {
 	if toNew < nClients/10 {
 		t.Errorf("after expiry %d of %d clients moved to the new endpoint, want at least %d", toNew, nClients, nClients/10)
 	}
-	if toOther > nClients/20 {
-		t.Errorf("after expiry %d clients moved between old endpoints, want few (Maglev moves ~1/N to the new one)", toOther)
+	if toOther < nClients/5 {
+		t.Errorf("after expiry %d clients moved between old endpoints, want about half (a fresh choice)", toOther)
 	}
 }
 

@@ -85,3 +85,26 @@ func BenchmarkMaglev10(b *testing.B) {
 		SlotsFor(ids)
 	}
 }
+
+// BenchmarkRendezvous is the cost of a ClientIP client's choice without a
+// valid affinity entry, by chain length.
+func BenchmarkRendezvous(b *testing.B) {
+	for _, n := range []int{3, 30, 300} {
+		b.Run(fmt.Sprintf("%d-backends", n), func(b *testing.B) {
+			r := rand.New(rand.NewPCG(1, 2))
+			ids := make([]uint64, n)
+			for i := range ids {
+				ids[i] = r.Uint64()
+			}
+			b.ReportAllocs()
+			sum, h := 0, uint64(0)
+			cpu := benchcpu.Process(b)
+			for b.Loop() {
+				sum += Rendezvous(ids, h)
+				h += 0x9E3779B97F4A7C15
+			}
+			cpu()
+			_ = sum
+		})
+	}
+}

@@ -40,13 +40,26 @@
 // # Pick
 //
 // Pick maps a flow hash to the backend in slot hash mod M, or, without a
-// table, to backend hash mod N. The hash is HashClientIP of the client
-// address for a ClientIP-affinity service (so every gateway sends a client
-// to the same endpoint without sharing state) and HashFlow of the 5-tuple
-// otherwise. Pick is the one place a hash becomes an endpoint:
-// snapshot.Snapshot.Pick and Table.Pick both call it.
+// table, to backend hash mod N. The hash is HashFlow of the 5-tuple, for
+// services without ClientIP affinity. Pick is the one place a flow hash
+// becomes an endpoint: snapshot.Snapshot.Pick and Table.Pick both call it.
+//
+// # ClientIP sessions
+//
+// A ClientIP client without a valid affinity entry is not sent through a
+// Maglev table: its choice is Rendezvous (highest random weight over the
+// backends' BackendIDs) of HashSession(client, Epoch(client, wall clock,
+// timeoutSeconds)). The epoch makes a client that was away for the
+// timeout draw afresh, as Kubernetes requires, while gateways with the
+// same endpoints and synchronised clocks agree within an epoch; rendezvous
+// is minimally disruptive (adding one of N+1 backends moves 1/(N+1) of
+// clients, all to it; removing one moves only its own) with no table size
+// to step. It costs O(N) per choice, paid once per client session.
+// ARCHITECTURE.md ("ClientIP choice") says what this guarantees across
+// gateways and where it cannot.
 //
 // Consistency across gateways needs the same IDs, weights and size, and
-// the fixed seeds of HashClientIP, HashFlow and the permutation, which
-// TestHashGolden and TestMaglevGolden pin.
+// the fixed seeds of HashClientIP, HashFlow, HashSession and the
+// permutation, which TestHashGolden, TestSessionGolden and
+// TestMaglevGolden pin.
 package maglev

@@ -5,6 +5,7 @@ import (
 
 	"github.com/xdpgate/xdpgate/dataplane"
 
+	"github.com/xdpgate/xdpgate/affinity"
 	"github.com/xdpgate/xdpgate/conntrack"
 	"github.com/xdpgate/xdpgate/maglev"
 	"github.com/xdpgate/xdpgate/nat"
@@ -39,8 +40,8 @@ func opensConnection(pk *nat.Packet) bool {
 // newFlow handles the first packet of a flow (conntrack miss): classify,
 // choose the endpoint, allocate the SNAT port, insert. Any packet may start
 // a flow, as with nf_conntrack_tcp_loose=1: after a restart, mid-stream TCP
-// is picked up again and, the choice being Maglev, sent where the other
-// gateways send it.
+// is picked up again and, the choice being a hash (Maglev of the 5-tuple, or
+// the ClientIP session choice), sent where the other gateways send it.
 func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntrack.Flow, dataplane.Hop, newFlowStatus) {
 	var fl conntrack.Flow
 	var hop dataplane.Hop
@@ -84,7 +85,9 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 	var ep *snapshot.Endpoint
 	var flowHash uint64
 	hashed := false
+	var svc *svcCounters
 	if sp.AffinitySeconds > 0 {
+		svc = p.svc.counters(b.q.Index, sp.ID)
 		if id, ok := p.aff.Lookup(sp.ID, pk.Src, sp.AffinitySeconds, b.now); ok {
 			if e, ok := s.Usable(d, id); ok {
 				ep = e
@@ -92,9 +95,16 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 		}
 		if ep != nil {
 			pq.c.affinityHits++
+			svc.add(svcHits)
 		} else {
+			// No valid pin: a fresh choice for this client's session
+			// epoch, the same on every gateway in that epoch, and another
+			// one once the client has been away for the timeout
+			// (ARCHITECTURE.md, "ClientIP choice").
 			pq.c.affinityMisses++
-			ep = s.Pick(d, maglev.HashClientIP(pk.Src))
+			svc.add(svcMisses)
+			epoch := maglev.Epoch(pk.Src, p.cfg.Wall(), sp.AffinitySeconds)
+			ep = s.PickSession(d, maglev.HashSession(pk.Src, epoch))
 		}
 	} else {
 		flowHash, hashed = maglev.HashFlow(pk.Src, pk.Dst, pk.SrcPort, pk.DstPort, uint8(pk.Proto)), true
@@ -150,7 +160,13 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 		pq.c.newFlows++
 		if sp.AffinitySeconds > 0 {
 			// Every new connection restarts the client's timer (recent --set).
-			p.aff.Pin(sp.ID, pk.Src, ep.ID, sp.AffinitySeconds, b.now)
+			switch p.aff.Pin(sp.ID, pk.Src, ep.ID, sp.AffinitySeconds, b.now) {
+			case affinity.PinInserted, affinity.PinRepinned:
+				svc.add(svcNewPins)
+			case affinity.PinEvicted:
+				svc.add(svcNewPins)
+				svc.add(svcEvictions)
+			}
 		}
 	case conntrack.Exists:
 		// Another poller (or an earlier frame of this batch) inserted the

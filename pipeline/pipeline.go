@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/xdpgate/xdpgate/dataplane"
 
@@ -63,6 +64,11 @@ type Config struct {
 	// tables adopted from a previous process (internal/statefile) keep
 	// their meaning. The same clock must drive Housekeep's callers.
 	Now func() int64
+	// Wall returns wall-clock Unix nanoseconds; read for each new flow of a
+	// ClientIP client without a valid affinity entry, whose choice depends
+	// on its session epoch (maglev.Epoch). Gateways that must agree need
+	// synchronised clocks. Default: time.Now().UnixNano().
+	Wall func() int64
 	// Logger defaults to slog.Default(); never used per packet.
 	Logger *slog.Logger
 }
@@ -76,6 +82,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Now == nil {
 		c.Now = statefile.Now
+	}
+	if c.Wall == nil {
+		c.Wall = func() int64 { return time.Now().UnixNano() }
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -123,6 +132,8 @@ type Pipeline struct {
 	// capture is the running capture session, nil when none (one atomic
 	// load per batch in Process; see pipeline_capture.go).
 	capture atomic.Pointer[Capture]
+	// svc are the per-service-port affinity counters (stats.go).
+	svc svcStats
 }
 
 // New checks cfg and allocates every per-queue buffer.
@@ -144,6 +155,7 @@ func New(cfg Config) (*Pipeline, error) {
 		queues:   make([]pipeQueue, cfg.NumQueues),
 		retained: make(map[dataplane.L4Addr]uint32),
 	}
+	p.svc.init(cfg.NumQueues)
 	for i := range p.queues {
 		q := &p.queues[i]
 		q.scratch = make([]byte, scratchSize)

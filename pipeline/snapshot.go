@@ -30,6 +30,9 @@ type SnapshotChange struct {
 func (p *Pipeline) Publish(s *snapshot.Snapshot) SnapshotChange {
 	p.pubMu.Lock()
 	defer p.pubMu.Unlock()
+	if s != nil {
+		p.svc.update(s) // before the snapshot: its ClientIP ports need counters
+	}
 	old := p.snap.Swap(s)
 	return p.OnSnapshot(old, s)
 }

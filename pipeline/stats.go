@@ -1,9 +1,12 @@
 package pipeline
 
 import (
+	"maps"
+	"slices"
 	"sync/atomic"
 
 	"github.com/xdpgate/xdpgate/nat"
+	"github.com/xdpgate/xdpgate/snapshot"
 )
 
 // pipeCounters are one queue's event counters, plain integers written only
@@ -83,6 +86,187 @@ func (p *Pipeline) Stats() []QueueStats {
 		for r := range c.natDrops {
 			o.NATDrops[r] = c.natDrops[r].Load()
 		}
+	}
+	return out
+}
+
+// Per-service-port affinity events, the index into svcCounters.
+const (
+	svcHits      = iota // a new flow found its client's pin valid
+	svcMisses           // no valid pin: a fresh choice
+	svcNewPins          // a Pin that started (or re-pointed) an affinity
+	svcEvictions        // a Pin that had to evict the least recently pinned entry
+	numSvcEvents
+)
+
+// svcCounters are one queue's affinity counters of one service port. Only
+// the queue's poller adds to them (uncontended atomic adds, one or two per
+// new ClientIP flow, never per packet); scrapes read them.
+type svcCounters [numSvcEvents]atomic.Uint64
+
+// add counts event e; a nil receiver (no index yet) counts nothing.
+func (c *svcCounters) add(e int) {
+	if c != nil {
+		c[e].Add(1)
+	}
+}
+
+// ServicePortLabels name the service port of per-service metrics: the
+// bounded label set (kube-proxy's ServicePortName). Both IP families of a
+// dual-stack Service share one set of counters.
+type ServicePortLabels struct {
+	Namespace, Name, PortName, Protocol string
+}
+
+// svcIndex maps the IDs of ClientIP service ports to dense counter
+// indices. It is immutable once published; Publish replaces it with a
+// superset before publishing a snapshot, so every ClientIP port a poller
+// sees in a snapshot has an index.
+type svcIndex struct {
+	byID   map[uint32]int32
+	labels []ServicePortLabels // index -> labels
+}
+
+// svcStats are the per-service-port affinity counters: per queue, an
+// array indexed by svcIndex. index is replaced under the Pipeline's pubMu;
+// each queue's counters array is replaced only by that queue's poller,
+// which takes the larger array Publish left in spare when an index does
+// not fit (so Process never allocates), copying its counts over first.
+type svcStats struct {
+	index  atomic.Pointer[svcIndex]
+	byKey  map[ServicePortLabels]int32 // guarded by the Pipeline's pubMu
+	queues []svcQueue
+}
+
+type svcQueue struct {
+	cur, spare atomic.Pointer[[]svcCounters]
+	_          [64 - 16]byte
+}
+
+func (s *svcStats) init(queues int) {
+	s.index.Store(&svcIndex{byID: map[uint32]int32{}})
+	s.byKey = map[ServicePortLabels]int32{}
+	s.queues = make([]svcQueue, queues)
+}
+
+// update makes the index cover every ClientIP service port of snap and
+// leaves every queue a spare array large enough for it. The caller holds
+// pubMu. Indices are never reused: a service port that leaves keeps its
+// counters (a Service re-created under the same name continues them).
+func (s *svcStats) update(snap *snapshot.Snapshot) {
+	old := s.index.Load()
+	var nx *svcIndex
+	for i := range snap.ServicePorts {
+		sp := &snap.ServicePorts[i]
+		if sp.AffinitySeconds == 0 {
+			continue
+		}
+		if _, ok := old.byID[sp.ID]; ok {
+			continue
+		}
+		if nx == nil {
+			nx = &svcIndex{byID: maps.Clone(old.byID), labels: slices.Clip(old.labels)}
+		}
+		k := ServicePortLabels{sp.Namespace, sp.Name, sp.PortName, sp.Protocol.String()}
+		j, ok := s.byKey[k]
+		if !ok {
+			j = int32(len(nx.labels))
+			nx.labels = append(nx.labels, k)
+			s.byKey[k] = j
+		}
+		nx.byID[sp.ID] = j
+	}
+	if nx == nil {
+		return
+	}
+	for i := range s.queues {
+		q := &s.queues[i]
+		if sp := q.spare.Load(); sp == nil || len(*sp) < len(nx.labels) {
+			a := make([]svcCounters, len(nx.labels)+len(nx.labels)/4+8)
+			q.spare.Store(&a)
+		}
+	}
+	s.index.Store(nx)
+}
+
+// counters returns queue q's counters of service port id, nil if id has no
+// index (a service port without affinity). Only q's poller calls it.
+func (s *svcStats) counters(q int, id uint32) *svcCounters {
+	i, ok := s.index.Load().byID[id]
+	if !ok {
+		return nil
+	}
+	sq := &s.queues[q]
+	cur := sq.cur.Load()
+	if cur == nil || int(i) >= len(*cur) {
+		nx := sq.spare.Load()
+		if nx == nil || int(i) >= len(*nx) || nx == cur {
+			return nil // unreachable: update leaves a large enough spare
+		}
+		if cur != nil {
+			for j := range *cur {
+				for e := range numSvcEvents {
+					(*nx)[j][e].Store((*cur)[j][e].Load())
+				}
+			}
+		}
+		sq.cur.Store(nx)
+		cur = nx
+	}
+	return &(*cur)[i]
+}
+
+// ServicePortAffinity are the affinity counters of one ClientIP service
+// port, summed over queues, cumulative since New.
+type ServicePortAffinity struct {
+	ServicePortLabels
+	// IDs are the service port IDs (one per IP family) these counters
+	// cover in the current snapshot.
+	IDs []uint32
+	// Hits counts new flows whose client had a valid pin; Misses new flows
+	// without one (a fresh choice).
+	Hits, Misses uint64
+	// NewPins counts pins that started an affinity (or re-pointed one whose
+	// endpoint was no longer usable); Evictions those of them that had to
+	// evict the least recently pinned entry (of any service port) from a
+	// full probe window.
+	NewPins, Evictions uint64
+}
+
+// AffinityStats returns the counters of every ClientIP service port of the
+// current snapshot, in snapshot order. It allocates; call it at scrape time.
+func (p *Pipeline) AffinityStats() []ServicePortAffinity {
+	snap := p.snap.Load()
+	if snap == nil {
+		return nil
+	}
+	ix := p.svc.index.Load()
+	var out []ServicePortAffinity
+	at := map[int32]int{}
+	for i := range snap.ServicePorts {
+		sp := &snap.ServicePorts[i]
+		j, ok := ix.byID[sp.ID]
+		if !ok || sp.AffinitySeconds == 0 {
+			continue
+		}
+		if k, seen := at[j]; seen {
+			out[k].IDs = append(out[k].IDs, sp.ID)
+			continue
+		}
+		at[j] = len(out)
+		o := ServicePortAffinity{ServicePortLabels: ix.labels[j], IDs: []uint32{sp.ID}}
+		for q := range p.svc.queues {
+			cur := p.svc.queues[q].cur.Load()
+			if cur == nil || int(j) >= len(*cur) {
+				continue
+			}
+			c := &(*cur)[j]
+			o.Hits += c[svcHits].Load()
+			o.Misses += c[svcMisses].Load()
+			o.NewPins += c[svcNewPins].Load()
+			o.Evictions += c[svcEvictions].Load()
+		}
+		out = append(out, o)
 	}
 	return out
 }

@@ -180,6 +180,30 @@ func (s *Snapshot) Pick(d Decision, hash uint64) *Endpoint {
 	return &s.ServicePorts[d.ServicePort].Endpoints[eps[i]]
 }
 
+// PickSession returns the endpoint of the decision's chain that rendezvous
+// hashing (maglev.Rendezvous over the endpoints' maglev.BackendID) assigns
+// to a session hash (maglev.HashSession of a ClientIP client and its
+// epoch). It is the choice for a ClientIP client without a valid affinity
+// entry: minimally disruptive (adding an endpoint moves only the clients
+// it wins, removing one only its own) and the same on every gateway with
+// the same endpoints. It returns nil when the chain is empty or the
+// service port has no ClientIP affinity. It costs O(chain length).
+func (s *Snapshot) PickSession(d Decision, hash uint64) *Endpoint {
+	sp := &s.ServicePorts[d.ServicePort]
+	eps, keys := sp.Cluster, sp.clusterKeys
+	if d.Local {
+		eps, keys = sp.Local, sp.localKeys
+	}
+	if len(keys) != len(eps) {
+		return nil
+	}
+	i := maglev.Rendezvous(keys, hash)
+	if i < 0 {
+		return nil
+	}
+	return &sp.Endpoints[eps[i]]
+}
+
 // Usable returns the endpoint with ID id if it is usable in the decision's
 // chain of the same service port: the affinity check ("an entry whose
 // endpoint is no longer eligible is ignored").

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/xdpgate/xdpgate/maglev"
 	"github.com/xdpgate/xdpgate/nat"
 )
 
@@ -83,6 +84,11 @@ type ServicePort struct {
 	// Cluster or Local. Empty when the chain is empty.
 	ClusterMaglev []uint16
 	LocalMaglev   []uint16
+
+	// clusterKeys and localKeys are maglev.BackendID of each endpoint of
+	// the Cluster and Local chains, in chain order, for PickSession. New
+	// and Update compute them.
+	clusterKeys, localKeys []uint64
 }
 
 // Key returns "namespace/name:port/PROTO", the service port's name in logs.
@@ -276,7 +282,27 @@ func (out *Snapshot) indexEndpoints(i int32, idx *epIndex) []error {
 		errs = append(errs, err)
 		sp.LocalMaglev = nil
 	}
+	sp.clusterKeys, sp.localKeys = nil, nil
+	if sp.AffinitySeconds > 0 {
+		sp.clusterKeys = chainKeys(sp, sp.Cluster)
+		sp.localKeys = chainKeys(sp, sp.Local)
+	}
 	return errs
+}
+
+// chainKeys returns maglev.BackendID of each endpoint of chain (indices
+// into sp.Endpoints; an index out of range, which New reports, gets 0).
+func chainKeys(sp *ServicePort, chain []int32) []uint64 {
+	if len(chain) == 0 {
+		return nil
+	}
+	keys := make([]uint64, len(chain))
+	for i, k := range chain {
+		if k >= 0 && int(k) < len(sp.Endpoints) {
+			keys[i] = maglev.BackendID(sp.Endpoints[k].AddrPort())
+		}
+	}
+	return keys
 }
 
 func checkChain(sp *ServicePort, chain []int32, table []uint16, name string) error {

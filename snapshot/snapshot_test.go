@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xdpgate/xdpgate/maglev"
 	"github.com/xdpgate/xdpgate/nat"
 )
 
@@ -158,5 +159,55 @@ func TestClassifyNoAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("Classify+Pick allocs = %v, want 0", allocs)
+	}
+}
+
+// TestPickSession: the ClientIP choice is rendezvous hashing over the
+// chain's endpoints by "ip:port" identity, on the decision's chain, after
+// New and after Update, and nothing for service ports without affinity.
+func TestPickSession(t *testing.T) {
+	withAff := func(sp *ServicePort) {
+		sp.AffinitySeconds = 10
+		sp.Endpoints = append(sp.Endpoints, Endpoint{ID: sp.ID*100 + 3, Addr: netip.MustParseAddr("198.18.66.10"), Port: 8080, Ready: true, Serving: true})
+		sp.Cluster = []int32{0, 1, 2}
+	}
+	s := build(t, Snapshot{ServicePorts: []ServicePort{makePort(1, "a", withAff), makePort(2, "b", func(sp *ServicePort) {
+		sp.ClusterIPs, sp.LoadBalancerIPs, sp.ExternalIPs = []netip.Addr{netip.MustParseAddr("198.18.100.2")}, nil, nil
+	})}})
+	d := s.Classify(client, vip, 80, nat.ProtoTCP)
+	sp := &s.ServicePorts[d.ServicePort]
+	ids := []uint64{
+		maglev.BackendID(sp.Endpoints[0].AddrPort()),
+		maglev.BackendID(sp.Endpoints[1].AddrPort()),
+		maglev.BackendID(sp.Endpoints[2].AddrPort()),
+	}
+	for h := range uint64(200) {
+		h *= 0x9E3779B97F4A7C15
+		want := sp.Endpoints[maglev.Rendezvous(ids, h)].ID
+		if ep := s.PickSession(d, h); ep == nil || ep.ID != want {
+			t.Fatalf("PickSession(%#x) = %v, want endpoint %d", h, ep, want)
+		}
+	}
+	dl := d
+	dl.Local = true
+	if ep := s.PickSession(dl, 5); ep == nil || ep.ID != 101 {
+		t.Errorf("PickSession(local chain) = %v, want endpoint 101", ep)
+	}
+	// Update keeps the keys right for a replaced port.
+	rep := makePort(1, "a", withAff)
+	rep.Cluster = []int32{2}
+	u, errs, err := s.Update(2, map[int32]ServicePort{d.ServicePort: rep})
+	if err != nil || len(errs) > 0 {
+		t.Fatalf("Update: %v %v", err, errs)
+	}
+	if ep := u.PickSession(d, 5); ep == nil || ep.ID != 103 {
+		t.Errorf("PickSession after Update = %v, want endpoint 103", ep)
+	}
+	other := s.Classify(client, netip.MustParseAddr("198.18.100.2"), 80, nat.ProtoTCP)
+	if ep := s.PickSession(other, 5); ep != nil {
+		t.Errorf("PickSession(service port without affinity) = %v, want nil", ep)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _ = s.PickSession(d, 7) }); allocs != 0 {
+		t.Errorf("PickSession allocs = %v, want 0", allocs)
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xdpgate/xdpgate/affinity"
 	"github.com/xdpgate/xdpgate/dataplane"
 	"github.com/xdpgate/xdpgate/nat"
 	"github.com/xdpgate/xdpgate/pipeline"
@@ -19,9 +20,14 @@ type Collector struct {
 	rxFrames, rxBytes, txFrames, txBytes, drops   *prometheus.Desc
 	pipe, natDrops, ctEntries, ctOps              *prometheus.Desc
 	affEntries, affOps                            *prometheus.Desc
+	affSvcEntries, affSvcEvents                   *prometheus.Desc
 	clsRules, clsCapacity, clsSkipped, clsRefused *prometheus.Desc
 	neighHeld, neighReleased                      *prometheus.Desc
 }
+
+// svcLabels are the labels of per-service-port metrics: kube-proxy's
+// ServicePortName, a set bounded by the cluster's Services.
+var svcLabels = []string{"namespace", "service", "port", "protocol"}
 
 // NewCollector returns a Collector reading src.
 func NewCollector(src Source) *Collector {
@@ -43,6 +49,11 @@ func NewCollector(src Source) *Collector {
 		clsSkipped:  prometheus.NewDesc("xdpgate_classifier_skipped_service_ports", "Service ports not served because their rules do not fit the classifier's maps.", nil, nil),
 		clsRefused:  prometheus.NewDesc("xdpgate_classifier_update_refused", "1 when the latest classifier update was refused (the previous rules stay in force), else 0.", nil, nil),
 		affOps:      prometheus.NewDesc("xdpgate_affinity_operations_total", "Affinity table events: hits, misses, inserts, refreshes, repins, expiries, evictions, deletes.", []string{"op"}, nil),
+		affSvcEntries: prometheus.NewDesc("xdpgate_affinity_service_entries",
+			"Live ClientIP affinity entries per service port (counted at scrape time by a walk of the table).", svcLabels, nil),
+		affSvcEvents: prometheus.NewDesc("xdpgate_affinity_service_events_total",
+			"ClientIP affinity events per service port: hit (a new connection found its client's pin), miss (a fresh choice), new_pin (an affinity started), eviction (a new pin evicted the least recently pinned entry).",
+			append(svcLabels, "event"), nil),
 	}
 	c.neighHeld = prometheus.NewDesc("xdpgate_neigh_held_frames_total", "Frames held while their next hop's MAC was resolved.", q, nil)
 	c.neighReleased = prometheus.NewDesc("xdpgate_neigh_released_frames_total",
@@ -53,7 +64,7 @@ func NewCollector(src Source) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rxFrames, c.rxBytes, c.txFrames, c.txBytes, c.drops, c.pipe, c.natDrops, c.ctEntries, c.ctOps, c.affEntries, c.affOps,
-		c.clsRules, c.clsCapacity, c.clsSkipped, c.clsRefused, c.neighHeld, c.neighReleased} {
+		c.affSvcEntries, c.affSvcEvents, c.clsRules, c.clsCapacity, c.clsSkipped, c.clsRefused, c.neighHeld, c.neighReleased} {
 		ch <- d
 	}
 }
@@ -122,6 +133,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.affOps, op.v, op.name)
 		}
 	}
+	if c.src.AffinityServices != nil {
+		c.collectAffinityServices(ch)
+	}
 	if c.src.Classifier != nil {
 		st := c.src.Classifier()
 		gauge := func(d *prometheus.Desc, v int, labels ...string) {
@@ -140,5 +154,47 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			refused = 1
 		}
 		gauge(c.clsRefused, refused)
+	}
+}
+
+// collectAffinityServices exports the per-service-port affinity counters
+// and, when the table and clock are known, the live entries per service
+// port, counted by one lock-free walk of the affinity table (Range), at
+// scrape time only: 55 ms for the default table (1.57 million slots, half a
+// million entries) on the loaded 2-core test VM, so a 10-million-client
+// table costs about 0.4 s of one CPU per scrape. Counting entries per
+// service port inside the table would make this free; it belongs with the
+// table's storage (see the README's metrics notes).
+func (c *Collector) collectAffinityServices(ch chan<- prometheus.Metric) {
+	svcs := c.src.AffinityServices()
+	if len(svcs) == 0 {
+		return
+	}
+	entries := make([]int, len(svcs))
+	byID := make(map[uint32]int, len(svcs))
+	for i, s := range svcs {
+		for _, id := range s.IDs {
+			byID[id] = i
+		}
+	}
+	if c.src.Affinity != nil && c.src.Now != nil {
+		c.src.Affinity.Range(c.src.Now(), func(e affinity.Entry) bool {
+			if i, ok := byID[e.ServicePort]; ok {
+				entries[i]++
+			}
+			return true
+		})
+	}
+	for i, s := range svcs {
+		l := []string{s.Namespace, s.Name, s.PortName, s.Protocol}
+		if c.src.Affinity != nil && c.src.Now != nil {
+			ch <- prometheus.MustNewConstMetric(c.affSvcEntries, prometheus.GaugeValue, float64(entries[i]), l...)
+		}
+		for _, e := range []struct {
+			name string
+			v    uint64
+		}{{"hit", s.Hits}, {"miss", s.Misses}, {"new_pin", s.NewPins}, {"eviction", s.Evictions}} {
+			ch <- prometheus.MustNewConstMetric(c.affSvcEvents, prometheus.CounterValue, float64(e.v), append(l, e.name)...)
+		}
 	}
 }

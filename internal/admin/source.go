@@ -25,6 +25,9 @@ type Source struct {
 	Queues func() []dataplane.QueueStats
 	// Pipeline returns the pipeline's per-queue counters (Pipeline.Stats).
 	Pipeline func() []pipeline.QueueStats
+	// AffinityServices returns the per-service-port affinity counters
+	// (Pipeline.AffinityStats).
+	AffinityServices func() []pipeline.ServicePortAffinity
 	// Classifier returns the outcome of the latest classifier programming
 	// (Applier.Status).
 	Classifier func() pipeline.ProgramStatus
