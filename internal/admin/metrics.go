@@ -21,6 +21,9 @@ type Collector struct {
 	affEntries, affOps                            *prometheus.Desc
 	clsRules, clsCapacity, clsSkipped, clsRefused *prometheus.Desc
 	neighHeld, neighReleased                      *prometheus.Desc
+	// ctCapacity and affCapacity are the tables' sizes, so that fill
+	// (entries / capacity) is one PromQL division.
+	ctCapacity, affCapacity *prometheus.Desc
 }
 
 // NewCollector returns a Collector reading src.
@@ -47,6 +50,8 @@ func NewCollector(src Source) *Collector {
 	c.neighHeld = prometheus.NewDesc("xdpgate_neigh_held_frames_total", "Frames held while their next hop's MAC was resolved.", q, nil)
 	c.neighReleased = prometheus.NewDesc("xdpgate_neigh_released_frames_total",
 		"Held frames sent once their next hop resolved (the others were dropped as neigh_failed).", q, nil)
+	c.ctCapacity = prometheus.NewDesc("xdpgate_conntrack_capacity", "Flow table capacity by IP family (--conntrack-max; IPv6 an eighth of it).", []string{"family"}, nil)
+	c.affCapacity = prometheus.NewDesc("xdpgate_affinity_capacity", "ClientIP affinity table capacity in clients (--affinity-max).", nil, nil)
 	return c
 }
 
@@ -56,6 +61,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.clsRules, c.clsCapacity, c.clsSkipped, c.clsRefused, c.neighHeld, c.neighReleased} {
 		ch <- d
 	}
+	ch <- c.ctCapacity
+	ch <- c.affCapacity
 }
 
 // Collect implements prometheus.Collector.
@@ -140,5 +147,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			refused = 1
 		}
 		gauge(c.clsRefused, refused)
+	}
+	if c.src.Conntrack != nil {
+		v4, v6 := c.src.Conntrack.Capacity()
+		ch <- prometheus.MustNewConstMetric(c.ctCapacity, prometheus.GaugeValue, float64(v4), "IPv4")
+		ch <- prometheus.MustNewConstMetric(c.ctCapacity, prometheus.GaugeValue, float64(v6), "IPv6")
+	}
+	if c.src.Affinity != nil {
+		ch <- prometheus.MustNewConstMetric(c.affCapacity, prometheus.GaugeValue, float64(c.src.Affinity.Stats().Capacity))
 	}
 }
