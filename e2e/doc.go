@@ -31,7 +31,9 @@
 // TestPrivNotServiceTraffic, TestPrivMalformed, TestPrivTTLExpired,
 // TestPrivPMTUThroughNAT, TestPrivMissingCapabilities, TestPrivVersion,
 // TestPrivInspectCapture (xdpgate inspect and capture against a running
-// gateway), TestPrivDemo (xdpgate demo end to end, nothing left behind),
+// gateway), TestPrivTop (xdpgate top's JSON sample and live frames),
+// TestPrivPrometheus (a real Prometheus scraping the gateway evaluates every
+// query of deploy/monitoring's dashboard and alert rules), TestPrivDemo (xdpgate demo end to end, nothing left behind),
 // TestPrivNodeTrafficToEndpoints (the gateway's own TCP and UDP to every
 // endpoint beside masqueraded service traffic), TestPrivAPIServerBehindTheGateway
 // (xdpgate runs from a real kube-apiserver that is itself the endpoint of a

@@ -4,9 +4,11 @@
 # Installs the Debian packages xdpgate's tests need, when they are missing:
 # etcd (real API server tests), iproute2, ethtool, nftables, iptables and
 # tcpdump (network-namespace tests), openssl, clang, llvm and libbpf-dev
-# (eBPF objects), and buildah, podman and runc (the container image is built
-# and run by the tests). Runs `apt-get update` once, only when something is missing,
-# then `apt-get install -y`. Non-interactive and quiet; prints what it does.
+# (eBPF objects), buildah, podman and runc (the container image is built
+# and run by the tests), and prometheus (the server and promtool: the shipped
+# dashboard and alert rules are evaluated by the tests). Runs `apt-get update`
+# once, only when something is missing, then `apt-get install -y`.
+# Non-interactive and quiet; prints what it does.
 # Needs root (or sudo) and Debian's apt.
 set -euo pipefail
 
@@ -27,6 +29,7 @@ deps=(
 	buildah:buildah
 	podman:podman
 	runc:runc
+	prometheus:prometheus
 )
 
 installed() {

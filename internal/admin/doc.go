@@ -1,8 +1,9 @@
 // Package admin is xdpgate's operator interface to a running gateway: the
 // admin API (HTTP+JSON over a root-only unix socket: services, conntrack,
-// affinity, stats and pcap capture), its clients (`xdpgate inspect` and
-// `xdpgate capture`), the JSON types both sides share, and the Prometheus
-// collector of the dataplane's counters.
+// affinity, stats, per-service top and pcap capture), its clients
+// (`xdpgate inspect`, `xdpgate top` and `xdpgate capture`; the demo draws
+// its gateway view with top's RenderTop), the JSON types both sides
+// share, and the Prometheus collector of the dataplane's counters.
 //
 // Everything reads published state only (Source: the snapshot pointer,
 // lock-free table walks, counters the pollers publish once per batch), so an

@@ -23,6 +23,9 @@ type Collector struct {
 	affSvcEntries, affSvcEvents                   *prometheus.Desc
 	clsRules, clsCapacity, clsSkipped, clsRefused *prometheus.Desc
 	neighHeld, neighReleased                      *prometheus.Desc
+	// ctCapacity and affCapacity are the tables' sizes, so that fill
+	// (entries / capacity) is one PromQL division.
+	ctCapacity, affCapacity *prometheus.Desc
 }
 
 // svcLabels are the labels of per-service-port metrics: kube-proxy's
@@ -58,6 +61,8 @@ func NewCollector(src Source) *Collector {
 	c.neighHeld = prometheus.NewDesc("xdpgate_neigh_held_frames_total", "Frames held while their next hop's MAC was resolved.", q, nil)
 	c.neighReleased = prometheus.NewDesc("xdpgate_neigh_released_frames_total",
 		"Held frames sent once their next hop resolved (the others were dropped as neigh_failed).", q, nil)
+	c.ctCapacity = prometheus.NewDesc("xdpgate_conntrack_capacity", "Flow table capacity by IP family (--conntrack-max; IPv6 an eighth of it).", []string{"family"}, nil)
+	c.affCapacity = prometheus.NewDesc("xdpgate_affinity_capacity", "ClientIP affinity table capacity in clients (--affinity-max).", nil, nil)
 	return c
 }
 
@@ -67,6 +72,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.affSvcEntries, c.affSvcEvents, c.clsRules, c.clsCapacity, c.clsSkipped, c.clsRefused, c.neighHeld, c.neighReleased} {
 		ch <- d
 	}
+	ch <- c.ctCapacity
+	ch <- c.affCapacity
 }
 
 // Collect implements prometheus.Collector.
@@ -154,6 +161,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			refused = 1
 		}
 		gauge(c.clsRefused, refused)
+	}
+	if c.src.Conntrack != nil {
+		v4, v6 := c.src.Conntrack.Capacity()
+		ch <- prometheus.MustNewConstMetric(c.ctCapacity, prometheus.GaugeValue, float64(v4), "IPv4")
+		ch <- prometheus.MustNewConstMetric(c.ctCapacity, prometheus.GaugeValue, float64(v6), "IPv6")
+	}
+	if c.src.Affinity != nil {
+		ch <- prometheus.MustNewConstMetric(c.affCapacity, prometheus.GaugeValue, float64(c.src.Affinity.Stats().Capacity))
 	}
 }
 

@@ -164,6 +164,9 @@ func Handler(src Source) http.Handler {
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, statsOf(src))
 	})
+	mux.HandleFunc("GET /v1/top", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, topOf(src))
+	})
 	mux.HandleFunc("GET /v1/capture", func(w http.ResponseWriter, r *http.Request) {
 		serveCapture(src, w, r)
 	})

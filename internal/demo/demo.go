@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"sort"
 	"strconv"
 	"strings"
 	"text/template"
@@ -17,6 +16,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/xdpgate/xdpgate/internal/admin"
 )
 
 // The portable parts (flags, manifest, live view) are here, the namespaces
@@ -239,40 +240,25 @@ func (p promSamples) sum(name string, labels ...string) float64 {
 	return s
 }
 
-// has reports whether metric name is exported at all.
-func (p promSamples) has(name string) bool {
-	return len(p[name].GetMetric()) > 0
-}
-
-// byLabel sums metric name by the value of label.
-func (p promSamples) byLabel(name, label string) map[string]float64 {
-	out := map[string]float64{}
-	for _, m := range p[name].GetMetric() {
-		lv, labelled := labelValue(m, label)
-		if v, ok := sampleValue(m); ok && labelled {
-			out[lv] += v
-		}
-	}
-	return out
-}
-
-// demoView is one frame's data: client-side counts and two scrapes of the
-// gateway one interval apart.
+// demoView is one frame's data: client-side counts and two samples of the
+// gateway's admin API (/v1/top) one interval apart.
 type demoView struct {
 	elapsed, total time.Duration
 	gatewayPID     int
 	clients        int
-	interval       time.Duration // between prev and cur
-	prev, cur      promSamples   // nil when the scrape failed
-	scrapeErr      error
-	health         string // healthCheckNodePort answer, one line
-	svc            map[string]demoSvcCounts
-	svcPrev        map[string]demoSvcCounts
-	backends       map[string]demoBackendCounts
-	pinned         int                      // clients with a shop answer (client side)
-	removed        map[string]time.Duration // backend -> when it left the manifest
-	events         []string
-	final          bool
+	interval       time.Duration // between two frames
+	// topPrev and topCur are the gateway's previous and current samples,
+	// drawn by admin.RenderTop exactly as `xdpgate top` draws them;
+	// topCur is nil when the sample failed (topErr).
+	topPrev, topCur *admin.Top
+	topErr          error
+	health          string // healthCheckNodePort answer, one line
+	svc             map[string]demoSvcCounts
+	svcPrev         map[string]demoSvcCounts
+	backends        map[string]demoBackendCounts
+	removed         map[string]time.Duration // backend -> when it left the manifest
+	events          []string
+	final           bool
 }
 
 // demoSvcCounts are client-side counts per service.
@@ -288,14 +274,6 @@ type demoBackendCounts struct {
 	sawClient  uint64 // answers whose X-Peer was the client's own address
 	lastOf     int    // clients whose latest answer came from this backend
 	lastPeerIP netip.Addr
-}
-
-func (v *demoView) rate(name string, labels ...string) float64 {
-	if v.prev == nil || v.cur == nil || v.interval <= 0 {
-		return 0
-	}
-	d := v.cur.sum(name, labels...) - v.prev.sum(name, labels...)
-	return max(d, 0) / v.interval.Seconds()
 }
 
 // render writes one frame of the live view.
@@ -342,31 +320,11 @@ func (v *demoView) render(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  (CLIENTS: client addresses whose latest shop answer came from this backend)\n\n")
 
-	fmt.Fprintf(w, "gateway /metrics:\n")
-	if v.cur == nil {
-		fmt.Fprintf(w, "  not available: %v\n", v.scrapeErr)
+	fmt.Fprintf(w, "gateway (xdpgate top, from its admin socket):\n")
+	if v.topCur == nil {
+		fmt.Fprintf(w, "  not available: %v\n", v.topErr)
 	} else {
-		m := v.cur
-		fmt.Fprintf(w, "  frames/s   rx %.0f  tx %.0f   new flows/s %.0f   forwarded/s %.0f\n",
-			v.rate("xdpgate_rx_frames_total"), v.rate("xdpgate_tx_frames_total"),
-			v.rate("xdpgate_pipeline_packets_total", `event="new_flow"`), v.rate("xdpgate_pipeline_packets_total", `event="forwarded"`))
-		entries := fmt.Sprintf("not exported (client side: %d clients pinned)", v.pinned)
-		if m.has("xdpgate_affinity_entries") {
-			entries = fmt.Sprintf("%.0f", m.sum("xdpgate_affinity_entries"))
-		}
-		fmt.Fprintf(w, "  affinity   hits %.0f (%.0f/s)  misses %.0f (%.0f/s)  entries %s\n",
-			m.sum("xdpgate_pipeline_packets_total", `event="affinity_hit"`), v.rate("xdpgate_pipeline_packets_total", `event="affinity_hit"`),
-			m.sum("xdpgate_pipeline_packets_total", `event="affinity_miss"`), v.rate("xdpgate_pipeline_packets_total", `event="affinity_miss"`),
-			entries)
-		fmt.Fprintf(w, "  conntrack  entries %.0f  inserts %.0f  expiries %.0f  deletes %.0f\n",
-			m.sum("xdpgate_conntrack_entries"), m.sum("xdpgate_conntrack_operations_total", `op="inserts"`),
-			m.sum("xdpgate_conntrack_operations_total", `op="expiries"`), m.sum("xdpgate_conntrack_operations_total", `op="deletes"`))
-		drops := m.byLabel("xdpgate_drops_total", "reason")
-		for r, n := range m.byLabel("xdpgate_pipeline_nat_drops_total", "reason") {
-			drops["nat:"+r] += n
-		}
-		fmt.Fprintf(w, "  drops      %s\n", formatCounts(drops))
-		fmt.Fprintf(w, "  snapshot   generation %.0f  endpoints %.0f\n", m.sum("xdpgate_snapshot_generation"), m.sum("xdpgate_snapshot_endpoints"))
+		admin.RenderTop(w, v.topPrev, v.topCur)
 	}
 	if v.health != "" {
 		fmt.Fprintf(w, "  shop healthCheckNodePort %d: %s\n", demoHealthNodePort, v.health)
@@ -377,23 +335,4 @@ func (v *demoView) render(w io.Writer) {
 			fmt.Fprintf(w, "  %s\n", e)
 		}
 	}
-}
-
-// formatCounts prints "a 3, b 1" sorted by name, or "none".
-func formatCounts(m map[string]float64) string {
-	keys := make([]string, 0, len(m))
-	for k, n := range m {
-		if n > 0 {
-			keys = append(keys, k)
-		}
-	}
-	if len(keys) == 0 {
-		return "none"
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s %.0f", k, m[k])
-	}
-	return strings.Join(parts, ", ")
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/xdpgate/xdpgate/internal/admin"
 	"github.com/xdpgate/xdpgate/internal/nsenter"
 )
 
@@ -34,6 +35,9 @@ const (
 	demoNSPods    = "xgdemo-gwpods" // pods of the gateway node
 	demoNSNode2   = "xgdemo-node2"  // a remote node, reached through the gateway
 	demoStateDir  = "/run/xdpgate-demo"
+	// demoAdminSocket is the gateway's --admin-socket: the demo's view
+	// reads it, and the commands printed by --keep name it.
+	demoAdminSocket = demoStateDir + "/admin.sock"
 )
 
 // demoNamespaces in teardown order: the gateway first, so that its
@@ -199,7 +203,7 @@ func (d *demoRun) run(ctx context.Context) error {
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", demoMetricsPort),
 		"--healthz-bind-address", "0.0.0.0:10256",
 		"--conntrack-max", "65536", "--affinity-max", "65536",
-		"--admin-socket", filepath.Join(demoStateDir, "admin.sock")})
+		"--admin-socket", demoAdminSocket})
 	if err != nil {
 		return err
 	}
@@ -584,7 +588,7 @@ func (d *demoRun) traffic(ctx context.Context) error {
 	defer cancel()
 
 	view := &demoView{total: d.o.duration, gatewayPID: d.gateway.cmd.Process.Pid, clients: d.o.clients, removed: map[string]time.Duration{}}
-	view.prev, _ = d.scrape()
+	lastTop, _ := admin.GetTop(demoAdminSocket, 2*time.Second) // rates need a first sample
 	prevAt := time.Now()
 	var svcPrev map[string]demoSvcCounts
 	removeAt := d.o.duration / 2
@@ -598,10 +602,14 @@ func (d *demoRun) traffic(ctx context.Context) error {
 		elapsed := time.Since(start)
 		done := elapsed >= d.o.duration || err != nil
 
-		cur, serr := d.scrape()
+		cur, _ := d.scrape() // the snapshot generation, for the removal's events
+		top, terr := admin.GetTop(demoAdminSocket, 2*time.Second)
 		now := time.Now()
-		view.elapsed, view.interval, view.scrapeErr = min(elapsed, d.o.duration), now.Sub(prevAt), serr
-		view.cur = cur
+		view.elapsed, view.interval = min(elapsed, d.o.duration), now.Sub(prevAt)
+		if top != nil {
+			view.topPrev, lastTop = lastTop, top
+		}
+		view.topCur, view.topErr = top, terr
 		if code, body, err := d.httpGet(d.gwNS, fmt.Sprintf("127.0.0.1:%d", demoHealthNodePort), "/healthz"); err == nil {
 			view.health = healthSummary(code, body)
 		} else {
@@ -637,11 +645,7 @@ func (d *demoRun) traffic(ctx context.Context) error {
 			c.lastOf = 0
 			view.backends[name] = c
 		}
-		view.pinned = 0
 		for _, b := range d.lastShop {
-			if b != "" {
-				view.pinned++
-			}
 			if c, ok := view.backends[b]; ok {
 				c.lastOf++
 				view.backends[b] = c
@@ -651,9 +655,7 @@ func (d *demoRun) traffic(ctx context.Context) error {
 
 		view.final = done
 		d.frame(view)
-		if cur != nil {
-			view.prev, prevAt = cur, now
-		}
+		prevAt = now
 		if done {
 			return ctx.Err()
 		}
@@ -766,20 +768,37 @@ func isTerminal(w io.Writer) bool {
 
 // printKeep says how to use and remove the kept topology.
 func (d *demoRun) printKeep() {
-	fmt.Fprintf(d.stdout, `
-The topology is still up and the gateway keeps running (pid %d, log %s).
+	io.WriteString(d.stdout, keepText(d.self, d.gateway.cmd.Process.Pid, d.gateway.log))
+}
+
+// keepText is what `xdpgate demo --keep` prints: commands that work as
+// printed against the kept gateway (bin is the demo's own executable, so
+// they do not depend on PATH; the admin commands name the gateway's
+// socket, which is not the default one).
+func keepText(bin string, pid int, log string) string {
+	sock := "--socket " + demoAdminSocket
+	return fmt.Sprintf(`
+The topology is still up and the gateway keeps running (pid %[1]d, log %[2]s).
 Try, from a client address:
 
   ip netns exec %[3]s curl -si --interface 198.19.0.7 http://%[4]s/          # shop (LoadBalancer, affinity)
   ip netns exec %[3]s curl -si --interface 198.19.0.7 http://%[5]s/          # api (NodePort, SNAT)
-  ip netns exec %[6]s curl -s http://127.0.0.1:%[7]d/metrics | grep ^xdpgate_
-  ip netns exec %[6]s curl -s http://127.0.0.1:%[8]d/healthz          # shop's healthCheckNodePort
 
-Services: %[9]s (edit it; the gateway reloads it within a second).
-Clean up: %[10]s demo --cleanup
-`, d.gateway.cmd.Process.Pid, d.gateway.log, demoNSClients, netip.AddrPortFrom(demoShopLB, 80),
-		netip.AddrPortFrom(demoGWClientSide, demoAPINodePort), demoNSGateway, demoMetricsPort, demoHealthNodePort,
-		filepath.Join(demoStateDir, "manifest.yaml"), d.self)
+Look inside the gateway (its admin socket is %[6]s):
+
+  %[7]s top %[8]s                               # live: rates, flows, affinity per service; drops
+  %[7]s inspect services %[8]s
+  %[7]s inspect conntrack --service demo/shop %[8]s
+  %[7]s inspect affinity --service demo/shop %[8]s
+  %[7]s inspect stats %[8]s
+  %[7]s capture %[8]s --service demo/shop -c 20 --duration 30s -w /tmp/shop.pcap   # then: tcpdump -nr /tmp/shop.pcap
+  ip netns exec %[9]s curl -s http://127.0.0.1:%[10]d/metrics | grep ^xdpgate_
+  ip netns exec %[9]s curl -s http://127.0.0.1:%[11]d/healthz          # shop's healthCheckNodePort
+
+Services: %[12]s (edit it; the gateway reloads it within a second).
+Clean up: %[7]s demo --cleanup
+`, pid, log, demoNSClients, netip.AddrPortFrom(demoShopLB, 80), netip.AddrPortFrom(demoGWClientSide, demoAPINodePort),
+		demoAdminSocket, bin, sock, demoNSGateway, demoMetricsPort, demoHealthNodePort, demoStateDir+"/manifest.yaml")
 }
 
 // demoNSExists reports whether /run/netns/name exists.

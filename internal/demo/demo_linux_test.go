@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -9,6 +10,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/xdpgate/xdpgate/internal/admin"
 )
 
 func TestParseDemoFlags(t *testing.T) {
@@ -125,13 +128,6 @@ xdpgate_snapshot_generation 4
 			t.Errorf("sum(%s, %q) = %v, want %v", tc.name, tc.labels, got, tc.want)
 		}
 	}
-	by := p.byLabel("xdpgate_drops_total", "reason")
-	if len(by) != 2 || by["neigh_unresolved"] != 5 || by["no_route"] != 1 {
-		t.Errorf("byLabel(reason) = %v, want neigh_unresolved 5, no_route 1", by)
-	}
-	if !p.has("xdpgate_snapshot_generation") || p.has("xdpgate_affinity_entries") {
-		t.Errorf("has: wrong answer")
-	}
 	if _, err := parsePromText("novalue\n"); err == nil {
 		t.Errorf("parsePromText(novalue) = nil error, want one")
 	}
@@ -164,17 +160,13 @@ func TestDemoChangeSummary(t *testing.T) {
 }
 
 func TestDemoViewRender(t *testing.T) {
-	prev, _ := parsePromText(`xdpgate_rx_frames_total{interface="gc",queue="0"} 100
-xdpgate_pipeline_packets_total{event="affinity_hit",queue="0"} 10
-`)
-	cur, _ := parsePromText(`xdpgate_rx_frames_total{interface="gc",queue="0"} 300
-xdpgate_pipeline_packets_total{event="affinity_hit",queue="0"} 30
-xdpgate_conntrack_entries{family="IPv4"} 42
-xdpgate_drops_total{interface="gc",queue="0",reason="neigh_unresolved"} 2
-`)
+	prev := &admin.Top{Clock: int64(8 * time.Second), Totals: admin.TopTotals{RxFrames: 100, AffinityHits: 10}}
+	cur := &admin.Top{Clock: int64(10 * time.Second), Totals: admin.TopTotals{RxFrames: 300, AffinityHits: 30, Drops: 2},
+		Conntrack: admin.TopTable{Entries: 42, Capacity: 65536}, Drops: map[string]uint64{"neigh_unresolved": 2},
+		Services: []admin.TopService{{ID: 1, Namespace: "demo", Name: "shop", PortName: "http", Protocol: "TCP", Port: 80, Flows: 3}}}
 	v := &demoView{
 		elapsed: 10 * time.Second, total: 30 * time.Second, clients: 64, interval: 2 * time.Second,
-		prev: prev, cur: cur,
+		topPrev: prev, topCur: cur,
 		svc:      map[string]demoSvcCounts{"shop": {ok: 40, segments: 320}},
 		svcPrev:  map[string]demoSvcCounts{"shop": {ok: 20, segments: 160}},
 		backends: map[string]demoBackendCounts{"shop-a": {conns: 40, sawClient: 40, lastOf: 12}},
@@ -187,8 +179,9 @@ xdpgate_drops_total{interface="gc",queue="0",reason="neigh_unresolved"} 2
 	for _, want := range []string{
 		"rx 100 ", // (300-100)/2 s
 		"hits 30 (10/s)",
-		"conntrack  entries 42",
-		"drops      neigh_unresolved 2",
+		"conntrack  entries 42 of 65536",
+		"neigh_unresolved  2",
+		"demo/shop:http",
 		"removed at 5s",
 		"remote node: no external traffic (ETP Local)",
 		"sees the client address",
@@ -198,8 +191,32 @@ xdpgate_drops_total{interface="gc",queue="0",reason="neigh_unresolved"} 2
 			t.Errorf("render lacks %q:\n%s", want, out)
 		}
 	}
+	v.topCur, v.topErr = nil, errors.New("no socket")
+	b.Reset()
+	v.render(&b)
+	if !strings.Contains(b.String(), "not available: no socket") {
+		t.Errorf("render without a sample lacks the error:\n%s", b.String())
+	}
 	// shop: 20 connections and 160 segments in 2 s.
 	if !strings.Contains(out, "10       80       40") {
 		t.Errorf("render: shop row lacks 10 conn/s, 80 pkts/s, 40 ok:\n%s", out)
+	}
+}
+
+// TestKeepText: the commands --keep prints name the gateway's admin
+// socket (not the default one) and the demo's own binary.
+func TestKeepText(t *testing.T) {
+	out := keepText("/opt/bin/xdpgate", 42, "/run/xdpgate-demo/gateway.log")
+	for _, cmd := range []string{"top", "inspect services", "inspect conntrack", "capture"} {
+		l := ""
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "/opt/bin/xdpgate "+cmd) {
+				l = line
+				break
+			}
+		}
+		if !strings.Contains(l, "--socket "+demoAdminSocket) {
+			t.Errorf("keepText: %q command %q, want one with --socket %s:\n%s", cmd, l, demoAdminSocket, out)
+		}
 	}
 }

@@ -1,7 +1,7 @@
 // Package demo is `xdpgate demo`: a throw-away topology of network
 // namespaces with the gateway dataplane in the middle, HTTP traffic from
 // many client addresses through two Services, and a live view of what the
-// clients saw next to what the gateway's /metrics say.
+// clients saw next to what the gateway itself reports (`xdpgate top`).
 //
 // # Topology
 //
@@ -45,10 +45,14 @@
 //
 // Client-side counts (connections and TCP segments per service, answers per
 // backend, whether a backend saw the client's own address) come from the
-// traffic workers. Gateway-side figures come from two /metrics scrapes one
-// interval apart, parsed with the Prometheus text-format parser; rates are
-// their differences. On a terminal each frame redraws the screen; otherwise
-// frames are appended.
+// traffic workers. Gateway-side figures are `xdpgate top`'s: two samples of
+// the admin API's /v1/top one interval apart, read from the gateway's admin
+// socket and drawn by admin.RenderTop, the code `xdpgate top` draws with.
+// /metrics is still scraped (Prometheus text-format parser) for the
+// snapshot generation that tells when the backend removal was published.
+// On a terminal each frame redraws the screen; otherwise frames are
+// appended. `--keep` prints `xdpgate top`, `inspect` and `capture` commands
+// naming the gateway's admin socket, which is not the default one.
 //
 // # Cleanup
 //
