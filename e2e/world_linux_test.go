@@ -294,7 +294,10 @@ func (w *world) start(extra ...string) {
 	args = append(append(args, "--node-name", "gw",
 		"--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256",
 		"--conntrack-max", "65536", "--affinity-max", "65536", "--log-level", "debug",
-		"--state-dir", w.stateDir), extra...)
+		"--state-dir", w.stateDir,
+		// Its own admin socket: the default path is the host's, shared by
+		// every gateway of concurrently running tests.
+		"--admin-socket", filepath.Join(filepath.Dir(w.logPath), "admin.sock")), extra...)
 	w.args = args
 	w.launch()
 	if w.cleanupSet {
