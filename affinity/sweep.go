@@ -27,7 +27,7 @@ func (t *Table) Sweep(now int64, budget int) (removed int) {
 				s := &sh.slots[i]
 				if expired(s.seen.Load(), now, valTimeout(s.val.Load())) {
 					sh.remove(i)
-					sh.expiries.Add(1)
+					sh.expired(ctlSvc(c))
 					removed++
 				}
 			case stTomb:

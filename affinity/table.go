@@ -116,6 +116,9 @@ type Table struct {
 	sweepMu    sync.Mutex // guards sweepShard and sweepSlot
 	sweepShard int
 	sweepSlot  uint64
+
+	// onExpire is OnExpire's hook; every shard points to it.
+	onExpire atomic.Pointer[func(svcPort uint32)]
 }
 
 // shard is one independently locked part of the table. Its fields are on
@@ -124,7 +127,9 @@ type Table struct {
 type shard struct {
 	slots []slot // the array is pointer-free; fixed after New
 	n     uint64 // len(slots)
-	_     [64 - 32]byte
+	// onExpire is the table's OnExpire hook (nil inside: none).
+	onExpire *atomic.Pointer[func(svcPort uint32)]
+	_        [64 - 40]byte
 
 	// mu serialises writers of this shard: every store to slots and to
 	// the counters below happens with mu held. Readers never take it.
@@ -177,8 +182,30 @@ func newShardedTable(cfg Config, slots []slot) *Table {
 	for i := range t.shards {
 		t.shards[i].slots = slots[uint64(i)*perShard : uint64(i+1)*perShard : uint64(i+1)*perShard]
 		t.shards[i].n = perShard
+		t.shards[i].onExpire = &t.onExpire
 	}
 	return t
+}
+
+// OnExpire sets a function called with the service port of every entry
+// that expires (in Lookup, Pin or Sweep; with the shard's lock held, so it
+// must be quick and must not call the table), for per-service-port expiry
+// counts. nil removes it. It costs one atomic load per expiry, none per
+// lookup.
+func (t *Table) OnExpire(fn func(svcPort uint32)) {
+	if fn == nil {
+		t.onExpire.Store(nil)
+		return
+	}
+	t.onExpire.Store(&fn)
+}
+
+// expired counts an expiry of an entry of service port svc. sh.mu is held.
+func (sh *shard) expired(svc uint32) {
+	sh.expiries.Add(1)
+	if fn := sh.onExpire.Load(); fn != nil {
+		(*fn)(svc)
+	}
 }
 
 // Config returns the table's configuration with defaults applied.
@@ -296,7 +323,7 @@ func (sh *shard) expire(i, c uint64, now int64, timeoutSeconds uint32) {
 	s := &sh.slots[i]
 	if s.ctl.Load() == c && expired(s.seen.Load(), now, timeoutSeconds) {
 		sh.remove(i)
-		sh.expiries.Add(1)
+		sh.expired(ctlSvc(c))
 	}
 	sh.mu.Unlock()
 }
@@ -397,8 +424,9 @@ scan:
 		s.ctl.Store(nextCtl(c, k.svc, stLive)) // publish
 		sh.entries.Add(1)
 	case stale >= 0:
+		staleSvc := ctlSvc(sh.slots[stale].ctl.Load())
 		sh.replace(&sh.slots[stale], k, val, now)
-		sh.expiries.Add(1)
+		sh.expired(staleSvc)
 	default:
 		sh.replace(&sh.slots[oldest], k, val, now)
 		sh.evictions.Add(1)
@@ -414,7 +442,7 @@ scan:
 func (sh *shard) update(s *slot, v uint64, seen int64, k key, val uint64, timeoutSeconds uint32, now int64) PinResult {
 	switch {
 	case expired(seen, now, timeoutSeconds):
-		sh.expiries.Add(1)
+		sh.expired(k.svc)
 		sh.inserts.Add(1)
 		if valEP(v) != valEP(val) {
 			sh.replace(s, k, val, now)

@@ -2,10 +2,13 @@ package affinity
 
 import (
 	"errors"
+	"maps"
 	"net/netip"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/xdpgate/xdpgate/internal/testaddr"
 )
 
 func sec(s float64) int64 { return int64(s * 1e9) }
@@ -396,5 +399,35 @@ func TestRange(t *testing.T) {
 	tb.Range(sec(5), func(Entry) bool { n++; return false })
 	if n != 1 {
 		t.Errorf("Range stopped after %d calls, want 1", n)
+	}
+}
+
+// TestOnExpire: the hook is told the service port of every expiry, whether
+// the sweep, a lookup or a pin over the stale entry removes it.
+func TestOnExpire(t *testing.T) {
+	tb := newTable(t, Config{Capacity: 64, Seed: 1})
+	got := map[uint32]int{}
+	tb.OnExpire(func(svc uint32) { got[svc]++ })
+	c1, c2, c3 := testaddr.V4(1), testaddr.V4(2), testaddr.V4(3)
+	tb.Pin(1, c1, 11, 1, 0)
+	tb.Pin(2, c2, 21, 1, 0)
+	tb.Pin(2, c3, 22, 1, 0)
+	later := sec(5)
+	if _, ok := tb.Lookup(1, c1, 1, later); ok {
+		t.Fatalf("Lookup after the timeout hit")
+	}
+	tb.Pin(2, c2, 23, 1, later) // over its own stale entry
+	tb.Sweep(later, 1<<10)      // c3's
+	if want := map[uint32]int{1: 1, 2: 2}; !maps.Equal(got, want) {
+		t.Errorf("expiries per service port = %v, want %v", got, want)
+	}
+	if st := tb.Stats(); st.Expiries != 3 {
+		t.Errorf("Stats().Expiries = %d, want 3", st.Expiries)
+	}
+	tb.OnExpire(nil)
+	tb.Pin(1, c1, 11, 1, later)
+	tb.Sweep(sec(10), 1<<10)
+	if got[1] != 1 {
+		t.Errorf("the hook ran after OnExpire(nil)")
 	}
 }

@@ -156,6 +156,7 @@ func New(cfg Config) (*Pipeline, error) {
 		retained: make(map[dataplane.L4Addr]uint32),
 	}
 	p.svc.init(cfg.NumQueues)
+	p.aff.OnExpire(p.svc.expired)
 	for i := range p.queues {
 		q := &p.queues[i]
 		q.scratch = make([]byte, scratchSize)

@@ -126,6 +126,11 @@ func TestSessionChoice(t *testing.T) {
 	if s.Hits+s.Misses != 4*clients || s.Misses < 2*clients || s.NewPins != s.Misses {
 		t.Errorf("AffinityStats = %+v, want hits+misses = %d, misses >= %d, new pins = misses", s, 4*clients, 2*clients)
 	}
+	// Every client's pin expired once, found by its connection after the
+	// timeout.
+	if s.Expiries != clients {
+		t.Errorf("AffinityStats.Expiries = %d, want %d", s.Expiries, clients)
+	}
 }
 
 // TestSessionChoiceEndpointAdded measures what the design cannot promise:

@@ -125,6 +125,11 @@ type ServicePortLabels struct {
 type svcIndex struct {
 	byID   map[uint32]int32
 	labels []ServicePortLabels // index -> labels
+	// expiries counts, per index, pins that expired (affinity.Table's
+	// OnExpire hook, from pollers and housekeeping alike). The counters
+	// are shared by every later index, so no count is lost to a
+	// replacement.
+	expiries []*atomic.Uint64
 }
 
 // svcStats are the per-service-port affinity counters: per queue, an
@@ -165,13 +170,14 @@ func (s *svcStats) update(snap *snapshot.Snapshot) {
 			continue
 		}
 		if nx == nil {
-			nx = &svcIndex{byID: maps.Clone(old.byID), labels: slices.Clip(old.labels)}
+			nx = &svcIndex{byID: maps.Clone(old.byID), labels: slices.Clip(old.labels), expiries: slices.Clip(old.expiries)}
 		}
 		k := ServicePortLabels{sp.Namespace, sp.Name, sp.PortName, sp.Protocol.String()}
 		j, ok := s.byKey[k]
 		if !ok {
 			j = int32(len(nx.labels))
 			nx.labels = append(nx.labels, k)
+			nx.expiries = append(nx.expiries, new(atomic.Uint64))
 			s.byKey[k] = j
 		}
 		nx.byID[sp.ID] = j
@@ -187,6 +193,15 @@ func (s *svcStats) update(snap *snapshot.Snapshot) {
 		}
 	}
 	s.index.Store(nx)
+}
+
+// expired counts an expired pin of service port id (affinity.Table's
+// OnExpire hook: any goroutine, the table's shard lock held).
+func (s *svcStats) expired(id uint32) {
+	ix := s.index.Load()
+	if j, ok := ix.byID[id]; ok {
+		ix.expiries[j].Add(1)
+	}
 }
 
 // counters returns queue q's counters of service port id, nil if id has no
@@ -231,6 +246,9 @@ type ServicePortAffinity struct {
 	// evict the least recently pinned entry (of any service port) from a
 	// full probe window.
 	NewPins, Evictions uint64
+	// Expiries counts pins that expired (timeoutSeconds without a new
+	// connection), removed by a lookup, a pin or the sweep.
+	Expiries uint64
 }
 
 // AffinityStats returns the counters of every ClientIP service port of the
@@ -266,6 +284,7 @@ func (p *Pipeline) AffinityStats() []ServicePortAffinity {
 			o.NewPins += c[svcNewPins].Load()
 			o.Evictions += c[svcEvictions].Load()
 		}
+		o.Expiries = ix.expiries[j].Load()
 		out = append(out, o)
 	}
 	return out

@@ -55,7 +55,7 @@ func NewCollector(src Source) *Collector {
 		affSvcEntries: prometheus.NewDesc("xdpgate_affinity_service_entries",
 			"Live ClientIP affinity entries per service port (counted at scrape time by a walk of the table).", svcLabels, nil),
 		affSvcEvents: prometheus.NewDesc("xdpgate_affinity_service_events_total",
-			"ClientIP affinity events per service port: hit (a new connection found its client's pin), miss (a fresh choice), new_pin (an affinity started), eviction (a new pin evicted the least recently pinned entry).",
+			"ClientIP affinity events per service port: hit (a new connection found its client's pin), miss (a fresh choice), new_pin (an affinity started), eviction (a new pin evicted the least recently pinned entry), expiry (a pin expired: timeoutSeconds without a new connection).",
 			append(svcLabels, "event"), nil),
 	}
 	c.neighHeld = prometheus.NewDesc("xdpgate_neigh_held_frames_total", "Frames held while their next hop's MAC was resolved.", q, nil)
@@ -208,7 +208,7 @@ func (c *Collector) collectAffinityServices(ch chan<- prometheus.Metric) {
 		for _, e := range []struct {
 			name string
 			v    uint64
-		}{{"hit", s.Hits}, {"miss", s.Misses}, {"new_pin", s.NewPins}, {"eviction", s.Evictions}} {
+		}{{"hit", s.Hits}, {"miss", s.Misses}, {"new_pin", s.NewPins}, {"eviction", s.Evictions}, {"expiry", s.Expiries}} {
 			ch <- prometheus.MustNewConstMetric(c.affSvcEvents, prometheus.CounterValue, float64(e.v), append(l, e.name)...)
 		}
 	}
