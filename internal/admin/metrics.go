@@ -21,6 +21,7 @@ type Collector struct {
 	affEntries, affOps                            *prometheus.Desc
 	clsRules, clsCapacity, clsSkipped, clsRefused *prometheus.Desc
 	neighHeld, neighReleased                      *prometheus.Desc
+	egressFrames                                  *prometheus.Desc
 }
 
 // NewCollector returns a Collector reading src.
@@ -47,13 +48,15 @@ func NewCollector(src Source) *Collector {
 	c.neighHeld = prometheus.NewDesc("xdpgate_neigh_held_frames_total", "Frames held while their next hop's MAC was resolved.", q, nil)
 	c.neighReleased = prometheus.NewDesc("xdpgate_neigh_released_frames_total",
 		"Held frames sent once their next hop resolved (the others were dropped as neigh_failed).", q, nil)
+	c.egressFrames = prometheus.NewDesc("xdpgate_egress_frames_total",
+		"Frames sent, by the kind of device they left on: other (a NIC), veth, bridge, vxlan, geneve.", []string{"kind"}, nil)
 	return c
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rxFrames, c.rxBytes, c.txFrames, c.txBytes, c.drops, c.pipe, c.natDrops, c.ctEntries, c.ctOps, c.affEntries, c.affOps,
-		c.clsRules, c.clsCapacity, c.clsSkipped, c.clsRefused, c.neighHeld, c.neighReleased} {
+		c.clsRules, c.clsCapacity, c.clsSkipped, c.clsRefused, c.neighHeld, c.neighReleased, c.egressFrames} {
 		ch <- d
 	}
 }
@@ -64,7 +67,18 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	if c.src.Queues != nil {
+		var kinds [dataplane.NumDeviceKinds]uint64
+		defer func() {
+			for k, n := range kinds {
+				if dataplane.DeviceKind(k) != dataplane.DeviceL3 {
+					counter(c.egressFrames, n, dataplane.DeviceKind(k).String())
+				}
+			}
+		}()
 		for _, s := range c.src.Queues() {
+			for k, n := range s.EgressKind {
+				kinds[k] += n
+			}
 			q := strconv.Itoa(s.QueueID)
 			counter(c.rxFrames, s.RxFrames, s.Ifname, q)
 			counter(c.rxBytes, s.RxBytes, s.Ifname, q)
@@ -81,6 +95,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.Pipeline != nil {
 		for i, s := range c.src.Pipeline() {
+			if s == (pipeline.QueueStats{}) {
+				continue // a queue never used (a free slot for followed devices)
+			}
 			q := strconv.Itoa(i)
 			for _, e := range []struct {
 				name string

@@ -164,6 +164,13 @@ func Handler(src Source) http.Handler {
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, statsOf(src))
 	})
+	mux.HandleFunc("GET /v1/devices", func(w http.ResponseWriter, r *http.Request) {
+		out := []dataplane.DeviceStatus{}
+		if src.Devices != nil {
+			out = append(out, src.Devices()...)
+		}
+		writeJSON(w, out)
+	})
 	mux.HandleFunc("GET /v1/capture", func(w http.ResponseWriter, r *http.Request) {
 		serveCapture(src, w, r)
 	})
