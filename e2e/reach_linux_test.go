@@ -288,7 +288,9 @@ func TestPrivReachECMP(t *testing.T) {
 	w.start()
 	w.waitTCP(client4(0), ap(vip, 80), 20*time.Second)
 
-	rx := func() [2]uint64 { return [2]uint64{rxPackets(t, routers[0], devs[0]), rxPackets(t, routers[1], devs[1])} }
+	rx := func() [2]uint64 {
+		return [2]uint64{rxPackets(t, routers[0], devs[0]), rxPackets(t, routers[1], devs[1])}
+	}
 	// One flow (fixed source port): every datagram on one path.
 	before := rx()
 	for i := 0; i < 20; i++ {
