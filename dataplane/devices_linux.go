@@ -154,7 +154,7 @@ func (d *Dataplane) publishPorts() {
 // addPort attaches to a followed device: one socket per receive queue (one
 // socket and no classifier for a bridge), the classifier in native mode
 // where the driver has it (veth), else generic, and a poller per socket.
-func (d *Dataplane) addPort(dv Device, proc Processor) (pt *port, err error) {
+func (d *Dataplane) addPort(dv Device, proc Processor) (_ *port, err error) {
 	switch {
 	case dv.Kind == DeviceL3:
 		return nil, errors.New("no Ethernet header (an L3 device: IPIP, WireGuard, TUN): AF_XDP frames cannot be sent on it")
@@ -174,7 +174,7 @@ func (d *Dataplane) addPort(dv Device, proc Processor) (pt *port, err error) {
 			return nil, err
 		}
 	}
-	pt = &port{ifindex: a.Index, name: a.Name, mtu: a.MTU, kind: dv.Kind, why: dv.Why, dynamic: true, stopfd: -1}
+	pt := &port{ifindex: a.Index, name: a.Name, mtu: a.MTU, kind: dv.Kind, why: dv.Why, dynamic: true, stopfd: -1}
 	defer func() {
 		if err != nil {
 			d.closePort(pt)
