@@ -31,7 +31,9 @@ type pod struct {
 // addBridge creates cni0 in ns with the gateway addresses of the pod CIDRs
 // 198.18.20.0/24 and 2001:2:0:20::/64 (bridge CNI plugin, flannel).
 func addBridge(t *testing.T, ns *testnet.NS) {
-	ns.MustRun(t, "ip", "link", "add", "cni0", "type", "bridge")
+	// The bridge CNI plugin gives cni0 its own MAC; a bridge without one
+	// takes its lowest port's, which changes as pods come and go.
+	ns.MustRun(t, "ip", "link", "add", "cni0", "address", "02:00:c6:12:14:01", "type", "bridge")
 	ns.AddAddr(t, "cni0", "198.18.20.1/24")
 	ns.AddAddr(t, "cni0", "2001:2:0:20::1/64")
 	ns.MustRun(t, "ip", "link", "set", "cni0", "up")
