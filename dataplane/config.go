@@ -64,6 +64,19 @@ type Config struct {
 	// program (left by an earlier run) and fails with an error wrapping
 	// ErrAttach that names the program when another one is attached.
 	ReplaceForeign bool
+	// Devices, when set, makes the Dataplane follow the devices the node
+	// reaches endpoints through (an *Egress): Run attaches the classifier
+	// and an AF_XDP socket to each on demand and detaches them when they
+	// go (doc.go, "Reach"). Nil: only Interfaces are used.
+	Devices DeviceSource
+	// MaxDeviceQueues bounds the sockets opened for Devices (default 256
+	// when Devices is set): NumQueues counts them, so Processors size
+	// per-queue state for them up front.
+	MaxDeviceQueues int
+	// DeviceNumFrames is the number of UMEM frames of a socket opened for
+	// Devices (default 1024, 2 MiB with 2 KiB frames: a pod's veth carries
+	// one pod's traffic, and hundreds of pods must not cost gigabytes).
+	DeviceNumFrames int
 	// Classifier sizes the classifier maps.
 	Classifier ClassifierConfig
 	// Logger receives start/stop and setup messages (default
@@ -113,6 +126,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Devices != nil && c.MaxDeviceQueues == 0 {
+		c.MaxDeviceQueues = 256
+	}
+	if c.DeviceNumFrames == 0 {
+		c.DeviceNumFrames = 1024
 	}
 	return c
 }

@@ -21,20 +21,32 @@ import (
 // classifier attached to them and the pollers.
 //
 // mu guards running and closed and serialises Run, Stats and Close; the
-// per-queue counters are atomics written by one poller each.
+// per-queue counters are atomics written by one poller each. ports (the
+// managed interfaces) are fixed at Open; the followed devices (Config.Devices)
+// come and go while Run runs: devMu guards dyn, unusable, the entries of
+// queues past the managed interfaces' and departed; pollers read the
+// current set of ports only through portTab (an immutable portTable).
 type Dataplane struct {
 	cfg        Config
 	log        *slog.Logger
 	classifier *Classifier
 	ports      []*port
-	queues     []*queueState
-	stopfd     int // eventfd, readable once Run is stopping
+	queues     []*queueState // len NumQueues(); nil: a free device slot
+	nStatic    int           // queues of the managed interfaces
+	stopfd     int           // eventfd, readable once Run is stopping
 	stop       atomic.Bool
 	epoch      time.Time // the pollers' monotonic clock starts here
+	portTab    atomic.Pointer[portTable]
 
 	mu      sync.Mutex
 	running bool
 	closed  bool
+
+	devMu    sync.Mutex
+	dyn      map[int]*port     // followed devices with sockets, by ifindex
+	unusable map[int]deviceErr // followed devices that cannot be used
+	departed QueueStats        // counters of removed devices' queues
+	devGen   uint64            // Config.Devices generation last applied
 }
 
 // port is one managed interface.
@@ -44,7 +56,33 @@ type port struct {
 	mtu     int
 	inst    *classifierInstance
 	socks   []*xsk // by queue id
-	mode    string // "native" or "generic"
+	mode    string // "native", "generic" or "tx-only"
+	kind    DeviceKind
+	// why says why the port is in use ("--interfaces", or Device.Why).
+	why string
+	// Followed devices only: dynamic is set; stop and stopfd (an eventfd)
+	// stop the port's pollers, done waits for them; broken is set by a
+	// poller whose socket failed (the device went away).
+	dynamic bool
+	stop    atomic.Bool
+	stopfd  int
+	done    sync.WaitGroup
+	broken  atomic.Bool
+	queues  []*queueState
+}
+
+// portTable is the set of ports pollers may send on, immutable once
+// published: the managed interfaces and the followed devices, by ifindex,
+// and the followed devices that cannot be used.
+type portTable struct {
+	byIfindex map[int]*port
+	unusable  map[int]deviceErr
+}
+
+// deviceErr is why a followed device is not used.
+type deviceErr struct {
+	dev Device
+	err string
 }
 
 // queueState is one socket with its poller's identity and counters.
@@ -61,6 +99,7 @@ type queueCounters struct {
 	txRingFull, fillRingEmpty, wakeups, sleeps     atomic.Uint64
 	neighHeld, neighReleased                       atomic.Uint64
 	drops                                          [NumDropReasons]atomic.Uint64
+	egressKind                                     [NumDeviceKinds]atomic.Uint64
 }
 
 // Open creates and binds one AF_XDP socket per receive queue of every
@@ -78,7 +117,8 @@ func Open(cfg Config) (*Dataplane, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
-	d := &Dataplane{cfg: cfg, log: cfg.Logger, stopfd: -1, epoch: time.Now()}
+	d := &Dataplane{cfg: cfg, log: cfg.Logger, stopfd: -1, epoch: time.Now(),
+		dyn: make(map[int]*port), unusable: make(map[int]deviceErr)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -126,7 +166,7 @@ func Open(cfg Config) (*Dataplane, error) {
 		if err != nil {
 			return nil, err
 		}
-		p := &port{ifindex: a.Index, name: a.Name, mtu: a.MTU}
+		p := &port{ifindex: a.Index, name: a.Name, mtu: a.MTU, kind: linkKind(l), why: "--interfaces", stopfd: -1}
 		d.ports = append(d.ports, p)
 		p.inst, err = d.classifier.instance(nq)
 		if err != nil {
@@ -151,12 +191,15 @@ func Open(cfg Config) (*Dataplane, error) {
 				port: p,
 			})
 		}
-		if err := d.attach(p, l); err != nil {
+		if err := d.attach(p, l, d.cfg.Attach); err != nil {
 			return nil, err
 		}
 		d.log.Info("xdpgate interface ready", "ifname", a.Name, "ifindex", a.Index, "queues", nq,
 			"xdp_mode", p.mode, "zero_copy", p.socks[0].zeroCopy, "frame_size", fs, "mtu", a.MTU)
 	}
+	d.nStatic = len(d.queues)
+	d.queues = append(d.queues, make([]*queueState, d.cfg.MaxDeviceQueues)...)
+	d.publishPorts()
 	ok = true
 	return d, nil
 }
@@ -172,10 +215,10 @@ func Open(cfg Config) (*Dataplane, error) {
 // tool does. The name is the recognition: it is what the kernel keeps of a
 // program across xdpgate versions (tags change with the code), and a tool
 // naming its program xdpgate_classify asks for the consequences.
-func (d *Dataplane) attach(p *port, l netlink.Link) error {
+func (d *Dataplane) attach(p *port, l netlink.Link, mode AttachMode) error {
 	var modes []link.XDPAttachFlags
 	var names []string
-	switch d.cfg.Attach {
+	switch mode {
 	case AttachNative:
 		modes, names = []link.XDPAttachFlags{link.XDPDriverMode}, []string{"native"}
 	case AttachGeneric:
@@ -359,13 +402,20 @@ func (d *Dataplane) Classifier() *Classifier { return d.classifier }
 
 // NumQueues returns the number of sockets (and pollers); Queue.Index is
 // below it.
+//
+// It counts the sockets of followed devices up to Config.MaxDeviceQueues,
+// whether open or not, so that it never changes.
 func (d *Dataplane) NumQueues() int { return len(d.queues) }
 
-// Queues returns the identity of every socket.
+// Queues returns the identity of every open socket that receives.
 func (d *Dataplane) Queues() []Queue {
-	out := make([]Queue, len(d.queues))
-	for i, qs := range d.queues {
-		out[i] = qs.q
+	d.devMu.Lock()
+	defer d.devMu.Unlock()
+	out := make([]Queue, 0, len(d.queues))
+	for _, qs := range d.queues {
+		if qs != nil {
+			out = append(out, qs.q)
+		}
 	}
 	return out
 }
@@ -401,7 +451,14 @@ func (d *Dataplane) Run(ctx context.Context, p Processor) error {
 	var wg sync.WaitGroup
 	var errOnce sync.Once
 	var firstErr error
-	for _, qs := range d.queues {
+	if d.cfg.Devices != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.follow(ctx, p)
+		}()
+	}
+	for _, qs := range d.queues[:d.nStatic] {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -418,6 +475,9 @@ func (d *Dataplane) Run(ctx context.Context, p Processor) error {
 		d.log.Error("wake pollers", "err", err)
 	}
 	wg.Wait()
+	// Followed devices are attached for one Run: a later Run attaches
+	// again what it needs.
+	d.removeAllDevices()
 	// Make the eventfd unreadable again for a later Run.
 	var buf [8]byte
 	_, _ = unix.Read(d.stopfd, buf[:])
@@ -428,9 +488,15 @@ func (d *Dataplane) Run(ctx context.Context, p Processor) error {
 func (d *Dataplane) Stats() []QueueStats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]QueueStats, len(d.queues))
-	for i, qs := range d.queues {
-		st := &out[i]
+	d.devMu.Lock()
+	defer d.devMu.Unlock()
+	out := make([]QueueStats, 0, len(d.queues)+1)
+	for _, qs := range d.queues {
+		if qs == nil {
+			continue
+		}
+		out = append(out, QueueStats{})
+		st := &out[len(out)-1]
 		st.Ifname, st.Ifindex, st.QueueID = qs.q.Ifname, qs.q.Ifindex, qs.q.QueueID
 		st.ZeroCopy = qs.s.zeroCopy
 		c := &qs.c
@@ -442,11 +508,17 @@ func (d *Dataplane) Stats() []QueueStats {
 		for r := range c.drops {
 			st.Drops[r] = c.drops[r].Load()
 		}
+		for k := range c.egressKind {
+			st.EgressKind[k] = c.egressKind[k].Load()
+		}
 		if !d.closed {
 			if k, err := qs.s.kernelStats(); err == nil {
 				st.Kernel = k
 			}
 		}
+	}
+	if d.departed.Ifname != "" {
+		out = append(out, d.departed)
 	}
 	return out
 }
@@ -463,6 +535,7 @@ func (d *Dataplane) Close() error {
 		return fmt.Errorf("close while running: %w", ErrRunning)
 	}
 	d.closed = true
+	d.removeAllDevices()
 	return d.closeAll()
 }
 

@@ -67,3 +67,12 @@ func (*Egress) LocalAddrs() ([]netip.Addr, uint64) { return nil, 0 }
 
 // Close does nothing.
 func (*Egress) Close() error { return nil }
+
+// Devices returns nil: there are no devices.
+func (*Dataplane) Devices() []DeviceStatus { return nil }
+
+// LookupFlow returns LookupNoRoute.
+func (*Egress) LookupFlow(netip.Addr, uint64) (Hop, LookupStatus) { return Hop{}, LookupNoRoute }
+
+// Devices returns nothing.
+func (*Egress) Devices() ([]Device, uint64) { return nil, 0 }

@@ -132,8 +132,29 @@
 //   - No shared UMEM: a frame leaving on another interface is copied once.
 //   - A socket of another interface is chosen as queue id modulo its queue
 //     count, and its TX ring is shared under a mutex (held once per batch).
-//   - Egress uses the main routing table only and the first next hop of a
-//     multipath route.
+//   - Egress routes endpoints as the kernel does (RTM_GETROUTE fibmatch per
+//     endpoint, refreshed on route, rule, link and address events), but
+//     other destinations (clients) by the main table only; rules that
+//     match on source, input interface or mark are evaluated without them.
+//
+// # Reach
+//
+// With Config.Devices (an *Egress), Run follows the devices the endpoints'
+// routes leave through (devices_linux.go): every 50 ms it compares the
+// Egress's device list generation and attaches to new devices, detaches
+// from departed ones. A followed device gets the classifier (native XDP
+// where its driver has it, veth; generic elsewhere: VXLAN, Geneve), one
+// small AF_XDP socket per queue (DeviceNumFrames) and a poller in a queue
+// slot reserved at Open (MaxDeviceQueues, so NumQueues never changes). A
+// bridge gets one transmit-only socket and no classifier: frames sent on
+// it are bridged to the pod; its ports (the pods' veths) are followed
+// for the replies. Pollers find ports through an immutable portTable
+// behind an atomic pointer; a departing device is first unpublished,
+// then its pollers stopped, then each socket marked gone under its TX
+// lock (a poller holding the old table drops instead of copying), then
+// closed. Its counters are folded into a "departed" Stats entry. An L3
+// device (no Ethernet) or one whose MTU exceeds the frame size is
+// refused with a log line; frames routed to it count DropEgressUnusable.
 //
 // # Requirements on the environment
 //

@@ -22,6 +22,11 @@ type Hop struct {
 	Gateway netip.Addr
 	// MTU is the egress interface's MTU.
 	MTU int
+	// Kind is the egress interface's kind.
+	Kind DeviceKind
+	// Paths is the number of next hops of the route (above 1: a multipath
+	// route, see FlowNextHopper).
+	Paths int
 }
 
 // NextHop returns the neighbour a packet to dst leaves for: the gateway, or
@@ -151,4 +156,70 @@ func (q *resolveQueue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.pending)
+}
+
+// FlowNextHopper is a NextHopper that spreads flows over the next hops of
+// multipath (ECMP) routes: LookupFlow picks the next hop from flowHash,
+// so every packet of a flow (one hash) leaves through one next hop.
+// *Egress implements it. A Hop whose Paths is above 1 came from a
+// multipath route: callers that know the flow ask LookupFlow again.
+type FlowNextHopper interface {
+	NextHopper
+	LookupFlow(dst netip.Addr, flowHash uint64) (Hop, LookupStatus)
+}
+
+// DeviceKind is what kind of device a frame leaves through, for metrics
+// and inspect. It decides how the device is used (doc.go, "Reach").
+type DeviceKind uint8
+
+// Device kinds.
+const (
+	// DeviceOther: an Ethernet device of no kind below (a NIC, macvlan...).
+	DeviceOther DeviceKind = iota
+	// DeviceVeth: a veth (a pod's host end).
+	DeviceVeth
+	// DeviceBridge: a Linux bridge (cni0); frames sent on it are bridged
+	// to the port that has the destination MAC.
+	DeviceBridge
+	// DeviceVXLAN and DeviceGeneve: overlay devices; the kernel
+	// encapsulates what is sent on them.
+	DeviceVXLAN
+	DeviceGeneve
+	// DeviceL3: a device without Ethernet (IPIP, WireGuard, TUN): not
+	// usable by an AF_XDP dataplane that writes Ethernet frames.
+	DeviceL3
+	// NumDeviceKinds bounds DeviceKind.
+	NumDeviceKinds
+)
+
+var deviceKindNames = [NumDeviceKinds]string{"other", "veth", "bridge", "vxlan", "geneve", "l3"}
+
+// String returns the kind's metric label.
+func (k DeviceKind) String() string {
+	if k < NumDeviceKinds {
+		return deviceKindNames[k]
+	}
+	return "unknown"
+}
+
+// Device is a device the node's routing reaches endpoints through (or a
+// port of such a bridge), which the Dataplane attaches to on demand.
+type Device struct {
+	Ifindex int
+	Name    string
+	Kind    DeviceKind
+	// MTU is the device's MTU.
+	MTU int
+	// Why says why it is used: "route to 198.19.20.11", "port of cni0".
+	Why string
+	// TxOnly: the device needs a socket to send on but no classifier
+	// (a bridge: replies arrive on its ports, which have one).
+	TxOnly bool
+}
+
+// DeviceSource tells a Dataplane which devices to attach to; *Egress
+// implements it. Devices returns the current list (sorted by ifindex; the
+// caller must not modify it) and a generation that changes with it.
+type DeviceSource interface {
+	Devices() (devs []Device, generation uint64)
 }

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -43,9 +45,20 @@ type EgressConfig struct {
 // endpoint of a snapshot) and, when a rebuilt table has a route through a
 // gateway it did not have before, that gateway.
 //
-// Limits: only the main table (no policy routing); for a multipath route
-// the first next hop is used; routes through interfaces without a MAC are
-// returned with a zero MAC.
+// Routes: the endpoints given to Prime are routed as the kernel routes them
+// (every ip rule and table): each rebuild after a route, rule, link or
+// address change asks the kernel (RTM_GETROUTE with fibmatch, one request
+// per endpoint, on the rebuild goroutine) for the route it would use, and
+// Lookup prefers those to the main table. Other destinations (clients,
+// for replies) are looked up in the main table. A multipath route keeps
+// all its next hops; LookupFlow picks one by flow hash (hash-threshold,
+// RFC 2992, as the kernel does), Lookup the first.
+//
+// Limits: ip rules that select by source address, input interface or
+// mark are evaluated for a locally originated packet (no source, no
+// mark), not per client; destinations other than endpoints see the main
+// table only; routes through interfaces without a MAC are returned with
+// a zero MAC (the Dataplane refuses them: DropEgressUnusable).
 type Egress struct {
 	table   atomic.Pointer[egressTable]
 	h       *netlink.Handle
@@ -58,6 +71,15 @@ type Egress struct {
 	rebuilds atomic.Uint64
 	// resolveRequests counts NTF_USE requests sent.
 	resolveRequests atomic.Uint64
+	// routesDirty is set when routes, rules, links, addresses or the
+	// endpoint set change: the next rebuild asks the kernel for the
+	// endpoints' routes again (neighbour events alone do not).
+	routesDirty atomic.Bool
+	// devGen changes whenever the table's device list does.
+	devGen atomic.Uint64
+	// epMu guards eps, the endpoint addresses Prime was given (unmapped).
+	epMu sync.Mutex
+	eps  map[netip.Addr]struct{}
 }
 
 type routeEntry struct {
@@ -65,6 +87,15 @@ type routeEntry struct {
 	gw, src  netip.Addr
 	priority int
 	reject   bool // blackhole, unreachable, prohibit
+	// paths are the next hops of a multipath (ECMP) route, nil otherwise;
+	// ifindex and gw are then paths[0]'s.
+	paths []nextHopPath
+}
+
+// nextHopPath is one next hop of a multipath route.
+type nextHopPath struct {
+	ifindex int
+	gw      netip.Addr
 }
 
 // v6key is a masked IPv6 prefix.
@@ -149,6 +180,10 @@ type linkInfo struct {
 	mac    [6]byte
 	mtu    int
 	v4, v6 netip.Addr
+	name   string
+	kind   DeviceKind
+	master int // bridge (or other master) ifindex, 0 when none
+	up     bool
 }
 
 // egressTable is immutable once published.
@@ -160,6 +195,14 @@ type egressTable struct {
 	gateways map[neighKey]struct{}
 	// local is every address of the namespace, unmapped, sorted.
 	local []netip.Addr
+	// endpoints are the kernel's routes to the primed endpoint addresses
+	// (RTM_GETROUTE with fibmatch: every ip rule and table the kernel
+	// consults), keyed by the 16-byte address; Lookup prefers them to
+	// the main table.
+	endpoints map[[16]byte]routeEntry
+	// devices are the devices the endpoints are reached through, and the
+	// ports of those that are bridges (their replies arrive there).
+	devices []Device
 }
 
 // NewEgress dumps the current routes, neighbours, links and addresses of the
@@ -182,7 +225,9 @@ func NewEgress(cfg EgressConfig) (*Egress, error) {
 		return nil, fmt.Errorf("egress netlink handle: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &Egress{h: h, cfg: cfg, resolve: newResolveQueue(maxPendingResolves), dirty: make(chan struct{}, 1), cancel: cancel}
+	e := &Egress{h: h, cfg: cfg, resolve: newResolveQueue(maxPendingResolves), dirty: make(chan struct{}, 1), cancel: cancel,
+		eps: make(map[netip.Addr]struct{})}
+	e.routesDirty.Store(true)
 	fail := func(err error) (*Egress, error) {
 		cancel()
 		e.wg.Wait()
@@ -197,6 +242,7 @@ func NewEgress(cfg EgressConfig) (*Egress, error) {
 		if ctx.Err() != nil {
 			return // closing
 		}
+		e.routesDirty.Store(true)
 		e.markDirty()
 		cfg.Logger.Warn("egress netlink subscription", "err", err)
 	}
@@ -213,15 +259,39 @@ func NewEgress(cfg EgressConfig) (*Egress, error) {
 	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: errCb}); err != nil {
 		return fail(fmt.Errorf("subscribe addresses: %w", err))
 	}
-	t, err := e.build()
+	rules, err := nl.Subscribe(unix.NETLINK_ROUTE, unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_IPV6_RULE)
 	if err != nil {
+		return fail(fmt.Errorf("subscribe rules: %w", err))
+	}
+	t, err := e.build(nil)
+	if err != nil {
+		rules.Close()
 		return fail(err)
 	}
 	e.table.Store(t)
 	e.rebuilds.Add(1)
+	e.devGen.Add(1)
 	e.primeGateways(nil, t)
 
-	e.wg.Add(3)
+	e.wg.Add(4)
+	go func() {
+		defer e.wg.Done()
+		defer rules.Close()
+		// vishvananda/netlink has no rule subscription: read the groups
+		// with a timeout so Close is noticed.
+		tv := unix.NsecToTimeval(int64(200 * time.Millisecond))
+		if err := rules.SetReceiveTimeout(&tv); err != nil {
+			cfg.Logger.Warn("egress rule subscription", "err", err)
+			return
+		}
+		for ctx.Err() == nil {
+			msgs, _, err := rules.Receive()
+			if err == nil && len(msgs) > 0 {
+				e.routesDirty.Store(true)
+				e.markDirty()
+			}
+		}
+	}()
 	go func() {
 		defer e.wg.Done()
 		for {
@@ -232,6 +302,7 @@ func NewEgress(cfg EgressConfig) (*Egress, error) {
 				if !ok {
 					routes = nil
 				}
+				e.routesDirty.Store(true)
 			case _, ok := <-neighs:
 				if !ok {
 					neighs = nil
@@ -240,10 +311,12 @@ func NewEgress(cfg EgressConfig) (*Egress, error) {
 				if !ok {
 					links = nil
 				}
+				e.routesDirty.Store(true)
 			case _, ok := <-addrs:
 				if !ok {
 					addrs = nil
 				}
+				e.routesDirty.Store(true)
 			}
 			e.markDirty()
 		}
@@ -256,13 +329,17 @@ func NewEgress(cfg EgressConfig) (*Egress, error) {
 				return
 			case <-e.dirty:
 			}
-			t, err := e.build()
+			t, err := e.build(e.table.Load())
 			if err != nil {
+				e.routesDirty.Store(true)
 				cfg.Logger.Warn("egress table rebuild", "err", err)
 				continue
 			}
 			old := e.table.Swap(t)
 			e.rebuilds.Add(1)
+			if !slices.Equal(old.devices, t.devices) {
+				e.devGen.Add(1)
+			}
 			e.primeGateways(old, t)
 		}
 	}()
@@ -302,18 +379,25 @@ func (e *Egress) Close() error {
 // resolution request and returns LookupUnresolved with the rest of Hop
 // filled in.
 func (e *Egress) Lookup(dst netip.Addr) (Hop, LookupStatus) {
+	return e.LookupFlow(dst, 0)
+}
+
+// LookupFlow implements FlowNextHopper: Lookup, with the next hop of a
+// multipath route chosen by flowHash.
+func (e *Egress) LookupFlow(dst netip.Addr, flowHash uint64) (Hop, LookupStatus) {
 	t := e.table.Load()
 	dst = dst.Unmap()
-	rt := &t.v4
-	if dst.Is6() {
-		rt = &t.v6
-	}
-	r, found := rt.lookup(dst)
+	r, found := t.route(dst)
 	if !found || r.reject {
 		return Hop{}, LookupNoRoute
 	}
+	if n := len(r.paths); n > 1 {
+		// Hash-threshold (RFC 2992): n equal regions of the hash space.
+		p := r.paths[(flowHash>>32)*uint64(n)>>32]
+		r.ifindex, r.gw = p.ifindex, p.gw
+	}
 	li := t.links[r.ifindex]
-	h := Hop{Ifindex: r.ifindex, SrcMAC: li.mac, Src: r.src, Gateway: r.gw, MTU: li.mtu}
+	h := Hop{Ifindex: r.ifindex, SrcMAC: li.mac, Src: r.src, Gateway: r.gw, MTU: li.mtu, Kind: li.kind, Paths: max(len(r.paths), 1)}
 	if !h.Src.IsValid() {
 		if dst.Is4() {
 			h.Src = li.v4
@@ -338,11 +422,7 @@ func (e *Egress) Lookup(dst netip.Addr) (Hop, LookupStatus) {
 // nextHop returns the neighbour a packet to dst (unmapped) leaves for, and
 // whether it is resolved in t; ok is false without a usable route.
 func (t *egressTable) nextHop(dst netip.Addr) (k neighKey, resolved, ok bool) {
-	rt := &t.v4
-	if dst.Is6() {
-		rt = &t.v6
-	}
-	r, found := rt.lookup(dst)
+	r, found := t.route(dst)
 	if !found || r.reject {
 		return neighKey{}, false, false
 	}
@@ -355,6 +435,27 @@ func (t *egressTable) nextHop(dst netip.Addr) (k neighKey, resolved, ok bool) {
 	return k, resolved, true
 }
 
+// route returns the route to dst (unmapped): the kernel's answer for an
+// endpoint, else the main table's longest match.
+func (t *egressTable) route(dst netip.Addr) (routeEntry, bool) {
+	if len(t.endpoints) > 0 {
+		if r, ok := t.endpoints[dst.As16()]; ok {
+			return r, true
+		}
+	}
+	if dst.Is4() {
+		return t.v4.lookup(dst)
+	}
+	return t.v6.lookup(dst)
+}
+
+// Devices implements DeviceSource: the devices the endpoints' routes go
+// through, and the ports of those that are bridges.
+func (e *Egress) Devices() ([]Device, uint64) {
+	gen := e.devGen.Load()
+	return e.table.Load().devices, gen
+}
+
 // Prime implements NextHopPrimer: it queues a resolution request for the
 // next hop of every destination whose neighbour is not resolved. It takes
 // the queue's lock once, makes no syscall and never blocks on the resolver;
@@ -362,6 +463,7 @@ func (t *egressTable) nextHop(dst netip.Addr) (k neighKey, resolved, ok bool) {
 // ResolveInterval). Requests beyond the queue's bound (4096 neighbours)
 // are dropped and counted; traffic queues them again.
 func (e *Egress) Prime(dsts []netip.Addr) {
+	e.setEndpoints(dsts)
 	t := e.table.Load()
 	q := e.resolve
 	queued := false
@@ -375,6 +477,35 @@ func (e *Egress) Prime(dsts []netip.Addr) {
 	q.mu.Unlock()
 	if queued {
 		q.signal()
+	}
+}
+
+// setEndpoints records the endpoint set whose routes the rebuilds ask the
+// kernel for; a change schedules a rebuild.
+func (e *Egress) setEndpoints(dsts []netip.Addr) {
+	e.epMu.Lock()
+	if e.eps == nil {
+		e.eps = make(map[netip.Addr]struct{})
+	}
+	changed := len(dsts) != len(e.eps)
+	if !changed {
+		for _, d := range dsts {
+			if _, ok := e.eps[d.Unmap()]; !ok {
+				changed = true
+				break
+			}
+		}
+	}
+	if changed {
+		clear(e.eps)
+		for _, d := range dsts {
+			e.eps[d.Unmap()] = struct{}{}
+		}
+	}
+	e.epMu.Unlock()
+	if changed {
+		e.routesDirty.Store(true)
+		e.markDirty()
 	}
 }
 
@@ -463,8 +594,10 @@ func (e *Egress) requestResolution(k neighKey) {
 const usableNeigh = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY |
 	netlink.NUD_PROBE | netlink.NUD_PERMANENT | netlink.NUD_NOARP
 
-// build dumps the kernel's state into a new table.
-func (e *Egress) build() (*egressTable, error) {
+// build dumps the kernel's state into a new table. The endpoints' routes
+// are asked for again when routesDirty is set (or there is no old table),
+// else taken from old.
+func (e *Egress) build(old *egressTable) (*egressTable, error) {
 	t := &egressTable{neigh: make(map[neighKey][6]byte), links: make(map[int]linkInfo), gateways: make(map[neighKey]struct{})}
 	ls, err := e.h.LinkList()
 	if err != nil {
@@ -472,7 +605,7 @@ func (e *Egress) build() (*egressTable, error) {
 	}
 	for _, l := range ls {
 		a := l.Attrs()
-		li := linkInfo{mtu: a.MTU}
+		li := linkInfo{mtu: a.MTU, name: a.Name, kind: linkKind(l), master: a.MasterIndex, up: a.Flags&net.FlagUp != 0}
 		copy(li.mac[:], a.HardwareAddr)
 		t.links[a.Index] = li
 	}
@@ -527,31 +660,23 @@ func (e *Egress) build() (*egressTable, error) {
 				ones, _ := r.Dst.Mask.Size()
 				p = netip.PrefixFrom(ip.Unmap(), ones).Masked()
 			}
-			re := routeEntry{ifindex: r.LinkIndex, priority: r.Priority}
-			switch r.Type {
-			case unix.RTN_BLACKHOLE, unix.RTN_UNREACHABLE, unix.RTN_PROHIBIT:
-				re.reject = true
-			case unix.RTN_UNICAST:
-			default:
+			re, ok := makeRouteEntry(&r)
+			if !ok {
 				continue
 			}
-			gw := r.Gw
-			if len(r.MultiPath) > 0 {
-				re.ifindex = r.MultiPath[0].LinkIndex
-				gw = r.MultiPath[0].Gw
-			}
-			if g, ok := netip.AddrFromSlice(gw); ok {
-				re.gw = g.Unmap()
-				if !re.reject {
-					t.gateways[makeNeighKey(re.ifindex, re.gw)] = struct{}{}
-				}
-			}
-			if s, ok := netip.AddrFromSlice(r.Src); ok {
-				re.src = s.Unmap()
-			}
+			t.addGateways(re)
 			rt.add(p, re)
 		}
 	}
+	if e.routesDirty.Swap(false) || old == nil {
+		t.endpoints = e.endpointRoutes()
+	} else {
+		t.endpoints = old.endpoints
+	}
+	for _, re := range t.endpoints {
+		t.addGateways(re)
+	}
+	t.devices = t.reachDevices()
 	ns, err := e.h.NeighList(0, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil, fmt.Errorf("list neighbours: %w", err)
@@ -567,4 +692,167 @@ func (e *Egress) build() (*egressTable, error) {
 		t.neigh[makeNeighKey(n.LinkIndex, ip.Unmap())] = [6]byte(n.HardwareAddr)
 	}
 	return t, nil
+}
+
+// makeRouteEntry converts a unicast or reject route; ok is false for the
+// other types (local, broadcast, multicast...).
+func makeRouteEntry(r *netlink.Route) (re routeEntry, ok bool) {
+	re = routeEntry{ifindex: r.LinkIndex, priority: r.Priority}
+	switch r.Type {
+	case unix.RTN_BLACKHOLE, unix.RTN_UNREACHABLE, unix.RTN_PROHIBIT:
+		re.reject = true
+	case unix.RTN_UNICAST:
+	default:
+		return re, false
+	}
+	if g, ok := netip.AddrFromSlice(r.Gw); ok {
+		re.gw = g.Unmap()
+	}
+	if len(r.MultiPath) > 0 {
+		for _, nh := range r.MultiPath {
+			p := nextHopPath{ifindex: nh.LinkIndex}
+			if g, ok := netip.AddrFromSlice(nh.Gw); ok {
+				p.gw = g.Unmap()
+			}
+			re.paths = append(re.paths, p)
+		}
+		re.ifindex, re.gw = re.paths[0].ifindex, re.paths[0].gw
+	}
+	if s, ok := netip.AddrFromSlice(r.Src); ok {
+		re.src = s.Unmap()
+	}
+	return re, true
+}
+
+// addGateways records the routers of re (every next hop of a multipath
+// route) for primeGateways.
+func (t *egressTable) addGateways(re routeEntry) {
+	if re.reject {
+		return
+	}
+	if re.gw.IsValid() {
+		t.gateways[makeNeighKey(re.ifindex, re.gw)] = struct{}{}
+	}
+	for _, p := range re.paths {
+		if p.gw.IsValid() {
+			t.gateways[makeNeighKey(p.ifindex, p.gw)] = struct{}{}
+		}
+	}
+}
+
+// endpointRoutes asks the kernel for the route of every primed endpoint:
+// RTM_GETROUTE with RTM_F_FIB_MATCH answers with the route (every next hop
+// of a multipath one) the kernel's rules and tables select. An endpoint
+// that is a local address, or whose lookup fails, falls back to the main
+// table in Lookup.
+func (e *Egress) endpointRoutes() map[[16]byte]routeEntry {
+	e.epMu.Lock()
+	eps := make([]netip.Addr, 0, len(e.eps))
+	for a := range e.eps {
+		eps = append(eps, a)
+	}
+	e.epMu.Unlock()
+	out := make(map[[16]byte]routeEntry, len(eps))
+	for _, a := range eps {
+		rs, err := e.h.RouteGetWithOptions(net.IP(a.AsSlice()), &netlink.RouteGetOptions{FIBMatch: true})
+		if err != nil {
+			if errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EHOSTUNREACH) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EINVAL) {
+				out[a.As16()] = routeEntry{reject: true}
+			}
+			continue
+		}
+		if len(rs) == 0 {
+			continue
+		}
+		re, ok := makeRouteEntry(&rs[0])
+		if !ok {
+			continue
+		}
+		if !re.src.IsValid() {
+			// fibmatch reports the route, not the source the kernel would
+			// pick: ask for the resolved route's preferred source too.
+			if rr, err := e.h.RouteGet(net.IP(a.AsSlice())); err == nil && len(rr) > 0 {
+				if s, ok := netip.AddrFromSlice(rr[0].Src); ok && rr[0].LinkIndex == re.ifindex {
+					re.src = s.Unmap()
+				}
+			}
+		}
+		out[a.As16()] = re
+	}
+	return out
+}
+
+// linkKind classifies a link for Device.Kind.
+func linkKind(l netlink.Link) DeviceKind {
+	a := l.Attrs()
+	if a.EncapType != "" && a.EncapType != "ether" {
+		return DeviceL3
+	}
+	if len(a.HardwareAddr) != 6 {
+		return DeviceL3
+	}
+	switch l.Type() {
+	case "veth":
+		return DeviceVeth
+	case "bridge":
+		return DeviceBridge
+	case "vxlan":
+		return DeviceVXLAN
+	case "geneve":
+		return DeviceGeneve
+	}
+	return DeviceOther
+}
+
+// reachDevices lists the devices the endpoints' routes leave through and
+// the ports of those that are bridges, sorted by ifindex.
+func (t *egressTable) reachDevices() []Device {
+	why := make(map[int]string)
+	count := make(map[int]int)
+	keys := make([][16]byte, 0, len(t.endpoints))
+	for k := range t.endpoints {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b [16]byte) int { return netip.AddrFrom16(a).Compare(netip.AddrFrom16(b)) })
+	use := func(ifindex int, ep netip.Addr) {
+		if _, ok := t.links[ifindex]; !ok || ifindex == 0 {
+			return
+		}
+		if _, ok := why[ifindex]; !ok {
+			why[ifindex] = "route to " + ep.String()
+		}
+		count[ifindex]++
+	}
+	for _, k := range keys {
+		re := t.endpoints[k]
+		if re.reject {
+			continue
+		}
+		ep := netip.AddrFrom16(k).Unmap()
+		if len(re.paths) == 0 {
+			use(re.ifindex, ep)
+		}
+		for _, p := range re.paths {
+			use(p.ifindex, ep)
+		}
+	}
+	var out []Device
+	for ifindex, w := range why {
+		li := t.links[ifindex]
+		if n := count[ifindex]; n > 1 {
+			w += fmt.Sprintf(" and %d more endpoints", n-1)
+		}
+		out = append(out, Device{Ifindex: ifindex, Name: li.name, Kind: li.kind, MTU: li.mtu, Why: w, TxOnly: li.kind == DeviceBridge})
+		if li.kind != DeviceBridge {
+			continue
+		}
+		for pi, pl := range t.links {
+			if pl.master == ifindex {
+				out = append(out, Device{Ifindex: pi, Name: pl.name, Kind: pl.kind, MTU: pl.mtu, Why: "port of bridge " + li.name})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Device) int { return a.Ifindex - b.Ifindex })
+	out = slices.CompactFunc(out, func(a, b Device) bool { return a.Ifindex == b.Ifindex })
+	return out
 }

@@ -244,7 +244,7 @@ func TestPrivNoAllocsHoldRelease(t *testing.T) {
 	defer dp.Close()
 	qs := dp.queues[0]
 	s := qs.s
-	sc := dp.newScratch()
+	sc := dp.newScratch(qs)
 	frames, chunks := make([]Frame, 1), make([]uint64, 1)
 	run := func() {
 		if len(s.txFree) == 0 {

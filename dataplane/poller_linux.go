@@ -15,7 +15,8 @@ type pollerScratch struct {
 	frames []Frame
 	chunks []uint64  // RX chunk of frames[i]
 	local  []int32   // frames to transmit in place
-	groups [][]int32 // frames to copy, by port index
+	copies []copyTo  // frames to copy to another port
+	group  []int32   // one port's frames of copies
 	hold   holdTable // frames waiting for their next hop's MAC
 	// released and expired receive hold.sweep's output; relFrames and
 	// relChunks are the released frames as a batch for dispatch.
@@ -24,13 +25,23 @@ type pollerScratch struct {
 	relChunks         []uint64
 }
 
+// copyTo is a frame to copy to another port.
+type copyTo struct {
+	p *port
+	i int32
+}
+
 // holdPollMs bounds a poll(2) sleep while frames are held, so that a
 // resolved neighbour's frames leave within a few ms of the answer.
 const holdPollMs = 2
 
-func (d *Dataplane) newScratch() pollerScratch {
+func (d *Dataplane) newScratch(qs *queueState) pollerScratch {
 	batch := d.cfg.BatchSize
 	holdN := max(d.cfg.NeighHoldFrames, 0)
+	if qs.port.dynamic {
+		// At most 1/8 of the socket's RX frames, as for the others.
+		holdN = min(holdN, d.cfg.DeviceNumFrames/16)
+	}
 	if d.cfg.Neighbours == nil {
 		holdN = 0
 	}
@@ -40,15 +51,13 @@ func (d *Dataplane) newScratch() pollerScratch {
 		frames:    make([]Frame, batch),
 		chunks:    make([]uint64, batch),
 		local:     make([]int32, 0, n),
-		groups:    make([][]int32, len(d.ports)),
+		copies:    make([]copyTo, 0, n),
+		group:     make([]int32, 0, n),
 		hold:      newHoldTable(holdN, d.cfg.NeighHoldPerNeighbour, int64(d.cfg.NeighHoldTime)),
 		released:  make([]heldFrame, 0, holdN),
 		expired:   make([]heldFrame, 0, holdN),
 		relFrames: make([]Frame, 0, holdN),
 		relChunks: make([]uint64, 0, holdN),
-	}
-	for i := range sc.groups {
-		sc.groups[i] = make([]int32, 0, n)
 	}
 	return sc
 }
@@ -77,18 +86,19 @@ func (d *Dataplane) poll(qs *queueState, p Processor) (err error) {
 	defer func() { log.Info("poller stopped", "err", err) }()
 
 	batch := d.cfg.BatchSize
-	sc := d.newScratch()
+	sc := d.newScratch(qs)
 	// Held frames go back to rxFree when the poller stops, whatever the
 	// reason: a later Run starts with every RX chunk accounted for.
 	defer d.dropHeld(qs, &sc)
 	s := qs.s
 	s.refill()
-	pfds := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}, {Fd: int32(d.stopfd), Events: unix.POLLIN}}
+	pfds := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}, {Fd: int32(d.stopfd), Events: unix.POLLIN},
+		{Fd: int32(qs.port.stopfd), Events: unix.POLLIN}} // -1 (ignored by poll) for a managed interface
 	idleMs := int(d.cfg.IdleWakeup / time.Millisecond)
 	var idleStart time.Time
 	spins := 0
 
-	for !d.stop.Load() {
+	for !d.stop.Load() && !qs.port.stop.Load() {
 		n := int(s.rx.available())
 		if n == 0 {
 			if sc.hold.len() > 0 {
@@ -108,7 +118,7 @@ func (d *Dataplane) poll(qs *queueState, p Processor) (err error) {
 			spins = 0
 			d.housekeep(qs)
 			qs.c.sleeps.Add(1)
-			pfds[0].Revents, pfds[1].Revents = 0, 0
+			pfds[0].Revents, pfds[1].Revents, pfds[2].Revents = 0, 0, 0
 			timeout := idleMs
 			if sc.hold.len() > 0 {
 				timeout = min(timeout, holdPollMs)
@@ -190,9 +200,8 @@ func reclaimOwn(s *xsk) {
 func (d *Dataplane) dispatch(qs *queueState, sc *pollerScratch, frames []Frame, chunks []uint64) {
 	s := qs.s
 	sc.local = sc.local[:0]
-	for i := range sc.groups {
-		sc.groups[i] = sc.groups[i][:0]
-	}
+	sc.copies = sc.copies[:0]
+	pt := d.portTab.Load()
 	for i := range frames {
 		f := &frames[i]
 		if f.Verdict != VerdictTX && f.Verdict != VerdictHold {
@@ -208,10 +217,14 @@ func (d *Dataplane) dispatch(qs *queueState, sc *pollerScratch, frames []Frame, 
 			d.drop(qs, chunks[i], DropBadFrame)
 			continue
 		}
-		pi := -1 // -1: the receiving interface
+		var to *port // nil: the receiving interface
 		if f.Ifindex != 0 && f.Ifindex != qs.q.Ifindex {
-			if pi = d.portIndex(f.Ifindex); pi < 0 {
-				d.drop(qs, chunks[i], DropEgressNotManaged)
+			if to = pt.byIfindex[f.Ifindex]; to == nil {
+				r := DropEgressNotManaged
+				if _, ok := pt.unusable[f.Ifindex]; ok {
+					r = DropEgressUnusable
+				}
+				d.drop(qs, chunks[i], r)
 				continue
 			}
 		}
@@ -219,31 +232,31 @@ func (d *Dataplane) dispatch(qs *queueState, sc *pollerScratch, frames []Frame, 
 			d.hold(qs, sc, f, chunks[i])
 			continue
 		}
-		if pi < 0 {
+		if to == nil {
 			sc.local = append(sc.local, int32(i))
 		} else {
-			sc.groups[pi] = append(sc.groups[pi], int32(i))
+			sc.copies = append(sc.copies, copyTo{to, int32(i)})
 		}
 	}
 	if len(sc.local) > 0 {
 		d.txLocal(qs, sc, frames, chunks)
 	}
-	for pi, g := range sc.groups {
-		if len(g) > 0 {
-			d.txCopy(qs, frames, chunks, d.ports[pi], g)
+	// One txCopy per target port, in frame order: O(frames x ports) for
+	// the few ports a batch goes to.
+	for j := range sc.copies {
+		to := sc.copies[j].p
+		if to == nil {
+			continue
 		}
-	}
-}
-
-// portIndex returns the index in d.ports of the managed interface ifindex,
-// or -1.
-func (d *Dataplane) portIndex(ifindex int) int {
-	for j, p := range d.ports {
-		if p.ifindex == ifindex {
-			return j
+		sc.group = sc.group[:0]
+		for k := j; k < len(sc.copies); k++ {
+			if sc.copies[k].p == to {
+				sc.group = append(sc.group, sc.copies[k].i)
+				sc.copies[k].p = nil
+			}
 		}
+		d.txCopy(qs, frames, chunks, to, sc.group)
 	}
-	return -1
 }
 
 // hold keeps a VerdictHold frame (already checked to lie in its chunk and
@@ -341,6 +354,7 @@ func (d *Dataplane) txLocal(qs *queueState, sc *pollerScratch, frames []Frame, c
 	s.txMu.Unlock()
 	qs.c.txFrames.Add(sent)
 	qs.c.txBytes.Add(bytes)
+	qs.c.egressKind[qs.port.kind].Add(sent)
 }
 
 // txCopy copies frames[idx] into a socket of port p (queue QueueID mod its
@@ -349,6 +363,15 @@ func (d *Dataplane) txCopy(qs *queueState, frames []Frame, chunks []uint64, p *p
 	t := p.socks[qs.q.QueueID%len(p.socks)]
 	var sent, bytes uint64
 	t.txMu.Lock()
+	if t.gone {
+		// The device went away while this poller held the previous
+		// portTable.
+		t.txMu.Unlock()
+		for _, i := range idx {
+			d.drop(qs, chunks[i], DropEgressNotManaged)
+		}
+		return
+	}
 	t.reclaimLocked()
 	free := t.tx.freeSlots(uint32(len(idx)))
 	for _, i := range idx {
@@ -384,4 +407,5 @@ func (d *Dataplane) txCopy(qs *queueState, frames []Frame, chunks []uint64, p *p
 	qs.c.txFrames.Add(sent)
 	qs.c.txBytes.Add(bytes)
 	qs.c.txCopied.Add(sent)
+	qs.c.egressKind[p.kind].Add(sent)
 }

@@ -13,7 +13,8 @@ const (
 	DropUnspecified DropReason = iota
 	// DropBadFrame: the Processor left Off/Len outside the UMEM chunk.
 	DropBadFrame
-	// DropEgressNotManaged: VerdictTX to an interface with no socket.
+	// DropEgressNotManaged: VerdictTX to an interface with no socket
+	// (not a managed interface, and not, or not yet, a followed device).
 	DropEgressNotManaged
 	// DropTxRingFull: the egress socket's TX ring had no free slot.
 	DropTxRingFull
@@ -42,6 +43,10 @@ const (
 	// Config.NeighHoldTime (the kernel's probes failed), or the poller
 	// stopped while the frame was held.
 	DropNeighFailed
+	// DropEgressUnusable: the route leads to a device an AF_XDP dataplane
+	// cannot send on (no Ethernet header: IPIP, WireGuard, TUN; an MTU
+	// beyond the frame size; attaching failed). Logged once per device.
+	DropEgressUnusable
 
 	// FirstPipelineDropReason is the first reason the translation pipeline
 	// may define.
@@ -64,6 +69,7 @@ var dropReasonNames = [NumDropReasons]string{
 	DropNeighUnresolved:  "neigh_unresolved",
 	DropNeighHoldFull:    "neigh_hold_full",
 	DropNeighFailed:      "neigh_failed",
+	DropEgressUnusable:   "egress_unusable",
 }
 
 // RegisterDropReason names a pipeline drop reason for String (and metrics).

@@ -16,7 +16,9 @@ type KernelXSKStats struct {
 
 // QueueStats is a snapshot of one socket's counters.
 type QueueStats struct {
-	// Ifname, Ifindex and QueueID identify the socket.
+	// Ifname, Ifindex and QueueID identify the socket. The counters of
+	// the sockets of followed devices that went away are summed in one
+	// entry named "departed" (Ifindex 0), so totals never go down.
 	Ifname  string
 	Ifindex int
 	QueueID int
@@ -45,6 +47,8 @@ type QueueStats struct {
 	NeighHeld, NeighReleased uint64
 	// Drops counts dropped frames by reason.
 	Drops [NumDropReasons]uint64
+	// EgressKind counts TxFrames by the kind of device they left on.
+	EgressKind [NumDeviceKinds]uint64
 	// Kernel holds the kernel's counters for the socket.
 	Kernel KernelXSKStats
 }

@@ -126,6 +126,7 @@ type xsk struct {
 	rxFree   []uint64 // RX chunks owned by the poller
 
 	txMu       sync.Mutex
+	gone       bool // set under txMu before a followed device's socket closes
 	tx, comp   ring
 	txFree     []uint64 // TX chunks free for copies
 	rxReturned []uint64 // RX chunks back from the completion ring

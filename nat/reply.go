@@ -45,9 +45,9 @@ const (
 // or class E. buf must not overlap frame.
 func BuildICMPPortUnreachable(buf, frame []byte, p *Packet, src netip.Addr) (int, error) {
 	if p.Version == 4 {
-		return buildICMPError(buf, frame, p, src, ICMPv4DestUnreach, ICMPv4CodePortUnrch)
+		return buildICMPError(buf, frame, p, src, ICMPv4DestUnreach, ICMPv4CodePortUnrch, 0)
 	}
-	return buildICMPError(buf, frame, p, src, ICMPv6DestUnreach, ICMPv6CodePortUnrch)
+	return buildICMPError(buf, frame, p, src, ICMPv6DestUnreach, ICMPv6CodePortUnrch, 0)
 }
 
 // BuildICMPTimeExceeded writes into buf an ICMP time exceeded in transit
@@ -56,9 +56,22 @@ func BuildICMPPortUnreachable(buf, frame []byte, p *Packet, src netip.Addr) (int
 // else is as for BuildICMPPortUnreachable.
 func BuildICMPTimeExceeded(buf, frame []byte, p *Packet, src netip.Addr) (int, error) {
 	if p.Version == 4 {
-		return buildICMPError(buf, frame, p, src, ICMPv4TimeExceeded, 0)
+		return buildICMPError(buf, frame, p, src, ICMPv4TimeExceeded, 0, 0)
 	}
-	return buildICMPError(buf, frame, p, src, ICMPv6TimeExceeded, 0)
+	return buildICMPError(buf, frame, p, src, ICMPv6TimeExceeded, 0, 0)
+}
+
+// BuildICMPTooBig writes into buf the answer to a packet p that does not
+// fit the next hop's MTU: for IPv4 (with DF set) destination unreachable,
+// fragmentation needed (type 3 code 4) with the next-hop MTU in the low 16
+// bits of the second word (RFC 1191 section 4); for IPv6 packet too big
+// (type 2 code 0) with the MTU in the second word (RFC 4443 section 3.2).
+// Everything else is as for BuildICMPPortUnreachable.
+func BuildICMPTooBig(buf, frame []byte, p *Packet, src netip.Addr, mtu int) (int, error) {
+	if p.Version == 4 {
+		return buildICMPError(buf, frame, p, src, ICMPv4DestUnreach, ICMPv4CodeFragNeeded, uint32(uint16(mtu)))
+	}
+	return buildICMPError(buf, frame, p, src, ICMPv6PacketTooBig, 0, uint32(mtu))
 }
 
 // icmpErrorAllowed applies RFC 1122 section 3.2.2 and RFC 4443 section 2.4(e).
@@ -85,7 +98,9 @@ func icmpErrorAllowed(frame []byte, p *Packet) bool {
 	return true
 }
 
-func buildICMPError(buf, frame []byte, p *Packet, src netip.Addr, typ, code uint8) (int, error) {
+// buildICMPError builds the error; rest is the message's second word
+// (unused, or the MTU of a too-big error).
+func buildICMPError(buf, frame []byte, p *Packet, src netip.Addr, typ, code uint8, rest uint32) (int, error) {
 	if p.Version != 4 && p.Version != 6 {
 		return 0, ErrNotIP
 	}
@@ -121,7 +136,7 @@ func buildICMPError(buf, frame []byte, p *Packet, src netip.Addr, typ, code uint
 	msg[icmpType] = typ
 	msg[icmpCode] = code
 	msg[icmpChecksum], msg[icmpChecksum+1] = 0, 0
-	binary.BigEndian.PutUint32(msg[4:], 0) // unused
+	binary.BigEndian.PutUint32(msg[4:], rest)
 	copy(msg[icmpHdrLen:], orig[:q])
 
 	if p.Version == 4 {

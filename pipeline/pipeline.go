@@ -15,6 +15,7 @@ import (
 	"github.com/xdpgate/xdpgate/affinity"
 	"github.com/xdpgate/xdpgate/conntrack"
 	"github.com/xdpgate/xdpgate/internal/statefile"
+	"github.com/xdpgate/xdpgate/maglev"
 	"github.com/xdpgate/xdpgate/nat"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
@@ -115,14 +116,16 @@ func (c Config) withDefaults() Config {
 // must be below Config.NumQueues (a wiring invariant: Process
 // panics otherwise).
 type Pipeline struct {
-	cfg    Config
-	ct     *conntrack.Table
-	aff    *affinity.Table
-	hops   dataplane.NextHopper
-	snap   atomic.Pointer[snapshot.Snapshot]
-	snatN  uint32 // size of the SNAT port range
-	queues []pipeQueue
-	log    *slog.Logger
+	cfg  Config
+	ct   *conntrack.Table
+	aff  *affinity.Table
+	hops dataplane.NextHopper
+	// flowHops is hops when it spreads flows over multipath routes.
+	flowHops dataplane.FlowNextHopper
+	snap     atomic.Pointer[snapshot.Snapshot]
+	snatN    uint32 // size of the SNAT port range
+	queues   []pipeQueue
+	log      *slog.Logger
 	// pubMu serialises Publish and guards retained.
 	pubMu sync.Mutex
 	// retained are endpoints that left the snapshot while TCP flows to
@@ -157,6 +160,7 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	p.svc.init(cfg.NumQueues)
 	p.aff.OnExpire(p.svc.expired)
+	p.flowHops, _ = cfg.Hops.(dataplane.FlowNextHopper)
 	for i := range p.queues {
 		q := &p.queues[i]
 		q.scratch = make([]byte, scratchSize)
@@ -182,6 +186,9 @@ type pipeQueue struct {
 	reasons []nat.DropReason
 	c       pipeCounters
 	pub     pipePublished
+	// icmpTokens (in 1e-9 tokens) and icmpLast (the batch clock) are the
+	// too-big errors' token bucket.
+	icmpTokens, icmpLast int64
 }
 
 // batch is what Process reads once per batch.
@@ -302,11 +309,84 @@ func (p *Pipeline) frame(b *batch, f *dataplane.Frame, pk *nat.Packet, r nat.Dro
 	if pk.Fragment { // first fragment: later ones (untranslated addresses) follow its flow
 		p.ct.RememberFragment(conntrack.MakeFragKey(pk.Src, pk.Dst, pk.Proto, pk.FragID), fl, b.now)
 	}
+	// The next hop is known before the rewrite: an oversized packet is
+	// answered quoting what its sender sent, and a multipath route's next
+	// hop is chosen by the translated flow's hash.
+	var h dataplane.Hop
+	st := dataplane.LookupOK
+	if hop == nil || hop.Paths > 1 {
+		h, st = p.lookupFlow(&fl.Rewrite)
+		hop = &h
+	}
+	if st != dataplane.LookupNoRoute && p.tooBig(b, f, pk, hop) {
+		return
+	}
 	if rr := applyRewrite(data, pk, &fl.Rewrite); rr != nat.DropNone {
 		p.natDrop(pq, f, rr)
 		return
 	}
-	p.emit(b, f, pk, hop)
+	p.forward(b, f, pk, hop, st)
+}
+
+// lookupFlow returns the next hop of the translated packet rw: for a
+// multipath route, the one its flow hash selects (every packet of the
+// direction has the same rw, hence the same next hop).
+func (p *Pipeline) lookupFlow(rw *conntrack.Tuple) (dataplane.Hop, dataplane.LookupStatus) {
+	dst := rw.DstAddr()
+	h, st := p.hops.Lookup(dst)
+	if h.Paths > 1 && p.flowHops != nil {
+		h, st = p.flowHops.LookupFlow(dst, maglev.HashFlow(rw.SrcAddr(), dst, rw.SrcPort, rw.DstPort, uint8(rw.Proto)))
+	}
+	return h, st
+}
+
+// icmpRate and icmpBurst bound the too-big errors one queue sends: the
+// kernel's global ICMP budget (net.ipv4.icmp_msgs_per_sec = 1000,
+// icmp_msgs_burst = 50), a token bucket refilled with the batch clock.
+const (
+	icmpRate  = 1000
+	icmpBurst = 50
+)
+
+// tooBig handles a packet that does not fit the egress MTU: IPv4 with DF
+// and every IPv6 packet get ICMP fragmentation needed / packet too big
+// with the MTU, as the kernel's forwarding does (rate-limited), and IPv4
+// without DF is dropped (DropFragNeededNoDF): fragmenting would turn one
+// frame into several, which the one-frame-in, one-frame-out verdict model
+// does not allow, and senders of large datagrams without DF are rare
+// (TCP sets DF). It reports whether it took the frame.
+func (p *Pipeline) tooBig(b *batch, f *dataplane.Frame, pk *nat.Packet, hop *dataplane.Hop) bool {
+	if hop.MTU <= 0 || int(pk.End-pk.L3Off) <= hop.MTU {
+		return false
+	}
+	if pk.Version == 4 && !pk.DontFragment {
+		f.Drop(DropFragNeededNoDF)
+		return true
+	}
+	pq := b.pq
+	pq.icmpTokens = min(icmpBurst*1e9, pq.icmpTokens+(b.now-pq.icmpLast)*icmpRate)
+	pq.icmpLast = b.now
+	if pq.icmpTokens < 1e9 {
+		f.Drop(DropTooBigRateLimited)
+		return true
+	}
+	back, st := p.hops.Lookup(pk.Src)
+	if st == dataplane.LookupNoRoute || !back.Src.IsValid() {
+		f.Drop(DropTooBigNotSent)
+		return true
+	}
+	room := min(len(pq.scratch), len(f.Buf)-f.Off)
+	n, err := nat.BuildICMPTooBig(pq.scratch[:room], f.Data(), pk, back.Src, hop.MTU)
+	if err != nil {
+		f.Drop(DropTooBigNotSent)
+		return true
+	}
+	pq.icmpTokens -= 1e9
+	copy(f.Buf[f.Off:], pq.scratch[:n])
+	f.Len = n
+	f.TX(0)
+	pq.c.tooBig++
+	return true
 }
 
 // natDrop drops f for a nat reason, counting the exact reason too.
@@ -395,16 +475,22 @@ func (p *Pipeline) laterFragment(b *batch, f *dataplane.Frame, pk *nat.Packet) {
 // emit forwards a translated packet: TTL-1, next hop, Ethernet, TX. hop is
 // the next hop when the caller already resolved it (new flows), else nil.
 func (p *Pipeline) emit(b *batch, f *dataplane.Frame, pk *nat.Packet, hop *dataplane.Hop) {
-	data := f.Data()
-	if r := nat.DecrementTTL(data, pk); r != nat.DropNone {
-		p.natDrop(b.pq, f, r) // TTL was checked before; only a broken invariant lands here
-		return
-	}
 	var h dataplane.Hop
 	st := dataplane.LookupOK
 	if hop == nil {
 		h, st = p.hops.Lookup(pk.Dst)
 		hop = &h
+	}
+	p.forward(b, f, pk, hop, st)
+}
+
+// forward sends a translated packet to hop (found with status st): TTL-1,
+// Ethernet, TX or hold.
+func (p *Pipeline) forward(b *batch, f *dataplane.Frame, pk *nat.Packet, hop *dataplane.Hop, st dataplane.LookupStatus) {
+	data := f.Data()
+	if r := nat.DecrementTTL(data, pk); r != nat.DropNone {
+		p.natDrop(b.pq, f, r) // TTL was checked before; only a broken invariant lands here
+		return
 	}
 	switch st {
 	case dataplane.LookupOK:

@@ -68,6 +68,15 @@ const (
 	// DropNotTracked: a packet without ports (ICMP other than echo, other
 	// protocols) that no flow or fragment covers.
 	DropNotTracked
+	// DropFragNeededNoDF: an IPv4 packet without DF larger than the
+	// egress MTU (refused, not fragmented: Pipeline.tooBig says why).
+	DropFragNeededNoDF
+	// DropTooBigRateLimited: a packet larger than the egress MTU whose
+	// ICMP error the rate limit held back.
+	DropTooBigRateLimited
+	// DropTooBigNotSent: a packet larger than the egress MTU whose ICMP
+	// error is forbidden (RFC 1122 3.2.2) or has no source address.
+	DropTooBigNotSent
 
 	numPipelineDropReasons = iota
 )
@@ -78,7 +87,7 @@ var pipelineDropNames = [numPipelineDropReasons]string{
 	"source_range", "no_endpoint", "no_snat_addr", "snat_exhausted",
 	"conntrack_full", "conntrack_invalid", "conntrack_conflict",
 	"fragment_unknown", "icmp_error_untracked", "rewrite_failed",
-	"ttl_expired", "not_tracked",
+	"ttl_expired", "not_tracked", "frag_needed_no_df", "too_big_rate_limited", "too_big_not_sent",
 }
 
 func init() {

@@ -18,7 +18,7 @@ type pipeCounters struct {
 	established, replies, newFlows, insertRaces uint64
 	affinityHits, affinityMisses, rejects       uint64
 	timeExceeded, icmpErrors, fragments         uint64
-	forwarded, snatRetries                      uint64
+	forwarded, snatRetries, tooBig              uint64
 }
 
 // pipePublished is what other goroutines read: the counters as of the end
@@ -26,7 +26,7 @@ type pipeCounters struct {
 // counted atomically at once). Only the queue's poller writes it; the
 // padding keeps two queues off one cache line.
 type pipePublished struct {
-	c        [12]atomic.Uint64 // pipeCounters, in field order
+	c        [13]atomic.Uint64 // pipeCounters, in field order
 	natDrops [nat.NumDropReasons]atomic.Uint64
 	_        [64]byte
 }
@@ -34,9 +34,9 @@ type pipePublished struct {
 // publish copies the counters for Stats (once per batch).
 func (pq *pipeQueue) publish() {
 	c, p := &pq.c, &pq.pub
-	for i, v := range [12]uint64{c.established, c.replies, c.newFlows, c.insertRaces,
+	for i, v := range [13]uint64{c.established, c.replies, c.newFlows, c.insertRaces,
 		c.affinityHits, c.affinityMisses, c.rejects, c.timeExceeded, c.icmpErrors,
-		c.fragments, c.forwarded, c.snatRetries} {
+		c.fragments, c.forwarded, c.snatRetries, c.tooBig} {
 		if p.c[i].Load() != v {
 			p.c[i].Store(v)
 		}
@@ -67,6 +67,9 @@ type QueueStats struct {
 	Forwarded uint64
 	// SNATRetries counts SNAT ports found in use while allocating.
 	SNATRetries uint64
+	// TooBig counts ICMP fragmentation needed / packet too big errors
+	// sent for packets larger than the egress MTU.
+	TooBig uint64
 	// NATDrops counts drops by exact nat reason (index nat.DropReason);
 	// dataplane.QueueStats.Drops has them grouped.
 	NATDrops [nat.NumDropReasons]uint64
@@ -83,6 +86,7 @@ func (p *Pipeline) Stats() []QueueStats {
 		o.Rejects, o.TimeExceeded = c.c[6].Load(), c.c[7].Load()
 		o.ICMPErrors, o.Fragments = c.c[8].Load(), c.c[9].Load()
 		o.Forwarded, o.SNATRetries = c.c[10].Load(), c.c[11].Load()
+		o.TooBig = c.c[12].Load()
 		for r := range c.natDrops {
 			o.NATDrops[r] = c.natDrops[r].Load()
 		}

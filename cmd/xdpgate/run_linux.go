@@ -78,7 +78,7 @@ func run(args []string, stderr io.Writer) error {
 	applier := pipeline.NewApplier(pl, pipeline.ApplierConfig{Classifier: dp.Classifier(), Addrs: eg, Health: ctrl.SetDataplaneHealth})
 	ctrl.Subscribe(applier.Apply)
 	state := admin.Source{Snapshot: pl.Snapshot, Conntrack: ct, Affinity: aff, Now: pl.Now,
-		Queues: dp.Stats, Pipeline: pl.Stats, AffinityServices: pl.AffinityStats, Classifier: applier.Status, StartCapture: pl.StartCapture}
+		Queues: dp.Stats, Devices: dp.Devices, Pipeline: pl.Stats, AffinityServices: pl.AffinityStats, Classifier: applier.Status, StartCapture: pl.StartCapture}
 	closeAdmin, err := serveState(ctrl, state, o.adminSocket, log)
 	if err != nil {
 		return err
@@ -221,7 +221,7 @@ func openIO(o options, log *slog.Logger) (*dataplane.Egress, *dataplane.Dataplan
 		return nil, nil, fmt.Errorf("egress: %w", err)
 	}
 	dp, err := dataplane.Open(dataplane.Config{Interfaces: o.interfaces, Attach: o.xdpMode, CPUs: o.cpus,
-		BusyPoll: o.busyPoll, Classifier: o.classifier, Neighbours: eg, ReplaceForeign: o.replaceForeign, Logger: log})
+		BusyPoll: o.busyPoll, Classifier: o.classifier, Neighbours: eg, Devices: eg, ReplaceForeign: o.replaceForeign, Logger: log})
 	if err != nil {
 		eg.Close()
 		return nil, nil, fmt.Errorf("dataplane: %w", err)

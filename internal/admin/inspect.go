@@ -16,16 +16,18 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/xdpgate/xdpgate/dataplane"
 	"github.com/xdpgate/xdpgate/internal/config"
 )
 
 // inspectUsage is printed for -h and bad arguments.
-const inspectUsage = `usage: xdpgate inspect services|conntrack|affinity|stats [flags]
+const inspectUsage = `usage: xdpgate inspect services|conntrack|affinity|stats|devices [flags]
 
   services   frontends, endpoints (local/ready/terminating), policies, affinity timeout
   conntrack  flows like conntrack -L (--host, --port, --proto, --service, --limit)
   affinity   ClientIP entries: client -> endpoint, remaining time (--host, --service, --limit)
   stats      per-queue counters and drops by reason
+  devices    devices in use (managed interfaces, pod veths, bridges, overlays) and why
 
 flags:
 `
@@ -74,7 +76,7 @@ func parseInspectFlags(args []string, stderr io.Writer) (inspectOptions, error) 
 		return bad("unexpected argument %q", fs.Arg(0))
 	}
 	switch o.what {
-	case "services", "conntrack", "affinity", "stats":
+	case "services", "conntrack", "affinity", "stats", "devices":
 	case "":
 		return bad("missing command")
 	default:
@@ -178,11 +180,27 @@ func printTable(stdout io.Writer, what string, body []byte) error {
 		err = printAffinity(tw, body)
 	case "stats":
 		err = printStats(tw, body)
+	case "devices":
+		err = printDevices(tw, body)
 	}
 	if err != nil {
 		return fmt.Errorf("decode %s answer: %w", what, err)
 	}
 	return tw.Flush()
+}
+
+// printDevices lists the devices in use: the managed interfaces and the
+// devices followed because endpoints are reached through them.
+func printDevices(tw *tabwriter.Writer, body []byte) error {
+	var v []dataplane.DeviceStatus
+	if err := json.Unmarshal(body, &v); err != nil {
+		return err
+	}
+	fmt.Fprintln(tw, "IFINDEX\tDEVICE\tKIND\tMODE\tQUEUES\tWHY\tERROR")
+	for _, d := range v {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", d.Ifindex, d.Name, d.Kind, orDash(d.Mode), d.Queues, d.Why, orDash(d.Error))
+	}
+	return nil
 }
 
 func orDash(s string) string {

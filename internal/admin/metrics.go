@@ -26,6 +26,7 @@ type Collector struct {
 	// ctCapacity and affCapacity are the tables' sizes, so that fill
 	// (entries / capacity) is one PromQL division.
 	ctCapacity, affCapacity *prometheus.Desc
+	egressFrames            *prometheus.Desc
 }
 
 // svcLabels are the labels of per-service-port metrics: kube-proxy's
@@ -42,7 +43,7 @@ func NewCollector(src Source) *Collector {
 		txFrames:    prometheus.NewDesc("xdpgate_tx_frames_total", "Frames put on a TX ring by this queue's poller.", q, nil),
 		txBytes:     prometheus.NewDesc("xdpgate_tx_bytes_total", "Bytes put on a TX ring by this queue's poller.", q, nil),
 		drops:       prometheus.NewDesc("xdpgate_drops_total", "Frames dropped, by reason.", append(q, "reason"), nil),
-		pipe:        prometheus.NewDesc("xdpgate_pipeline_packets_total", "Pipeline events per queue: established, reply, new_flow, insert_race, affinity_hit, affinity_miss, reject, time_exceeded, icmp_error, fragment, forwarded, snat_retry.", []string{"queue", "event"}, nil),
+		pipe:        prometheus.NewDesc("xdpgate_pipeline_packets_total", "Pipeline events per queue: established, reply, new_flow, insert_race, affinity_hit, affinity_miss, reject, time_exceeded, icmp_error, fragment, forwarded, snat_retry, too_big.", []string{"queue", "event"}, nil),
 		natDrops:    prometheus.NewDesc("xdpgate_pipeline_nat_drops_total", "Malformed or unrewritable frames by exact nat reason.", []string{"queue", "reason"}, nil),
 		ctEntries:   prometheus.NewDesc("xdpgate_conntrack_entries", "Live flows by IP family.", []string{"family"}, nil),
 		ctOps:       prometheus.NewDesc("xdpgate_conntrack_operations_total", "Flow table events: inserts, insert_failures, conflicts, evictions, expiries, deletes.", []string{"op"}, nil),
@@ -63,13 +64,15 @@ func NewCollector(src Source) *Collector {
 		"Held frames sent once their next hop resolved (the others were dropped as neigh_failed).", q, nil)
 	c.ctCapacity = prometheus.NewDesc("xdpgate_conntrack_capacity", "Flow table capacity by IP family (--conntrack-max; IPv6 an eighth of it).", []string{"family"}, nil)
 	c.affCapacity = prometheus.NewDesc("xdpgate_affinity_capacity", "ClientIP affinity table capacity in clients (--affinity-max).", nil, nil)
+	c.egressFrames = prometheus.NewDesc("xdpgate_egress_frames_total",
+		"Frames sent, by the kind of device they left on: other (a NIC), veth, bridge, vxlan, geneve.", []string{"kind"}, nil)
 	return c
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rxFrames, c.rxBytes, c.txFrames, c.txBytes, c.drops, c.pipe, c.natDrops, c.ctEntries, c.ctOps, c.affEntries, c.affOps,
-		c.affSvcEntries, c.affSvcEvents, c.clsRules, c.clsCapacity, c.clsSkipped, c.clsRefused, c.neighHeld, c.neighReleased} {
+		c.affSvcEntries, c.affSvcEvents, c.clsRules, c.clsCapacity, c.clsSkipped, c.clsRefused, c.neighHeld, c.neighReleased, c.egressFrames} {
 		ch <- d
 	}
 	ch <- c.ctCapacity
@@ -82,7 +85,18 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	if c.src.Queues != nil {
+		var kinds [dataplane.NumDeviceKinds]uint64
+		defer func() {
+			for k, n := range kinds {
+				if dataplane.DeviceKind(k) != dataplane.DeviceL3 {
+					counter(c.egressFrames, n, dataplane.DeviceKind(k).String())
+				}
+			}
+		}()
 		for _, s := range c.src.Queues() {
+			for k, n := range s.EgressKind {
+				kinds[k] += n
+			}
 			q := strconv.Itoa(s.QueueID)
 			counter(c.rxFrames, s.RxFrames, s.Ifname, q)
 			counter(c.rxBytes, s.RxBytes, s.Ifname, q)
@@ -99,6 +113,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.Pipeline != nil {
 		for i, s := range c.src.Pipeline() {
+			if s == (pipeline.QueueStats{}) {
+				continue // a queue never used (a free slot for followed devices)
+			}
 			q := strconv.Itoa(i)
 			for _, e := range []struct {
 				name string
@@ -107,7 +124,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 				{"established", s.Established}, {"reply", s.Replies}, {"new_flow", s.NewFlows},
 				{"insert_race", s.InsertRaces}, {"affinity_hit", s.AffinityHits}, {"affinity_miss", s.AffinityMisses},
 				{"reject", s.Rejects}, {"time_exceeded", s.TimeExceeded}, {"icmp_error", s.ICMPErrors},
-				{"fragment", s.Fragments}, {"forwarded", s.Forwarded}, {"snat_retry", s.SNATRetries},
+				{"fragment", s.Fragments}, {"forwarded", s.Forwarded}, {"snat_retry", s.SNATRetries}, {"too_big", s.TooBig},
 			} {
 				counter(c.pipe, e.v, q, e.name)
 			}

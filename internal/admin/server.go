@@ -167,6 +167,13 @@ func Handler(src Source) http.Handler {
 	mux.HandleFunc("GET /v1/top", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, topOf(src))
 	})
+	mux.HandleFunc("GET /v1/devices", func(w http.ResponseWriter, r *http.Request) {
+		out := []dataplane.DeviceStatus{}
+		if src.Devices != nil {
+			out = append(out, src.Devices()...)
+		}
+		writeJSON(w, out)
+	})
 	mux.HandleFunc("GET /v1/capture", func(w http.ResponseWriter, r *http.Request) {
 		serveCapture(src, w, r)
 	})

@@ -23,6 +23,8 @@ type Source struct {
 	Now func() int64
 	// Queues returns the I/O layer's per-queue counters (Dataplane.Stats).
 	Queues func() []dataplane.QueueStats
+	// Devices returns the devices in use and why (Dataplane.Devices).
+	Devices func() []dataplane.DeviceStatus
 	// Pipeline returns the pipeline's per-queue counters (Pipeline.Stats).
 	Pipeline func() []pipeline.QueueStats
 	// AffinityServices returns the per-service-port affinity counters
