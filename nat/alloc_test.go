@@ -48,6 +48,8 @@ func TestNoAllocs(t *testing.T) {
 		{"BuildICMPPortUnreachable v6", udp6, func(f []byte) { Parse(f, &p); BuildICMPPortUnreachable(buf, f, &p, vip6) }},
 		{"BuildICMPTimeExceeded v4", tcp, func(f []byte) { Parse(f, &p); BuildICMPTimeExceeded(buf, f, &p, gw4) }},
 		{"BuildICMPTimeExceeded v6", udp6, func(f []byte) { Parse(f, &p); BuildICMPTimeExceeded(buf, f, &p, gw6) }},
+		{"BuildICMPTooBig v4", tcp, func(f []byte) { Parse(f, &p); BuildICMPTooBig(buf, f, &p, gw4, 1400) }},
+		{"BuildICMPTooBig v6", udp6, func(f []byte) { Parse(f, &p); BuildICMPTooBig(buf, f, &p, gw6, 1280) }},
 		{"refused builder", icmp4, func(f []byte) { Parse(f, &p); BuildICMPTimeExceeded(buf, f, &p, gw4) }},
 		{"DropReason.String", tcp, func(f []byte) { _ = DropReason(i % int(NumDropReasons)).String() }},
 	}

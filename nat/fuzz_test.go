@@ -172,7 +172,7 @@ func FuzzRewrite(f *testing.F) {
 			t.Fatalf("DecrementTTL refused (%v) but changed the frame", r)
 		}
 		buf := make([]byte, 1600)
-		for _, build := range []func([]byte, []byte, *Packet, netip.Addr) (int, error){BuildICMPPortUnreachable, BuildICMPTimeExceeded} {
+		for _, build := range []func([]byte, []byte, *Packet, netip.Addr) (int, error){BuildICMPPortUnreachable, BuildICMPTimeExceeded, tooBig(1280)} {
 			if n, err := build(buf, frame, &p0, a); err == nil {
 				checkReply(t, buf[:n])
 			}

@@ -133,14 +133,17 @@ func TestBuildICMPErrors(t *testing.T) {
 		from      netip.Addr
 		typ, code uint8
 		quote     int // bytes of the offending IP packet quoted; 0: all
+		mtu       int // the next-hop MTU a too-big error carries
 	}{
-		{"v4 port unreachable tcp", frameSpec{src: cli4, dst: vip4, proto: ProtoTCP, sport: 40000, dport: 80}, BuildICMPPortUnreachable, vip4, 3, 3, 0},
-		{"v4 port unreachable udp vlan", frameSpec{vlans: []uint16{4, 5}, src: cli4, dst: vip4, proto: ProtoUDP, sport: 40000, dport: 80, payload: []byte("x")}, BuildICMPPortUnreachable, vip4, 3, 3, 0},
-		{"v4 port unreachable big", frameSpec{src: cli4, dst: vip4, proto: ProtoUDP, sport: 40000, dport: 80, payload: big}, BuildICMPPortUnreachable, vip4, 3, 3, MaxICMPv4Quote},
-		{"v4 time exceeded", frameSpec{src: cli4, dst: vip4, proto: ProtoTCP, sport: 40000, dport: 80, ttl: 1}, BuildICMPTimeExceeded, gw4, 11, 0, 0},
-		{"v6 port unreachable udp", frameSpec{src: cli6, dst: vip6, proto: ProtoUDP, sport: 40000, dport: 80}, BuildICMPPortUnreachable, vip6, 1, 4, 0},
-		{"v6 port unreachable big", frameSpec{src: cli6, dst: vip6, proto: ProtoTCP, sport: 40000, dport: 80, payload: big}, BuildICMPPortUnreachable, vip6, 1, 4, MaxICMPv6Quote},
-		{"v6 time exceeded ext", frameSpec{vlans: []uint16{8}, src: cli6, dst: vip6, proto: ProtoTCP, sport: 40000, dport: 80, ttl: 1, ext: []Proto{ProtoDstOpts}}, BuildICMPTimeExceeded, gw6, 3, 0, 0},
+		{"v4 port unreachable tcp", frameSpec{src: cli4, dst: vip4, proto: ProtoTCP, sport: 40000, dport: 80}, BuildICMPPortUnreachable, vip4, 3, 3, 0, 0},
+		{"v4 port unreachable udp vlan", frameSpec{vlans: []uint16{4, 5}, src: cli4, dst: vip4, proto: ProtoUDP, sport: 40000, dport: 80, payload: []byte("x")}, BuildICMPPortUnreachable, vip4, 3, 3, 0, 0},
+		{"v4 port unreachable big", frameSpec{src: cli4, dst: vip4, proto: ProtoUDP, sport: 40000, dport: 80, payload: big}, BuildICMPPortUnreachable, vip4, 3, 3, MaxICMPv4Quote, 0},
+		{"v4 time exceeded", frameSpec{src: cli4, dst: vip4, proto: ProtoTCP, sport: 40000, dport: 80, ttl: 1}, BuildICMPTimeExceeded, gw4, 11, 0, 0, 0},
+		{"v6 port unreachable udp", frameSpec{src: cli6, dst: vip6, proto: ProtoUDP, sport: 40000, dport: 80}, BuildICMPPortUnreachable, vip6, 1, 4, 0, 0},
+		{"v6 port unreachable big", frameSpec{src: cli6, dst: vip6, proto: ProtoTCP, sport: 40000, dport: 80, payload: big}, BuildICMPPortUnreachable, vip6, 1, 4, MaxICMPv6Quote, 0},
+		{"v6 time exceeded ext", frameSpec{vlans: []uint16{8}, src: cli6, dst: vip6, proto: ProtoTCP, sport: 40000, dport: 80, ttl: 1, ext: []Proto{ProtoDstOpts}}, BuildICMPTimeExceeded, gw6, 3, 0, 0, 0},
+		{"v4 fragmentation needed", frameSpec{src: cli4, dst: vip4, proto: ProtoTCP, sport: 40000, dport: 80, payload: big}, tooBig(1450), gw4, 3, 4, MaxICMPv4Quote, 1450},
+		{"v6 packet too big", frameSpec{src: cli6, dst: vip6, proto: ProtoUDP, sport: 40000, dport: 80, payload: big}, tooBig(1280), gw6, 2, 0, MaxICMPv6Quote, 1280},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -160,7 +163,7 @@ func TestBuildICMPErrors(t *testing.T) {
 			}
 			// gopacket's version: swapped MACs, IP header 64 TTL.
 			want := buildFrame(t, frameSpec{vlans: tc.spec.vlans, src: tc.from, dst: tc.spec.src, proto: Proto(icmpProto),
-				icmpErr: &errSpec{typ: tc.typ, code: tc.code, inner: tc.spec, quote: tc.quote}})
+				icmpErr: &errSpec{typ: tc.typ, code: tc.code, inner: tc.spec, quote: tc.quote, mtu: uint32(tc.mtu)}})
 			SwapEthernet(want)
 			var wp Packet
 			if r := Parse(want, &wp); r != DropNone {
@@ -181,6 +184,14 @@ func TestBuildICMPErrors(t *testing.T) {
 			}
 			checkValid(t, "reply", buf[:n])
 		})
+	}
+}
+
+// tooBig is BuildICMPTooBig for one next-hop MTU, in the shape of the
+// other builders.
+func tooBig(mtu int) func(buf, frame []byte, p *Packet, src netip.Addr) (int, error) {
+	return func(buf, frame []byte, p *Packet, src netip.Addr) (int, error) {
+		return BuildICMPTooBig(buf, frame, p, src, mtu)
 	}
 }
 
