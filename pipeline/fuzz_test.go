@@ -58,6 +58,14 @@ type l4Tuple struct {
 	tcp          bool
 }
 
+func (tu l4Tuple) String() string {
+	proto := "udp"
+	if tu.tcp {
+		proto = "tcp"
+	}
+	return fmt.Sprintf("%s %v -> %v", proto, netip.AddrPortFrom(tu.src, tu.sport), netip.AddrPortFrom(tu.dst, tu.dport))
+}
+
 // fuzzDecode decodes a frame with gopacket. ok is false for anything but an
 // unfragmented TCP or UDP packet in IPv4 or IPv6 (ICMP replies, fragments,
 // what gopacket cannot decode). For those it checks every checksum: the
