@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -212,7 +213,20 @@ func TestPrivReachLocalPods(t *testing.T) {
 			out := w.g.MustRun(t, "ip", "-o", "link")
 			return strings.Count(out, "\n")
 		}
-		before := links()
+		// What the gateway holds: its open file descriptors (sockets,
+		// BPF objects, links) and the XDP programs attached in its
+		// namespace.
+		fds := func() int {
+			ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", w.cmd.Process.Pid))
+			if err != nil {
+				t.Fatalf("gateway fds: %v", err)
+			}
+			return len(ents)
+		}
+		xdps := func() int {
+			return strings.Count(w.g.MustRun(t, "ip", "-o", "link"), " xdp")
+		}
+		before, fdsBefore, xdpBefore := links(), fds(), xdps()
 		for i := 0; i < 4; i++ {
 			echo(i)
 			// A pod comes: a bridge port and a routed veth appear...
@@ -226,6 +240,16 @@ func TestPrivReachLocalPods(t *testing.T) {
 		echo(99)
 		if after := links(); after != before {
 			t.Errorf("links before churn %d, after %d", before, after)
+		}
+		// Detaching follows the netlink event within a scan (50 ms);
+		// allow a loaded machine a few seconds.
+		if err := within(t.Context(), 10*time.Second, func() error {
+			if f, x := fds(), xdps(); f != fdsBefore || x != xdpBefore {
+				return fmt.Errorf("gateway fds %d -> %d, XDP programs %d -> %d", fdsBefore, f, xdpBefore, x)
+			}
+			return nil
+		}); err != nil {
+			t.Errorf("after churn: %v", err)
 		}
 		// Followed devices are only those of endpoints' routes: the
 		// departed pods' veths are gone from inspect.
