@@ -25,7 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/xdpgate/xdpgate/dataplane"
-	_ "github.com/xdpgate/xdpgate/pipeline" // registers the pipeline's drop reasons
+	"github.com/xdpgate/xdpgate/pipeline" // also registers the pipeline's drop reasons
 )
 
 // The queries xdpgate ships (deploy/monitoring) against a real Prometheus
@@ -142,6 +142,7 @@ func TestPrivPrometheus(t *testing.T) {
 		"XdpgateServicePortsSkipped", "XdpgateUnhealthy", "XdpgateSNATPortsExhausted",
 		`XdpgateDropsRising{reason="snat_exhausted"}`, `XdpgateConntrackNearlyFull{family="IPv4"}`,
 		"XdpgateConntrackEvicting", "XdpgateAffinityNearlyFull", `XdpgateClassifierNearlyFull{kind="frontends"}`,
+		`XdpgateServiceDropping{service="masq"}`, `XdpgateServiceDropping{reason="snat_exhausted"}`,
 	}
 	quiet := []string{"XdpgateDown", "XdpgateClassifierUpdateRefused", "XdpgateSnapshotBuildErrors"}
 	var active []string
@@ -230,6 +231,12 @@ func TestPrivPrometheus(t *testing.T) {
 	// The snapshot holds every service port, served or not: 2+2+1.
 	expect["Snapshot size/A"] = equal(5)
 	var sawSNATDrops bool
+	// Per service: sticky carries the client traffic (ClientIP), masq the
+	// SNAT-exhausted UDP.
+	sawService := map[string]bool{
+		"Service throughput/A": false, "Service packets/s/A": false, "Service new connections/s/A": false,
+		"Service drops/s by reason/A": false, "Affinity entries per service/A": false, "Affinity events/s per service/A": false,
+	}
 	for _, q := range dash {
 		res, err := p.query(q.expr)
 		if err != nil {
@@ -257,10 +264,23 @@ func TestPrivPrometheus(t *testing.T) {
 			if q.name == "Drops/s by reason/A" && s.labels["reason"] == "snat_exhausted" && s.value > 0 {
 				sawSNATDrops = true
 			}
+			if _, ok := sawService[q.name]; ok && s.value > 0 && s.labels["namespace"] == "e2e" {
+				switch {
+				case q.name == "Service drops/s by reason/A":
+					sawService[q.name] = sawService[q.name] || s.labels["service"] == "masq" && s.labels["reason"] == "snat_exhausted"
+				default:
+					sawService[q.name] = sawService[q.name] || s.labels["service"] == "sticky"
+				}
+			}
 		}
 	}
 	if !sawSNATDrops {
 		t.Errorf("dashboard: Drops/s by reason shows no snat_exhausted drops")
+	}
+	for name, saw := range sawService {
+		if !saw {
+			t.Errorf("dashboard %s: no positive series of e2e/sticky (drops: e2e/masq snat_exhausted)", name)
+		}
 	}
 	if t.Failed() {
 		t.Logf("prometheus log (tail):\n%s", p.logTail())
@@ -595,7 +615,7 @@ func (p *prom) ruleHealth() (map[string]string, error) {
 
 // knownValues are label values a selector may name although the gateway
 // exports them only once they occur: drop reasons (a counter appears at
-// its first drop) and /healthz answer codes.
+// its first drop; per service, also reject) and /healthz answer codes.
 func knownValues(label string) []string {
 	switch label {
 	case "reason":
@@ -605,7 +625,7 @@ func knownValues(label string) []string {
 				out = append(out, s)
 			}
 		}
-		return out
+		return append(out, pipeline.ServiceDropName(pipeline.SvcReject))
 	case "code":
 		return []string{"200", "503"}
 	}

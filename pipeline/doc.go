@@ -48,6 +48,10 @@
 // (concurrent by design, see their packages) and the next hopper. Everything
 // else a poller touches is its own queue's state, indexed by
 // dataplane.Queue.Index; counters are plain integers published with atomic
-// stores once per batch (Stats). Capture costs one atomic load per batch
+// stores once per batch (Stats). Per-service-port counters (packets, bytes,
+// new connections, drops after classification, affinity events) are plain
+// per-queue arrays indexed by a dense service-port index, reached through a
+// one-entry cache, and published for the service ports a batch touched
+// (ServiceStats; svcstats.go). Capture costs one atomic load per batch
 // while off.
 package pipeline

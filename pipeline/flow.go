@@ -55,11 +55,17 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 		return fl, hop, newFlowDone
 	}
 	d := s.Classify(pk.Src, pk.Dst, pk.DstPort, pk.Proto)
+	if d.ServicePort < 0 {
+		f.Drop(DropNotService)
+		return fl, hop, newFlowDone
+	}
+	sp := &s.ServicePorts[d.ServicePort]
+	svc := b.sq.of(sp.ID) // the service port's counters, from here on
 	switch d.Verdict {
 	case snapshot.Forward:
 	case snapshot.Reject:
 		if !opensConnection(pk) {
-			f.Drop(DropRejectNotNew)
+			svc.drop(f, SvcRejectNotNew)
 			return fl, hop, newFlowDone
 		}
 		// From the frontend address the client used (the VIP, or the
@@ -67,13 +73,16 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 		p.reply(b, f, pk, pk.Dst, nat.BuildICMPPortUnreachable, DropRejectNotAllowed)
 		if f.Verdict == dataplane.VerdictTX {
 			pq.c.rejects++
+			svc.add(swDrops + SvcReject)
+		} else {
+			svc.add(swDrops + SvcRejectNotAllowed)
 		}
 		return fl, hop, newFlowDone
 	case snapshot.Drop:
 		if d.Cause == snapshot.CauseSourceRange {
-			f.Drop(DropSourceRange)
+			svc.drop(f, SvcSourceRange)
 		} else {
-			f.Drop(DropNoLocalEndpoints)
+			svc.drop(f, SvcNoLocalEndpoints)
 		}
 		return fl, hop, newFlowDone
 	default:
@@ -81,13 +90,10 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 		return fl, hop, newFlowDone
 	}
 
-	sp := &s.ServicePorts[d.ServicePort]
 	var ep *snapshot.Endpoint
 	var flowHash uint64
 	hashed := false
-	var svc *svcCounters
 	if sp.AffinitySeconds > 0 {
-		svc = p.svc.counters(b.q.Index, sp.ID)
 		if id, ok := p.aff.Lookup(sp.ID, pk.Src, sp.AffinitySeconds, b.now); ok {
 			if e, ok := s.Usable(d, id); ok {
 				ep = e
@@ -95,14 +101,14 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 		}
 		if ep != nil {
 			pq.c.affinityHits++
-			svc.add(svcHits)
+			svc.add(swAff + svcHits)
 		} else {
 			// No valid pin: a fresh choice for this client's session
 			// epoch, the same on every gateway in that epoch, and another
 			// one once the client has been away for the timeout
 			// (ARCHITECTURE.md, "ClientIP choice").
 			pq.c.affinityMisses++
-			svc.add(svcMisses)
+			svc.add(swAff + svcMisses)
 			epoch := maglev.Epoch(pk.Src, p.cfg.Wall(), sp.AffinitySeconds)
 			ep = s.PickSession(d, maglev.HashSession(pk.Src, epoch))
 		}
@@ -111,12 +117,12 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 		ep = s.Pick(d, flowHash)
 	}
 	if ep == nil || ep.Addr.Is4() != pk.Dst.Is4() {
-		f.Drop(DropNoEndpoint)
+		svc.drop(f, SvcNoEndpoint)
 		return fl, hop, newFlowDone
 	}
 	hop, st := p.hops.Lookup(ep.Addr)
 	if st == dataplane.LookupNoRoute {
-		f.Drop(dataplane.DropNoRoute)
+		svc.drop(f, SvcNoRoute)
 		return fl, hop, newFlowDone
 	}
 
@@ -135,7 +141,7 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 		// use. The start is a hash, not the client's port, so that many
 		// clients using the same source port spread over the range.
 		if !hop.Src.IsValid() || hop.Src.Is4() != ep.Addr.Is4() {
-			f.Drop(DropNoSNATAddr)
+			svc.drop(f, SvcNoSNATAddr)
 			return fl, hop, newFlowDone
 		}
 		if !hashed {
@@ -151,21 +157,22 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 			}
 		}
 		if res == conntrack.Conflict {
-			f.Drop(DropSNATExhausted)
+			svc.drop(f, SvcSNATExhausted)
 			return fl, hop, newFlowDone
 		}
 	}
 	switch res {
 	case conntrack.Inserted:
 		pq.c.newFlows++
+		svc.add(swNew)
 		if sp.AffinitySeconds > 0 {
 			// Every new connection restarts the client's timer (recent --set).
 			switch p.aff.Pin(sp.ID, pk.Src, ep.ID, sp.AffinitySeconds, b.now) {
 			case affinity.PinInserted, affinity.PinRepinned:
-				svc.add(svcNewPins)
+				svc.add(swAff + svcNewPins)
 			case affinity.PinEvicted:
-				svc.add(svcNewPins)
-				svc.add(svcEvictions)
+				svc.add(swAff + svcNewPins)
+				svc.add(swAff + svcEvictions)
 			}
 		}
 	case conntrack.Exists:
@@ -174,16 +181,18 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 		pq.c.insertRaces++
 		st = dataplane.LookupUnresolved // re-resolve: the winner's endpoint may differ
 	case conntrack.Conflict:
-		f.Drop(DropConntrackConflict)
+		svc.drop(f, SvcConntrackConflict)
 		return fl, hop, newFlowDone
 	case conntrack.Full:
-		f.Drop(DropConntrackFull)
+		svc.drop(f, SvcConntrackFull)
 		return fl, hop, newFlowDone
 	default:
-		f.Drop(DropConntrackInvalid)
+		svc.drop(f, SvcConntrackInvalid)
 		return fl, hop, newFlowDone
 	}
-	p.ct.Touch(fl.Handle, conntrack.Original, pk.TCPFlags, int(pk.End-pk.L3Off), b.now)
+	n := int(pk.End - pk.L3Off)
+	p.ct.Touch(fl.Handle, conntrack.Original, pk.TCPFlags, n, b.now)
+	svc.count(conntrack.Original, n)
 	if st != dataplane.LookupOK {
 		return fl, hop, newFlowLookup
 	}

@@ -135,7 +135,7 @@ type Pipeline struct {
 	// capture is the running capture session, nil when none (one atomic
 	// load per batch in Process; see pipeline_capture.go).
 	capture atomic.Pointer[Capture]
-	// svc are the per-service-port affinity counters (stats.go).
+	// svc are the per-service-port counters (svcstats.go).
 	svc svcStats
 }
 
@@ -195,13 +195,15 @@ type pipeQueue struct {
 type batch struct {
 	q    *dataplane.Queue
 	pq   *pipeQueue
+	sq   *svcQueue
 	snap *snapshot.Snapshot
 	now  int64
 }
 
 // Process implements dataplane.Processor.
 func (p *Pipeline) Process(q *dataplane.Queue, frames []dataplane.Frame) {
-	b := batch{q: q, pq: &p.queues[q.Index], snap: p.snap.Load(), now: p.cfg.Now()}
+	b := batch{q: q, pq: &p.queues[q.Index], sq: &p.svc.queues[q.Index], snap: p.snap.Load(), now: p.cfg.Now()}
+	b.sq.begin(p.svc.index.Load())
 	capt := p.capture.Load()
 	if capt != nil {
 		capt.frames(CapturePre, frames, false)
@@ -216,6 +218,7 @@ func (p *Pipeline) Process(q *dataplane.Queue, frames []dataplane.Frame) {
 		capt.frames(CapturePost, all, true)
 	}
 	b.pq.publish()
+	b.sq.publish()
 }
 
 // chunk parses up to pipelineChunk frames, looks all their tuples up in one
@@ -290,7 +293,9 @@ func (p *Pipeline) frame(b *batch, f *dataplane.Frame, pk *nat.Packet, r nat.Dro
 	}
 	var hop *dataplane.Hop
 	if hit {
-		p.ct.Touch(fl.Handle, fl.Dir, pk.TCPFlags, int(pk.End-pk.L3Off), b.now)
+		n := int(pk.End - pk.L3Off)
+		p.ct.Touch(fl.Handle, fl.Dir, pk.TCPFlags, n, b.now)
+		b.sq.of(fl.ServicePort).count(fl.Dir, n)
 		if fl.Dir == conntrack.Reply {
 			pq.c.replies++
 		} else {
@@ -469,6 +474,7 @@ func (p *Pipeline) laterFragment(b *batch, f *dataplane.Frame, pk *nat.Packet) {
 		}
 	}
 	b.pq.c.fragments++
+	b.sq.of(fl.ServicePort).count(fl.Dir, int(pk.End-pk.L3Off))
 	p.emit(b, f, pk, nil)
 }
 

@@ -21,6 +21,7 @@ type Collector struct {
 	pipe, natDrops, ctEntries, ctOps              *prometheus.Desc
 	affEntries, affOps                            *prometheus.Desc
 	affSvcEntries, affSvcEvents                   *prometheus.Desc
+	svcPackets, svcBytes, svcNew, svcDrops        *prometheus.Desc
 	clsRules, clsCapacity, clsSkipped, clsRefused *prometheus.Desc
 	neighHeld, neighReleased                      *prometheus.Desc
 	// ctCapacity and affCapacity are the tables' sizes, so that fill
@@ -30,7 +31,11 @@ type Collector struct {
 }
 
 // svcLabels are the labels of per-service-port metrics: kube-proxy's
-// ServicePortName, a set bounded by the cluster's Services.
+// ServicePortName, a set bounded by the cluster's Services (both IP
+// families of a dual-stack port share one series). Only the service ports
+// of the current snapshot are exported; per series, direction has two
+// values and reason at most pipeline.NumServiceDrops (only those that
+// happened).
 var svcLabels = []string{"namespace", "service", "port", "protocol"}
 
 // NewCollector returns a Collector reading src.
@@ -59,6 +64,15 @@ func NewCollector(src Source) *Collector {
 			"ClientIP affinity events per service port: hit (a new connection found its client's pin), miss (a fresh choice), new_pin (an affinity started), eviction (a new pin evicted the least recently pinned entry), expiry (a pin expired: timeoutSeconds without a new connection).",
 			append(svcLabels, "event"), nil),
 	}
+	c.svcPackets = prometheus.NewDesc("xdpgate_service_packets_total",
+		"Packets of a service port's flows, by direction: original (client to endpoint), reply (endpoint to client).", append(svcLabels, "direction"), nil)
+	c.svcBytes = prometheus.NewDesc("xdpgate_service_bytes_total",
+		"Bytes (from the IP header on) of a service port's flows, by direction: original (client to endpoint), reply (endpoint to client).", append(svcLabels, "direction"), nil)
+	c.svcNew = prometheus.NewDesc("xdpgate_service_new_connections_total",
+		"Flows this gateway created for a service port (conntrack inserts).", svcLabels, nil)
+	c.svcDrops = prometheus.NewDesc("xdpgate_service_drops_total",
+		"Packets refused for a service port, by reason: reject (answered with ICMP port unreachable: no endpoints), and the xdpgate_drops_total reasons met once the service port is known (reject_not_new, reject_not_allowed, no_local_endpoints, source_range, no_endpoint, no_route, no_snat_addr, snat_exhausted, conntrack_full, conntrack_invalid, conntrack_conflict).",
+		append(svcLabels, "reason"), nil)
 	c.neighHeld = prometheus.NewDesc("xdpgate_neigh_held_frames_total", "Frames held while their next hop's MAC was resolved.", q, nil)
 	c.neighReleased = prometheus.NewDesc("xdpgate_neigh_released_frames_total",
 		"Held frames sent once their next hop resolved (the others were dropped as neigh_failed).", q, nil)
@@ -72,7 +86,7 @@ func NewCollector(src Source) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rxFrames, c.rxBytes, c.txFrames, c.txBytes, c.drops, c.pipe, c.natDrops, c.ctEntries, c.ctOps, c.affEntries, c.affOps,
-		c.affSvcEntries, c.affSvcEvents, c.clsRules, c.clsCapacity, c.clsSkipped, c.clsRefused, c.neighHeld, c.neighReleased, c.egressFrames} {
+		c.affSvcEntries, c.affSvcEvents, c.svcPackets, c.svcBytes, c.svcNew, c.svcDrops, c.clsRules, c.clsCapacity, c.clsSkipped, c.clsRefused, c.neighHeld, c.neighReleased, c.egressFrames} {
 		ch <- d
 	}
 	ch <- c.ctCapacity
@@ -157,8 +171,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.affOps, op.v, op.name)
 		}
 	}
-	if c.src.AffinityServices != nil {
-		c.collectAffinityServices(ch)
+	if c.src.Services != nil {
+		svcs := c.src.Services()
+		c.collectServices(ch, svcs)
+		c.collectAffinityServices(ch, svcs)
 	}
 	if c.src.Classifier != nil {
 		st := c.src.Classifier()
@@ -197,8 +213,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 // table costs about 0.4 s of one CPU per scrape. Counting entries per
 // service port inside the table would make this free; it belongs with the
 // table's storage (see the README's metrics notes).
-func (c *Collector) collectAffinityServices(ch chan<- prometheus.Metric) {
-	svcs := c.src.AffinityServices()
+func (c *Collector) collectAffinityServices(ch chan<- prometheus.Metric, all []pipeline.ServicePortStats) {
+	var svcs []pipeline.ServicePortStats
+	for _, s := range all {
+		if s.AffinitySeconds > 0 {
+			svcs = append(svcs, s)
+		}
+	}
 	if len(svcs) == 0 {
 		return
 	}
@@ -227,6 +248,27 @@ func (c *Collector) collectAffinityServices(ch chan<- prometheus.Metric) {
 			v    uint64
 		}{{"hit", s.Hits}, {"miss", s.Misses}, {"new_pin", s.NewPins}, {"eviction", s.Evictions}, {"expiry", s.Expiries}} {
 			ch <- prometheus.MustNewConstMetric(c.affSvcEvents, prometheus.CounterValue, float64(e.v), append(l, e.name)...)
+		}
+	}
+}
+
+// collectServices exports the per-service-port traffic counters. Drops are
+// exported by reason once non-zero, as xdpgate_drops_total.
+func (c *Collector) collectServices(ch chan<- prometheus.Metric, svcs []pipeline.ServicePortStats) {
+	for _, s := range svcs {
+		l := []string{s.Namespace, s.Name, s.PortName, s.Protocol}
+		counter := func(d *prometheus.Desc, v uint64, extra ...string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), append(l[:4:4], extra...)...)
+		}
+		for dir, name := range [2]string{"original", "reply"} {
+			counter(c.svcPackets, s.Packets[dir], name)
+			counter(c.svcBytes, s.Bytes[dir], name)
+		}
+		counter(c.svcNew, s.NewConnections)
+		for r, n := range s.Drops {
+			if n != 0 {
+				counter(c.svcDrops, n, pipeline.ServiceDropName(r))
+			}
 		}
 	}
 }

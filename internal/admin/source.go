@@ -27,9 +27,9 @@ type Source struct {
 	Devices func() []dataplane.DeviceStatus
 	// Pipeline returns the pipeline's per-queue counters (Pipeline.Stats).
 	Pipeline func() []pipeline.QueueStats
-	// AffinityServices returns the per-service-port affinity counters
-	// (Pipeline.AffinityStats).
-	AffinityServices func() []pipeline.ServicePortAffinity
+	// Services returns the per-service-port counters, affinity's
+	// included (Pipeline.ServiceStats).
+	Services func() []pipeline.ServicePortStats
 	// Classifier returns the outcome of the latest classifier programming
 	// (Applier.Status).
 	Classifier func() pipeline.ProgramStatus
