@@ -384,17 +384,6 @@ func namesOf(s *snapshot.Snapshot) spNames {
 	return n
 }
 
-// conntrackOf collects the flows /v1/conntrack streams (tests, and callers
-// that want them in memory).
-func conntrackOf(src Source, f flowFilter) Conntrack {
-	out := Conntrack{Flows: []Flow{}}
-	out.Matched, out.Truncated = walkConntrack(src, f, func(fl *Flow) bool {
-		out.Flows = append(out.Flows, *fl)
-		return true
-	})
-	return out
-}
-
 // walkConntrack calls fn for each flow matching f, up to f.limit (0: all),
 // and returns how many matched and whether the limit cut the list. fn
 // returning false stops the walk (the client went away).
@@ -427,16 +416,6 @@ func walkConntrack(src Source, f flowFilter, fn func(*Flow) bool) (matched int, 
 		return fn(&fl)
 	})
 	return matched, truncated
-}
-
-// affinityOf collects the entries /v1/affinity streams.
-func affinityOf(src Source, f flowFilter) []Affinity {
-	out := []Affinity{}
-	walkAffinity(src, f, func(a *Affinity) bool {
-		out = append(out, *a)
-		return true
-	})
-	return out
 }
 
 // walkAffinity calls fn for each affinity entry matching f, up to f.limit
