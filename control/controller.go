@@ -201,7 +201,7 @@ func (c *Controller) Run(ctx context.Context, src Source) error {
 		if ln == nil {
 			return
 		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		srv, ln := defaultHTTPLimits.serve(h, ln)
 		servers = append(servers, srv)
 		wg.Add(1)
 		go func() {

@@ -116,7 +116,12 @@
 // unhealthy when a change has been queued for longer than HealthTimeout
 // without a publish; /healthz also needs an eligible Node (known, not being
 // deleted, not tainted ToBeDeletedByClusterAutoscaler; with
-// Config.NodeOptional a missing Node counts as eligible). Metrics are
+// Config.NodeOptional a missing Node counts as eligible). Unlike
+// kube-proxy's, every one of these servers bounds its clients
+// (httpserver.go): read-header, read, write and idle timeouts, 16 KiB of
+// headers, and at most 512 open connections per listener, closing the
+// oldest idle one at the cap, so idle or slow connections cannot stop the
+// answers load balancers depend on. Metrics are
 // kube-proxy's sync metrics and xdpgate_snapshot_* in a private registry
 // (Controller.Registry).
 //

@@ -14,13 +14,15 @@ import (
 // serviceHealth runs one healthCheckNodePort HTTP server per LoadBalancer
 // Service with externalTrafficPolicy Local (kube-proxy's
 // healthcheck/service_health.go). Servers are opened and closed by sync as
-// Services change.
+// Services change. Unlike kube-proxy's, they bound slow and idle clients
+// (httpLimits).
 //
 // mu guards services; the HTTP handlers read under it.
 type serviceHealth struct {
 	addrs   []netip.Addr // listen addresses; empty: all (dual-stack "tcp" on ":port")
 	healthy func() bool  // proxy health without node eligibility
 	log     *slog.Logger
+	limits  httpLimits // set before the first sync
 
 	mu       sync.Mutex
 	services map[nsName]*hcInstance
@@ -33,7 +35,7 @@ type hcInstance struct {
 }
 
 func newServiceHealth(addrs []netip.Addr, healthy func() bool, log *slog.Logger) *serviceHealth {
-	return &serviceHealth{addrs: addrs, healthy: healthy, log: log, services: make(map[nsName]*hcInstance)}
+	return &serviceHealth{addrs: addrs, healthy: healthy, log: log, limits: defaultHTTPLimits, services: make(map[nsName]*hcInstance)}
 }
 
 // sync opens servers for new health checks, closes those no longer wanted
@@ -84,7 +86,7 @@ func (h *serviceHealth) listen(k nsName, port uint16) (*hcInstance, error) {
 			inst.close()
 			return nil, fmt.Errorf("listen %s: %w", a, err)
 		}
-		srv := &http.Server{Handler: hcHandler{k: k, h: h}}
+		srv, ln := h.limits.serve(hcHandler{k: k, h: h}, ln)
 		inst.servers = append(inst.servers, srv)
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -7,14 +7,22 @@
 //
 // # Per frame
 //
-//	nat.Parse -> TTL check (time exceeded back to the sender)
+//	nat.Parse
 //	  -> conntrack (fragments: the first fragment's flow; ICMP errors: the
 //	     quoted packet's flow, reversed)
-//	  hit:  rewrite to the flow's precomputed tuple
+//	  hit:  the flow's precomputed tuple
 //	  miss: snapshot.Classify -> reject (ICMP port unreachable) | drop by
 //	        cause | forward: affinity or Maglev endpoint, SNAT port, Insert
+//	  -> TTL check, only for packets being forwarded (time exceeded back to
+//	     the sender) -> rewrite
 //	  -> TTL-1 -> next hop (dataplane.NextHopper) -> Ethernet -> TX, or
 //	     hold while the next hop's MAC is resolved (dataplane.VerdictHold)
+//
+// Every ICMP error the pipeline generates (time exceeded, port
+// unreachable, fragmentation needed / packet too big) is rate-limited per
+// queue with the kernel's budgets: a global token bucket, and for time
+// exceeded and port unreachable one per destination address in a bounded
+// hashed array (icmplimit.go), so xdpgate cannot be used as a reflector.
 //
 // Frames are processed in chunks of 64 so that conntrack lookups are
 // batched. Every per-queue buffer is allocated by New; Process allocates

@@ -89,6 +89,9 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 		f.Drop(DropNotService)
 		return fl, hop, newFlowDone
 	}
+	if p.expired(b, f, pk) { // forwarded, but not this packet: no flow, as the kernel confirms none
+		return fl, hop, newFlowDone
+	}
 
 	var ep *snapshot.Endpoint
 	var flowHash uint64

@@ -96,14 +96,17 @@ func (c Config) withDefaults() Config {
 // Pipeline is the translation dataplane.Processor: kube-proxy's job for the frames the
 // classifier redirects. Per frame:
 //
-//	nat.Parse -> TTL check (time exceeded back to the sender)
+//	nat.Parse
 //	  -> conntrack (fragments: the first fragment's flow; ICMP errors: the
 //	     quoted packet's flow, reversed)
-//	  hit:  rewrite to Flow.Rewrite, Touch
-//	  miss: snapshot.Classify -> reject (ICMP port unreachable, NEW only) |
-//	        drop by cause | forward: affinity or Maglev endpoint, SNAT port
-//	        from conntrack, Insert (a racing insert's winner is applied)
-//	  -> TTL-1 -> next hop -> Ethernet addresses -> TX
+//	  hit:  Touch
+//	  miss: snapshot.Classify -> reject (ICMP port unreachable, NEW only,
+//	        rate-limited) | drop by cause | forward: affinity or Maglev
+//	        endpoint, SNAT port from conntrack, Insert (a racing insert's
+//	        winner is applied)
+//	  -> TTL check (time exceeded back to the sender, rate-limited: only
+//	     for packets being forwarded)
+//	  -> rewrite to Flow.Rewrite -> TTL-1 -> next hop -> Ethernet -> TX
 //
 // Concurrency: Process runs on every poller at once. Shared state is the
 // published snapshot (an atomic pointer, loaded once per batch), the
@@ -186,9 +189,8 @@ type pipeQueue struct {
 	reasons []nat.DropReason
 	c       pipeCounters
 	pub     pipePublished
-	// icmpTokens (in 1e-9 tokens) and icmpLast (the batch clock) are the
-	// too-big errors' token bucket.
-	icmpTokens, icmpLast int64
+	// icmp is the queue's ICMP error budget (icmplimit.go).
+	icmp icmpLimiter
 }
 
 // batch is what Process reads once per batch.
@@ -269,15 +271,13 @@ func (p *Pipeline) frame(b *batch, f *dataplane.Frame, pk *nat.Packet, r nat.Dro
 		return
 	}
 	data := f.Data()
-	if pk.TTL <= 1 {
-		// Before any rewrite: the error quotes what the sender sent.
-		p.timeExceeded(b, f, pk)
-		return
-	}
 	switch {
 	case pk.ICMPError:
 		if !hit {
 			f.Drop(DropICMPErrorUntracked)
+			return
+		}
+		if p.expired(b, f, pk) {
 			return
 		}
 		if rr := translateICMPError(data, pk, &fl); rr != nat.DropNone {
@@ -310,6 +310,9 @@ func (p *Pipeline) frame(b *batch, f *dataplane.Frame, pk *nat.Packet, r nat.Dro
 		if st == newFlowHop {
 			hop = &h
 		}
+	}
+	if p.expired(b, f, pk) {
+		return
 	}
 	if pk.Fragment { // first fragment: later ones (untranslated addresses) follow its flow
 		p.ct.RememberFragment(conntrack.MakeFragKey(pk.Src, pk.Dst, pk.Proto, pk.FragID), fl, b.now)
@@ -345,14 +348,6 @@ func (p *Pipeline) lookupFlow(rw *conntrack.Tuple) (dataplane.Hop, dataplane.Loo
 	return h, st
 }
 
-// icmpRate and icmpBurst bound the too-big errors one queue sends: the
-// kernel's global ICMP budget (net.ipv4.icmp_msgs_per_sec = 1000,
-// icmp_msgs_burst = 50), a token bucket refilled with the batch clock.
-const (
-	icmpRate  = 1000
-	icmpBurst = 50
-)
-
 // tooBig handles a packet that does not fit the egress MTU: IPv4 with DF
 // and every IPv6 packet get ICMP fragmentation needed / packet too big
 // with the MTU, as the kernel's forwarding does (rate-limited), and IPv4
@@ -369,9 +364,7 @@ func (p *Pipeline) tooBig(b *batch, f *dataplane.Frame, pk *nat.Packet, hop *dat
 		return true
 	}
 	pq := b.pq
-	pq.icmpTokens = min(icmpBurst*1e9, pq.icmpTokens+(b.now-pq.icmpLast)*icmpRate)
-	pq.icmpLast = b.now
-	if pq.icmpTokens < 1e9 {
+	if !pq.icmp.allowGlobal(b.now) {
 		f.Drop(DropTooBigRateLimited)
 		return true
 	}
@@ -386,7 +379,6 @@ func (p *Pipeline) tooBig(b *batch, f *dataplane.Frame, pk *nat.Packet, hop *dat
 		f.Drop(DropTooBigNotSent)
 		return true
 	}
-	pq.icmpTokens -= 1e9
 	copy(f.Buf[f.Off:], pq.scratch[:n])
 	f.Len = n
 	f.TX(0)
@@ -457,6 +449,9 @@ func (p *Pipeline) laterFragment(b *batch, f *dataplane.Frame, pk *nat.Packet) {
 	fl, ok := p.ct.LookupFragment(conntrack.MakeFragKey(pk.Src, pk.Dst, pk.Proto, pk.FragID), b.now)
 	if !ok {
 		f.Drop(DropFragmentUnknown)
+		return
+	}
+	if p.expired(b, f, pk) {
 		return
 	}
 	data := f.Data()
@@ -536,6 +531,22 @@ func (p *Pipeline) PrimeNextHops(s *snapshot.Snapshot) {
 	pr.Prime(slices.Compact(addrs))
 }
 
+// expired answers a packet xdpgate would forward but whose TTL (hop
+// limit) would expire with ICMP time exceeded, and reports whether it did.
+// It is checked once the packet is known to be forwarded (a flow hit, a new
+// flow, a tracked ICMP error or fragment), as the kernel's ip_forward does
+// after PREROUTING: a packet that is dropped, rejected or refused by source
+// ranges gets no time exceeded, so TTL=1 traffic cannot make xdpgate answer
+// what it would not forward. It runs before any rewrite: the error quotes
+// what the sender sent.
+func (p *Pipeline) expired(b *batch, f *dataplane.Frame, pk *nat.Packet) bool {
+	if pk.TTL > 1 {
+		return false
+	}
+	p.timeExceeded(b, f, pk)
+	return true
+}
+
 // timeExceeded answers a packet whose TTL would expire with ICMP time
 // exceeded, from the address this node uses towards the sender (the
 // receiving interface's, with symmetric routing), out of the receiving
@@ -554,9 +565,15 @@ func (p *Pipeline) timeExceeded(b *batch, f *dataplane.Frame, pk *nat.Packet) {
 
 // reply builds an ICMP error answering pk into the queue's scratch buffer
 // and replaces the frame with it, to be sent back out of the receiving
-// interface (the builder swaps the Ethernet addresses).
+// interface (the builder swaps the Ethernet addresses). The queue's ICMP
+// budget (icmpLimiter.allow, global and per destination) bounds what it
+// sends; a frame over budget is dropped (DropICMPRateLimited).
 func (p *Pipeline) reply(b *batch, f *dataplane.Frame, pk *nat.Packet, src netip.Addr,
 	build func(buf, frame []byte, p *nat.Packet, src netip.Addr) (int, error), fail dataplane.DropReason) {
+	if !b.pq.icmp.allow(pk.Src, b.now) {
+		f.Drop(DropICMPRateLimited)
+		return
+	}
 	room := min(len(b.pq.scratch), len(f.Buf)-f.Off)
 	n, err := build(b.pq.scratch[:room], f.Data(), pk, src)
 	if err != nil {

@@ -77,6 +77,10 @@ const (
 	// DropTooBigNotSent: a packet larger than the egress MTU whose ICMP
 	// error is forbidden (RFC 1122 3.2.2) or has no source address.
 	DropTooBigNotSent
+	// DropICMPRateLimited: a packet whose time exceeded or port
+	// unreachable error the ICMP budget (global or for its source) held
+	// back.
+	DropICMPRateLimited
 
 	numPipelineDropReasons = iota
 )
@@ -88,6 +92,7 @@ var pipelineDropNames = [numPipelineDropReasons]string{
 	"conntrack_full", "conntrack_invalid", "conntrack_conflict",
 	"fragment_unknown", "icmp_error_untracked", "rewrite_failed",
 	"ttl_expired", "not_tracked", "frag_needed_no_df", "too_big_rate_limited", "too_big_not_sent",
+	"icmp_rate_limited",
 }
 
 func init() {

@@ -7,7 +7,11 @@
 //
 // Everything reads published state only (Source: the snapshot pointer,
 // lock-free table walks, counters the pollers publish once per batch), so an
-// inspection or a scrape never blocks a poller. HTTP rather than a bespoke
+// inspection or a scrape never blocks a poller. /v1/conntrack and
+// /v1/affinity stream their answers as the table is walked, through a
+// bounded buffer (stream.go), and `xdpgate inspect` prints them as they
+// arrive: limit=0 on a table of millions costs neither side more memory
+// than a buffer. HTTP rather than a bespoke
 // protocol lets operators use
 // `curl --unix-socket /run/xdpgate/admin.sock http://x/v1/stats`.
 package admin

@@ -119,7 +119,8 @@ func newClient(path string, timeout time.Duration) *http.Client {
 				var d net.Dialer
 				return d.DialContext(ctx, "unix", path)
 			},
-			DisableKeepAlives: true,
+			DisableKeepAlives:     true,
+			ResponseHeaderTimeout: timeout,
 		},
 	}
 }
@@ -127,6 +128,21 @@ func newClient(path string, timeout time.Duration) *http.Client {
 // get fetches /v1/<what>?query from the admin socket and returns the
 // body of a 200 answer.
 func get(c *http.Client, socket, what string, query url.Values) ([]byte, error) {
+	body, err := open(c, socket, what, query)
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return nil, fmt.Errorf("read answer: %w", err)
+	}
+	return b, nil
+}
+
+// open fetches /v1/<what>?query from the admin socket and returns the
+// body of a 200 answer, to be read as it arrives and closed.
+func open(c *http.Client, socket, what string, query url.Values) (io.ReadCloser, error) {
 	u := "http://xdpgate/v1/" + what
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -135,18 +151,18 @@ func get(c *http.Client, socket, what string, query url.Values) ([]byte, error) 
 	if err != nil {
 		return nil, fmt.Errorf("admin socket %s (is xdpgate running with --admin-socket %s, and are you root?): %w", socket, socket, err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("read answer: %w", err)
-	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", what, strings.TrimSpace(string(body)))
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return nil, fmt.Errorf("%s: %s", what, strings.TrimSpace(string(b)))
 	}
-	return body, nil
+	return resp.Body, nil
 }
 
-// Inspect is `xdpgate inspect`.
+// Inspect is `xdpgate inspect`. Flows and affinity entries are streamed:
+// the server writes them as it walks its table and this side prints them
+// as they arrive, so --limit 0 on a table of millions costs neither side
+// more than a buffer (a table is aligned per inspectChunk rows).
 func Inspect(args []string, stdout, stderr io.Writer) error {
 	o, err := parseInspectFlags(args, stderr)
 	if err != nil {
@@ -156,37 +172,72 @@ func Inspect(args []string, stdout, stderr io.Writer) error {
 	if o.what == "services" || o.what == "stats" {
 		q = nil
 	}
-	body, err := get(newClient(o.socket, o.timeout), o.socket, o.what, q)
+	c := newClient(o.socket, o.timeout)
+	if o.what == "conntrack" || o.what == "affinity" {
+		c.Timeout = 0 // o.timeout bounds the answer's start (ResponseHeaderTimeout), not its length
+	}
+	body, err := open(c, o.socket, o.what, q)
 	if err != nil {
 		return err
 	}
+	defer body.Close()
 	if o.output == "json" {
-		_, err := stdout.Write(body)
+		_, err := io.Copy(stdout, body)
 		return err
 	}
 	return printTable(stdout, o.what, body)
 }
 
+// inspectChunk is how many streamed rows one aligned table holds.
+const inspectChunk = 1000
+
 // printTable renders an admin answer as a table.
-func printTable(stdout io.Writer, what string, body []byte) error {
+func printTable(stdout io.Writer, what string, body io.Reader) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	var err error
 	switch what {
-	case "services":
-		err = printServices(tw, body)
 	case "conntrack":
 		err = printConntrack(tw, stdout, body)
 	case "affinity":
 		err = printAffinity(tw, body)
-	case "stats":
-		err = printStats(tw, body)
-	case "devices":
-		err = printDevices(tw, body)
+	default:
+		var b []byte
+		if b, err = io.ReadAll(body); err != nil {
+			return fmt.Errorf("read answer: %w", err)
+		}
+		switch what {
+		case "services":
+			err = printServices(tw, b)
+		case "stats":
+			err = printStats(tw, b)
+		case "devices":
+			err = printDevices(tw, b)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("decode %s answer: %w", what, err)
 	}
 	return tw.Flush()
+}
+
+// streamArray decodes the JSON array at dec's position element by element
+// into v, calling each after every element.
+func streamArray[T any](dec *json.Decoder, each func(*T) error) error {
+	if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+		return fmt.Errorf("want an array, got %v: %w", t, err)
+	}
+	var v T
+	for dec.More() {
+		v = *new(T)
+		if err := dec.Decode(&v); err != nil {
+			return err
+		}
+		if err := each(&v); err != nil {
+			return err
+		}
+	}
+	_, err := dec.Token() // ]
+	return err
 }
 
 // printDevices lists the devices in use: the managed interfaces and the
@@ -257,48 +308,74 @@ func strs[T fmt.Stringer](xs []T) []string {
 	return s
 }
 
-func printConntrack(tw *tabwriter.Writer, stdout io.Writer, body []byte) error {
+func printConntrack(tw *tabwriter.Writer, stdout io.Writer, body io.Reader) error {
+	const header = "PROTO\tSTATE\tORIG SRC\tORIG DST\tREPLY SRC\tREPLY DST\tSERVICE\tIDLE\tPACKETS\tBYTES"
+	fmt.Fprintln(tw, header)
 	var v Conntrack
-	if err := json.Unmarshal(body, &v); err != nil {
-		return err
+	shown := 0
+	dec := json.NewDecoder(body)
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return fmt.Errorf("want an object, got %v: %w", t, err)
 	}
-	fmt.Fprintln(tw, "PROTO\tSTATE\tORIG SRC\tORIG DST\tREPLY SRC\tREPLY DST\tSERVICE\tIDLE\tPACKETS\tBYTES")
-	for _, f := range v.Flows {
-		state := f.State
-		if !f.Replied && !strings.Contains(state, "UNREPLIED") {
-			state += " [UNREPLIED]"
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%d/%d\n", f.Proto, orDash(state),
-			f.Orig.Src, f.Orig.Dst, f.Reply.Src, f.Reply.Dst, orDash(f.Service),
-			(time.Duration(f.IdleMilli) * time.Millisecond).String(),
-			f.Packets[0], f.Packets[1], f.Bytes[0], f.Bytes[1])
+		switch t {
+		case "flows":
+			err = streamArray(dec, func(f *Flow) error {
+				state := f.State
+				if !f.Replied && !strings.Contains(state, "UNREPLIED") {
+					state += " [UNREPLIED]"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%d/%d\n", f.Proto, orDash(state),
+					f.Orig.Src, f.Orig.Dst, f.Reply.Src, f.Reply.Dst, orDash(f.Service),
+					(time.Duration(f.IdleMilli) * time.Millisecond).String(),
+					f.Packets[0], f.Packets[1], f.Bytes[0], f.Bytes[1])
+				if shown++; shown%inspectChunk == 0 {
+					return tw.Flush()
+				}
+				return nil
+			})
+		case "matched":
+			err = dec.Decode(&v.Matched)
+		case "truncated":
+			err = dec.Decode(&v.Truncated)
+		default:
+			var skip json.RawMessage
+			err = dec.Decode(&skip)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	if v.Truncated {
-		fmt.Fprintf(stdout, "%d of %d matching flows shown (raise --limit, 0: no limit)\n", len(v.Flows), v.Matched)
+		fmt.Fprintf(stdout, "%d of %d matching flows shown (raise --limit, 0: no limit)\n", shown, v.Matched)
 	} else {
 		fmt.Fprintf(stdout, "%d flows\n", v.Matched)
 	}
 	return nil
 }
 
-func printAffinity(tw *tabwriter.Writer, body []byte) error {
-	var v []Affinity
-	if err := json.Unmarshal(body, &v); err != nil {
-		return err
-	}
+func printAffinity(tw *tabwriter.Writer, body io.Reader) error {
 	fmt.Fprintln(tw, "SERVICE\tCLIENT\tENDPOINT\tREMAINING\tTIMEOUT")
-	for _, e := range v {
+	shown := 0
+	return streamArray(json.NewDecoder(body), func(e *Affinity) error {
 		ep := e.Endpoint
 		if ep == "" {
 			ep = fmt.Sprintf("#%d (gone)", e.EndpointID)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%ds\n", orDash(e.Service), e.Client, ep,
 			(time.Duration(e.RemainingMilli) * time.Millisecond).Round(time.Second), e.TimeoutSeconds)
-	}
-	return nil
+		if shown++; shown%inspectChunk == 0 {
+			return tw.Flush()
+		}
+		return nil
+	})
 }
 
 func printStats(tw *tabwriter.Writer, body []byte) error {

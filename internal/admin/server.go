@@ -151,7 +151,7 @@ func Handler(src Source) http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		writeJSON(w, conntrackOf(src, f))
+		streamConntrack(w, src, f)
 	})
 	mux.HandleFunc("GET /v1/affinity", func(w http.ResponseWriter, r *http.Request) {
 		f, err := parseFlowFilter(r.URL.Query(), src.snap())
@@ -159,7 +159,7 @@ func Handler(src Source) http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		writeJSON(w, affinityOf(src, f))
+		streamAffinity(w, src, f)
 	})
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, statsOf(src))
@@ -384,42 +384,50 @@ func namesOf(s *snapshot.Snapshot) spNames {
 	return n
 }
 
-func conntrackOf(src Source, f flowFilter) Conntrack {
-	out := Conntrack{Flows: []Flow{}}
+// walkConntrack calls fn for each flow matching f, up to f.limit (0: all),
+// and returns how many matched and whether the limit cut the list. fn
+// returning false stops the walk (the client went away).
+func walkConntrack(src Source, f flowFilter, fn func(*Flow) bool) (matched int, truncated bool) {
 	if src.Conntrack == nil {
-		return out
+		return 0, false
 	}
 	names := namesOf(src.snap())
 	now := src.clock()
+	shown := 0
+	var fl Flow
 	src.Conntrack.Range(func(e *conntrack.Entry) bool {
 		if !f.matchEntry(e) {
 			return true
 		}
-		out.Matched++
-		if f.limit > 0 && len(out.Flows) >= f.limit {
-			out.Truncated = true
+		matched++
+		if f.limit > 0 && shown >= f.limit {
+			truncated = true
 			return true
 		}
-		out.Flows = append(out.Flows, Flow{
+		shown++
+		fl = Flow{
 			Proto: protoName(e.Orig.Proto), State: e.State.String(),
 			Service: names.svc[e.ServicePort], Endpoint: e.Endpoint,
 			Orig:    Tuple{netip.AddrPortFrom(e.Orig.SrcAddr(), e.Orig.SrcPort), netip.AddrPortFrom(e.Orig.DstAddr(), e.Orig.DstPort)},
 			Reply:   Tuple{netip.AddrPortFrom(e.Reply.SrcAddr(), e.Reply.SrcPort), netip.AddrPortFrom(e.Reply.DstAddr(), e.Reply.DstPort)},
 			Replied: e.Replied, IdleMilli: max(now-e.LastSeen, 0) / int64(time.Millisecond),
 			Packets: e.Packets, Bytes: e.Bytes,
-		})
-		return true
+		}
+		return fn(&fl)
 	})
-	return out
+	return matched, truncated
 }
 
-func affinityOf(src Source, f flowFilter) []Affinity {
-	out := []Affinity{}
+// walkAffinity calls fn for each affinity entry matching f, up to f.limit
+// (0: all); fn returning false stops the walk.
+func walkAffinity(src Source, f flowFilter, fn func(*Affinity) bool) {
 	if src.Affinity == nil {
-		return out
+		return
 	}
 	names := namesOf(src.snap())
 	now := src.clock()
+	n := 0
+	var a Affinity
 	src.Affinity.Range(now, func(e affinity.Entry) bool {
 		if f.services != nil && !f.services[e.ServicePort] {
 			return true
@@ -427,17 +435,17 @@ func affinityOf(src Source, f flowFilter) []Affinity {
 		if f.host.IsValid() && e.Client != f.host {
 			return true
 		}
-		if f.limit > 0 && len(out) >= f.limit {
+		if f.limit > 0 && n >= f.limit {
 			return false
 		}
-		out = append(out, Affinity{
+		n++
+		a = Affinity{
 			Service: names.svc[e.ServicePort], ServicePortID: e.ServicePort,
 			Client: e.Client, EndpointID: e.Endpoint, Endpoint: names.ep[e.Endpoint],
 			RemainingMilli: e.Remaining(now).Milliseconds(), TimeoutSeconds: e.TimeoutSeconds,
-		})
-		return true
+		}
+		return fn(&a)
 	})
-	return out
 }
 
 func dropMap(d *[dataplane.NumDropReasons]uint64, into map[string]uint64) map[string]uint64 {
