@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"sync"
@@ -169,6 +170,7 @@ func New(cfg Config) (*Pipeline, error) {
 		q.found = make([]bool, pipelineChunk)
 		q.pkts = make([]nat.Packet, pipelineChunk)
 		q.reasons = make([]nat.DropReason, pipelineChunk)
+		q.rnd = rand.Uint64()
 	}
 	return p, nil
 }
@@ -189,6 +191,9 @@ type pipeQueue struct {
 	// icmpTokens (in 1e-9 tokens) and icmpLast (the batch clock) are the
 	// too-big errors' token bucket.
 	icmpTokens, icmpLast int64
+	// rnd is the SNAT port prober's random state (splitmix64), seeded by
+	// New so that a spoofer cannot predict which ports a flow will try.
+	rnd uint64
 }
 
 // batch is what Process reads once per batch.
@@ -290,7 +295,7 @@ func (p *Pipeline) frame(b *batch, f *dataplane.Frame, pk *nat.Packet, r nat.Dro
 	}
 	var hop *dataplane.Hop
 	if hit {
-		p.ct.Touch(fl.Handle, fl.Dir, pk.TCPFlags, int(pk.End-pk.L3Off), b.now)
+		p.touch(data, pk, fl.Handle, fl.Dir, b.now)
 		if fl.Dir == conntrack.Reply {
 			pq.c.replies++
 		} else {
