@@ -263,8 +263,12 @@ func TestMemory10M(t *testing.T) {
 	if st.Entries != n || st.Evictions != 0 {
 		t.Errorf("Stats() entries %d evictions %d, want %d 0", st.Entries, st.Evictions, n)
 	}
-	if perFlow > 128 {
-		t.Errorf("bytes per IPv4 flow = %.1f, want <= 128", perFlow)
+	// The aim was 128 B; the per-direction sequence tracking that keeps
+	// spoofed RSTs and FINs from closing flows (seq.go) made the record 8 B
+	// larger, 128.6 B per flow at 10M. The bound keeps it from growing
+	// further unnoticed.
+	if perFlow > 130 {
+		t.Errorf("bytes per IPv4 flow = %.1f, want <= 130", perFlow)
 	}
 	runtime.KeepAlive(tb)
 }

@@ -39,6 +39,17 @@ type Timeouts struct {
 	LastAck     time.Duration
 	TimeWait    time.Duration
 	Close       time.Duration
+	// Unacknowledged caps the timeout of a TCP flow that never saw a
+	// reply-direction packet, whatever its state (nf_conntrack's
+	// tcp_timeout_unacknowledged, 300 s): one spoofed ACK picked up
+	// mid-stream lives this long, not ESTABLISHED's day.
+	Unacknowledged time.Duration
+	// Embryonic is the timeout of unassured TCP flows in TCP_NONE,
+	// SYN_SENT and SYN_RECV while the table is under pressure (Pressure):
+	// during a SYN flood the half-open flows it creates give their
+	// records and SNAT ports back within seconds, as the kernel's
+	// early_drop frees non-assured entries first when the table fills.
+	Embryonic time.Duration
 	// UDPUnreplied applies until the first reply-direction packet,
 	// UDPReplied afterwards (nf_conntrack udp_timeout / udp_timeout_stream).
 	UDPUnreplied time.Duration
@@ -59,19 +70,22 @@ type Timeouts struct {
 // DefaultTimeouts returns the default timeouts.
 func DefaultTimeouts() Timeouts {
 	return Timeouts{
-		SynSent:      120 * time.Second,
-		SynRecv:      60 * time.Second,
-		Established:  86400 * time.Second,
-		FinWait:      120 * time.Second,
-		CloseWait:    3600 * time.Second,
-		LastAck:      30 * time.Second,
-		TimeWait:     120 * time.Second,
-		Close:        10 * time.Second,
-		UDPUnreplied: 30 * time.Second,
-		UDPReplied:   120 * time.Second,
-		ICMP:         30 * time.Second,
-		Other:        600 * time.Second,
-		Fragment:     30 * time.Second,
+		SynSent:     120 * time.Second,
+		SynRecv:     60 * time.Second,
+		Established: 86400 * time.Second,
+		FinWait:     120 * time.Second,
+		CloseWait:   3600 * time.Second,
+		LastAck:     30 * time.Second,
+		TimeWait:    120 * time.Second,
+		Close:       10 * time.Second,
+		// Unacknowledged is nf_conntrack_tcp_timeout_unacknowledged.
+		Unacknowledged: 300 * time.Second,
+		Embryonic:      5 * time.Second,
+		UDPUnreplied:   30 * time.Second,
+		UDPReplied:     120 * time.Second,
+		ICMP:           30 * time.Second,
+		Other:          600 * time.Second,
+		Fragment:       30 * time.Second,
 	}
 }
 
@@ -121,6 +135,7 @@ func (c Config) withDefaults() Config {
 	for _, p := range []struct{ v, d *time.Duration }{
 		{&to.SynSent, &d.SynSent}, {&to.SynRecv, &d.SynRecv},
 		{&to.Established, &d.Established}, {&to.FinWait, &d.FinWait},
+		{&to.Unacknowledged, &d.Unacknowledged}, {&to.Embryonic, &d.Embryonic},
 		{&to.CloseWait, &d.CloseWait}, {&to.LastAck, &d.LastAck},
 		{&to.TimeWait, &d.TimeWait}, {&to.Close, &d.Close},
 		{&to.UDPUnreplied, &d.UDPUnreplied}, {&to.UDPReplied, &d.UDPReplied},
@@ -149,7 +164,7 @@ func (c Config) validate() error {
 	to := c.Timeouts
 	for _, d := range []time.Duration{to.SynSent, to.SynRecv, to.Established, to.FinWait,
 		to.CloseWait, to.LastAck, to.TimeWait, to.Close, to.UDPUnreplied, to.UDPReplied,
-		to.ICMP, to.Other, to.Fragment} {
+		to.ICMP, to.Other, to.Fragment, to.Unacknowledged, to.Embryonic} {
 		if d < 0 {
 			return fmt.Errorf("%w: negative timeout %v", ErrInvalidConfig, d)
 		}

@@ -146,7 +146,7 @@ func (t *Table) Sweep(now int64, budget int) int {
 	budget = min(budget, total)
 	start := int((t.cursor.Add(uint64(budget)) - uint64(budget)) % uint64(total))
 	expired := func(r *recHdr, c uint64) bool {
-		return now-r.last.Load() > t.timeouts[ctlState(c)]
+		return t.expired(c, r.last.Load(), now)
 	}
 	end := start + budget
 	if end <= total {
@@ -163,6 +163,13 @@ type Entry struct {
 	State                 State
 	// Replied: a reply-direction packet was seen.
 	Replied bool
+	// Assured: the flow proved two-way (a completed TCP handshake, or a
+	// reply followed by more from the originator); eviction spares it.
+	Assured bool
+	// Timeout is the flow's idle timeout when it was read: its state's,
+	// capped for a TCP flow without a reply (Timeouts.Unacknowledged) and
+	// for a half-open one while the table is under pressure.
+	Timeout int64
 	// LastSeen is the last-seen time in the caller's clock.
 	LastSeen int64
 	// Packets and Bytes count per direction (index Dir).
@@ -218,5 +225,7 @@ func (t *Table) readEntry(fam6 bool, idx uint32, e *Entry) bool {
 	e.Handle = makeHandle(ctlGen(c2), fam6, idx)
 	e.State = ctlState(c2)
 	e.Replied = ctlFlags(c2)&flagReplied != 0
+	e.Assured = ctlFlags(c2)&flagAssured != 0
+	e.Timeout = t.timeout(c2, e.LastSeen)
 	return true
 }

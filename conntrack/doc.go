@@ -10,15 +10,15 @@
 //
 // New allocates, once, from Config:
 //
-//	r4    []rec4            MaxFlows IPv4 records, 80 bytes each
-//	r6    []rec6            MaxFlows6 IPv6 records, 136 bytes each
+//	r4    []rec4            MaxFlows IPv4 records, 88 bytes each
+//	r6    []rec6            MaxFlows6 IPv6 records, 144 bytes each
 //	index []atomic.Uint64   4 slots per flow of capacity, in buckets of one
 //	                        64-byte cache line: a header word (insert spin
 //	                        bit, overflow count) and 7 entry slots
 //	free4, free6            free-record stacks: 64 sharded heads + 4 B/record
 //	frags                   the fragment table (MaxFragments entries)
 //
-// which is about 121 bytes per IPv4 flow of capacity (80 record + 36.6
+// which is about 129 bytes per IPv4 flow of capacity (88 record + 36.6
 // index + 4 free list), empty slots included; TestMemory10M measures it. A record's fields are sync/atomic values: ctl (generation,
 // protocol, flags, state), service port and endpoint IDs, last-seen, the
 // original and reply tuples as words, then per-direction packet and byte
@@ -123,15 +123,38 @@
 // cursor; never stop-the-world). Time is whatever int64 clock the caller
 // passes as now (nanoseconds): tests never sleep.
 //
-// When Insert finds no free record it evicts, among the flows referenced
-// by the windows of both new tuples and two more hash-chosen buckets
-// (about 24 flows at full load): an expired flow if any; else the least
-// recently seen flow that never had a reply (half-open TCP, unanswered UDP,
-// as nf_conntrack's early_drop prefers non-assured flows), so a flood of
-// new flows evicts itself before anything established; else the least
-// recently seen flow. When a window has no empty slot (vanishingly rare)
-// the same choice is made inside the window. Both count in
-// Stats.Evictions.
+// A TCP flow that never saw a reply is capped at Timeouts.Unacknowledged
+// (300 s, nf_conntrack_tcp_timeout_unacknowledged), so a spoofed ACK
+// picked up mid-stream does not live a day.
+//
+// # Assured flows, eviction and pressure
+//
+// A flow is assured (flagAssured, nf_conntrack's IPS_ASSURED) once it
+// proved both ends are real: for TCP the ACK that moves SYN_RECV to
+// ESTABLISHED, or a reply to a flow picked up ESTABLISHED; for other
+// protocols a reply followed by more traffic from the originator. A reply
+// alone (an answered SYN flood's SYN-ACK) does not assure a flow, and the
+// handshake's last ACK applies only with sequence numbers in the tracked
+// window (seq.go), which an off-path spoofer has to guess.
+//
+// When Insert finds no free record it marks the table under pressure and
+// evicts, among the flows referenced by the windows of both new tuples and
+// two more hash-chosen buckets (about 24 flows at full load): an expired
+// flow if any, else the least recently seen unassured flow. An assured
+// flow is never evicted to make room for a new (so unassured) one: if the
+// sample holds only assured flows, the insert is refused (Full, counted in
+// Stats.RefusedAssured; the pipeline drops with conntrack_full). A flood
+// therefore evicts itself, never an established connection. When a window
+// has no empty slot (vanishingly rare) the same choice is made inside the
+// window. Both count in Stats.Evictions.
+//
+// Under pressure (Pressure: set by Insert when the table is full, and by
+// the pipeline when SNAT probing fails; it lasts 10 s after the last mark)
+// unassured TCP flows in TCP_NONE, SYN_SENT and SYN_RECV time out after
+// Timeouts.Embryonic (5 s) instead of 120/60 s, as the kernel's early_drop
+// frees non-assured entries first; Reclaim takes back the tuple (SNAT
+// port) of an unassured flow idle for ReclaimAge. The mark is one shared
+// word written at most about once a second.
 //
 // # Shared memory and adoption
 //

@@ -11,10 +11,9 @@ import (
 
 const sec = int64(time.Second)
 
-// TestFloodKeepsEstablished: with the table full of idle established flows
-// and busy established flows, a flood of new flows evicts idle ones (and
-// its own unreplied flows) but never a busy established flow while an
-// older idle one exists in its window.
+// TestFloodKeepsEstablished: with the table full of idle and busy
+// established (assured) flows, a flood of new flows evicts none of them:
+// the flood's inserts are refused and counted.
 func TestFloodKeepsEstablished(t *testing.T) {
 	const capacity = 4096
 	tb := newTestTable(t, Config{MaxFlows: capacity, MaxFlows6: -1})
@@ -51,29 +50,20 @@ func TestFloodKeepsEstablished(t *testing.T) {
 		}
 		k := Tuple4([4]byte{198, 19, byte(i >> 8), byte(i)}, addr4(1000), uint16(i), 80, nat.ProtoTCP)
 		f, res := tb.Insert(k, xlate4(2000, 8080), 1, 1, now)
-		if res != Inserted {
-			t.Fatalf("flood %d: Insert = %v, want inserted (evicting)", i, res)
+		if res != Full {
+			t.Fatalf("flood %d: Insert = %v, want full (only assured flows)", i, res)
 		}
-		tb.Touch(f.Handle, Original, TCPSyn, 60, now)
-	}
-	lostBusy := 0
-	for _, b := range busy {
-		if _, ok := tb.Get(b.Handle); !ok {
-			lostBusy++
-		}
-	}
-	if lostBusy != 0 {
-		t.Errorf("flood evicted %d of %d busy established flows, want 0", lostBusy, len(busy))
+		_ = f
 	}
 	st := tb.Stats()
-	if st.Evictions == 0 || st.Entries != capacity {
-		t.Errorf("Stats() evictions %d entries %d, want > 0 and %d", st.Evictions, st.Entries, capacity)
+	if st.Evictions != 0 || st.Entries != capacity || st.RefusedAssured != 2*capacity {
+		t.Errorf("Stats() evictions %d entries %d refused %d, want 0, %d, %d", st.Evictions, st.Entries, st.RefusedAssured, capacity, 2*capacity)
 	}
 }
 
 // TestEvictionOrder is a property test of evict on one window: whatever the
 // mix, the victim is an expired flow if one exists, else the oldest
-// unreplied flow, else the oldest flow.
+// unassured flow (replied or not), else none: assured flows stay.
 func TestEvictionOrder(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 7))
 	for trial := range 300 {
@@ -83,6 +73,7 @@ func TestEvictionOrder(t *testing.T) {
 			h       Handle
 			last    int64
 			replied bool
+			assured bool
 			expired bool
 		}
 		var flows []fl
@@ -102,10 +93,14 @@ func TestEvictionOrder(t *testing.T) {
 			if replied {
 				tb.Touch(f.Handle, Reply, 0, 1, last)
 			}
+			assured := replied && r.IntN(2) == 0
+			if assured {
+				tb.Touch(f.Handle, Original, 0, 1, last)
+			}
 			if !expired && replied && now-last > tb.timeouts[StateUDPReplied] || !replied && now-last > tb.timeouts[StateUDPUnreplied] {
 				expired = true
 			}
-			flows = append(flows, fl{f.Handle, last, replied, expired})
+			flows = append(flows, fl{f.Handle, last, replied, assured, expired})
 		}
 		want := -1
 		for i, f := range flows {
@@ -116,14 +111,7 @@ func TestEvictionOrder(t *testing.T) {
 		}
 		if want < 0 {
 			for i, f := range flows {
-				if !f.replied && (want < 0 || f.last < flows[want].last) {
-					want = i
-				}
-			}
-		}
-		if want < 0 {
-			for i, f := range flows {
-				if want < 0 || f.last < flows[want].last {
+				if !f.assured && (want < 0 || f.last < flows[want].last) {
 					want = i
 				}
 			}
@@ -132,7 +120,14 @@ func TestEvictionOrder(t *testing.T) {
 		for b := range all {
 			all[b] = uint64(b)
 		}
-		if !tb.evict(all, now) {
+		removedAny, assuredOnly := tb.evict(all, now)
+		if want < 0 {
+			if removedAny || !assuredOnly {
+				t.Fatalf("trial %d: evict = %v, %v with only assured flows, want false, true", trial, removedAny, assuredOnly)
+			}
+			continue
+		}
+		if !removedAny {
 			t.Fatalf("trial %d: evict = false with %d flows in window", trial, len(flows))
 		}
 		anyExpired := flows[want].expired
@@ -151,10 +146,10 @@ func TestEvictionOrder(t *testing.T) {
 		if ok && anyExpired {
 			ok = flows[removed].expired
 		} else if ok {
-			ok = flows[removed].last == flows[want].last && flows[removed].replied == flows[want].replied
+			ok = flows[removed].last == flows[want].last && !flows[removed].assured
 		}
 		if !ok {
-			t.Fatalf("trial %d: evict removed %d, want %d (expired first, then oldest unreplied, then oldest) of %+v",
+			t.Fatalf("trial %d: evict removed %d, want %d (expired first, then oldest unassured) of %+v",
 				trial, removed, want, flows)
 		}
 	}

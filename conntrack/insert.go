@@ -53,12 +53,14 @@ const (
 // packet. With Exists the returned Flow is the existing flow (Dir
 // Original); with Conflict, Full and Invalid it is the zero Flow.
 //
-// When no record is free, Insert evicts one flow among those referenced by
-// the probe windows of both tuples and two more hash-chosen buckets: an
-// expired one if any, else the least recently seen flow that never saw a
-// reply, else the least recently seen flow. When a tuple's window has no
-// empty slot (vanishingly rare) it makes the same choice inside the
-// window. Evictions are counted in Stats.Evictions (expired victims in
+// When no record is free, Insert marks the table under pressure (Pressure)
+// and evicts one flow among those referenced by the probe windows of both
+// tuples and two more hash-chosen buckets: an expired one if any, else the
+// least recently seen unassured flow. It never evicts an assured flow: when
+// the sample holds only assured flows the new flow is refused (Full,
+// counted in Stats.RefusedAssured). When a tuple's window has no empty
+// slot (vanishingly rare) it makes the same choice inside the window.
+// Evictions are counted in Stats.Evictions (expired victims in
 // Stats.Expiries).
 //
 // Insert never allocates. It takes the spin bits of the two tuples' home
@@ -109,6 +111,10 @@ func (t *Table) insertLocked(orig, reply *Tuple, ho, hr uint64, svc, ep uint32, 
 	pool := t.pool(fam6)
 	hint := uint32(ho >> 16)
 	idx, ok := pool.pop(hint)
+	assuredOnly := false
+	if !ok {
+		t.Pressure(now)
+	}
 	for try := 0; !ok && try < 2; try++ {
 		// No free record: evict from the windows of both tuples and two
 		// more buckets picked by hash (about 24 flows at full load), so
@@ -118,13 +124,18 @@ func (t *Table) insertLocked(orig, reply *Tuple, ho, hr uint64, svc, ep uint32, 
 		r1, r2 := t.buckets(hr)
 		x := mix(ho^t.key[2], hr^uint64(try))
 		bs := [6]uint64{o1, o2, r1, r2, uint64(uint32(x)) * t.nb >> 32, x >> 32 * t.nb >> 32}
-		if !t.evict(bs[:], now) {
+		var removed bool
+		if removed, assuredOnly = t.evict(bs[:], now); !removed {
 			break
 		}
 		idx, ok = pool.pop(hint)
 	}
 	if !ok {
-		t.stripe(uint32(ho)).full.Add(1)
+		st := t.stripe(uint32(ho))
+		st.full.Add(1)
+		if assuredOnly {
+			st.refusedAssured.Add(1)
+		}
 		return Flow{}, Full
 	}
 
@@ -217,7 +228,7 @@ func (t *Table) findLocked(k *Tuple, h uint64, now int64) (idx uint32, c uint64,
 			if ctlGen(c2) != ctlGen(c) {
 				continue
 			}
-			if now-last > t.timeouts[ctlState(c2)] {
+			if t.expired(c2, last, now) {
 				t.remove(fam6, idx, c2, reasonExpired)
 				continue
 			}
@@ -254,7 +265,7 @@ func (t *Table) claimSlot(h, e uint64, now int64) bool {
 			}
 			second = !second
 		}
-		if !t.evict([]uint64{b1, b2}, now) {
+		if removed, _ := t.evict([]uint64{b1, b2}, now); !removed {
 			return false
 		}
 	}
@@ -281,16 +292,20 @@ func empties(w []atomic.Uint64) int {
 }
 
 // evict removes one flow referenced from the index buckets bs: the first
-// expired one, else the least recently seen one without a reply, else the
-// least recently seen one. It reports whether it removed something (or found a
-// flow already being removed by someone else, which frees room as well).
-func (t *Table) evict(bs []uint64, now int64) bool {
+// expired one, else the least recently seen unassured one (half-open TCP,
+// one-way UDP: what a flood creates, as nf_conntrack's early_drop). An
+// assured flow is never evicted to make room: a new flow is unassured, and
+// proven two-way flows outrank it. It reports whether it removed something
+// (or found a flow already being removed by someone else, which frees room
+// as well), and whether the buckets held only assured live flows.
+func (t *Table) evict(bs []uint64, now int64) (removed, assuredOnly bool) {
 	const none = ^uint32(0)
 	var (
-		bestIdx, bestUnrep      = none, none
-		bestLast, bestUnrepLast int64
-		bestC, bestUnrepC       uint64
-		bestFam6, bestUnrepFam6 bool
+		bestUnrep     = none
+		bestUnrepLast int64
+		bestUnrepC    uint64
+		bestUnrepFam6 bool
+		assured       bool
 	)
 	for _, b := range bs {
 		w := t.bucket(b)
@@ -307,29 +322,26 @@ func (t *Table) evict(bs []uint64, now int64) bool {
 				continue
 			}
 			last := r.last.Load()
-			if now-last > t.timeouts[ctlState(c)] {
+			if t.expired(c, last, now) {
 				if t.remove(fam6, idx, c, reasonExpired) {
-					return true
+					return true, false
 				}
 				continue
 			}
-			if bestIdx == none || last < bestLast {
-				bestIdx, bestLast, bestC, bestFam6 = idx, last, c, fam6
+			if ctlFlags(c)&flagAssured != 0 {
+				assured = true
+				continue
 			}
-			if ctlFlags(c)&flagReplied == 0 && (bestUnrep == none || last < bestUnrepLast) {
+			if bestUnrep == none || last < bestUnrepLast {
 				bestUnrep, bestUnrepLast, bestUnrepC, bestUnrepFam6 = idx, last, c, fam6
 			}
 		}
 	}
+	if bestUnrep == none {
+		return false, assured
+	}
 	// A failed remove means another goroutine is removing the victim:
 	// room appears either way.
-	switch {
-	case bestUnrep != none:
-		t.remove(bestUnrepFam6, bestUnrep, bestUnrepC, reasonEvicted)
-	case bestIdx != none:
-		t.remove(bestFam6, bestIdx, bestC, reasonEvicted)
-	default:
-		return false
-	}
-	return true
+	t.remove(bestUnrepFam6, bestUnrep, bestUnrepC, reasonEvicted)
+	return true, false
 }

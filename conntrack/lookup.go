@@ -106,7 +106,7 @@ func (t *Table) resolve4(e uint64, k *Tuple, now int64, f *Flow) bool {
 		return false // recycled while we read: not this entry
 	}
 	s := ctlState(c2)
-	if now-last > t.timeouts[s] {
+	if t.expired(c2, last, now) {
 		t.remove(false, idx, c2, reasonExpired)
 		return false
 	}
@@ -134,7 +134,7 @@ func (t *Table) resolve6(e uint64, k *Tuple, now int64, f *Flow) bool {
 		return false
 	}
 	s := ctlState(c2)
-	if now-last > t.timeouts[s] {
+	if t.expired(c2, last, now) {
 		t.remove(true, idx, c2, reasonExpired)
 		return false
 	}
@@ -147,7 +147,8 @@ func (t *Table) resolve6(e uint64, k *Tuple, now int64, f *Flow) bool {
 // bytes to dir's counters and advances the protocol state (tcpFlags is
 // byte 13 of the TCP header; ignored for other protocols). It reports false
 // when h is no longer live, in which case the caller should look the tuple
-// up again.
+// up again. Touch trusts the flags: the dataplane calls TouchTCP for TCP,
+// which checks sequence numbers first.
 //
 // The counters are approximate: a packet that races with the flow's
 // deletion and reuse can be counted on the record's next incarnation
@@ -155,6 +156,22 @@ func (t *Table) resolve6(e uint64, k *Tuple, now int64, f *Flow) bool {
 // nanoseconds younger). State changes are exact: they are a CAS on a word
 // that carries the generation.
 func (t *Table) Touch(h Handle, dir Dir, tcpFlags uint8, bytes int, now int64) bool {
+	return t.touch(h, dir, tcpFlags, nil, bytes, now)
+}
+
+// TouchTCP is Touch for a TCP segment whose sequence numbers are known. A
+// segment that would change the flow's state (a RST, a FIN, the ACK that
+// completes a handshake, ...) applies only when its sequence numbers are
+// within SeqWindow of what the flow's tracking expects (seq.go); otherwise
+// nothing at all is applied (no state, last-seen, counters or tracking) and
+// it is counted in Stats.OutOfWindow. So a spoofed RST or FIN cannot shorten
+// a flow, nor a blind ACK assure a flood's half-open flow. The caller still
+// forwards the segment: the endpoint judges it by its own, exact, window.
+func (t *Table) TouchTCP(h Handle, dir Dir, seg Segment, bytes int, now int64) bool {
+	return t.touch(h, dir, seg.Flags, &seg, bytes, now)
+}
+
+func (t *Table) touch(h Handle, dir Dir, tcpFlags uint8, seg *Segment, bytes int, now int64) bool {
 	idx := h.idx()
 	r := t.hdrChecked(h.fam6(), idx)
 	if r == nil {
@@ -166,35 +183,61 @@ func (t *Table) Touch(h Handle, dir Dir, tcpFlags uint8, bytes int, now int64) b
 		return false
 	}
 	d := dir & 1
+	ct := t.ctr(h.fam6(), idx)
+	inWin := true
+	if seg != nil && ctlProto(c) == nat.ProtoTCP {
+		inWin = seqInWindow(ct, c, d, seg)
+		if !inWin && gated(c, d, seg.Flags) {
+			t.stripe(idx).outOfWindow.Add(1)
+			return true
+		}
+	}
 	if now-r.last.Load() >= t.touchRes {
 		r.last.Store(now)
 	}
-	ct := t.ctr(h.fam6(), idx)
 	ct.pkts[d].Add(1)
 	ct.bytes[d].Add(uint64(max(bytes, 0)))
 	for {
 		nc := advance(c, d, tcpFlags)
-		if nc == c {
-			return true
-		}
-		if r.ctl.CompareAndSwap(c, nc) {
-			if os, ns := ctlState(c), ctlState(nc); os != ns {
-				st := t.stripe(idx)
-				st.states[os].Add(-1)
-				st.states[ns].Add(1)
+		if nc != c && !r.ctl.CompareAndSwap(c, nc) {
+			if c = r.ctl.Load(); ctlGen(c) != gen {
+				return false
 			}
-			return true
+			continue
 		}
-		if c = r.ctl.Load(); ctlGen(c) != gen {
-			return false
+		if os, ns := ctlState(c), ctlState(nc); os != ns {
+			st := t.stripe(idx)
+			st.states[os].Add(-1)
+			st.states[ns].Add(1)
 		}
+		if seg != nil && ctlProto(c) == nat.ProtoTCP {
+			seqUpdate(ct, c, nc, d, seg, inWin)
+		}
+		return true
 	}
+}
+
+// gated reports whether a TCP segment in direction d with flags, applied
+// to ctl c, must be within the window to apply: it would change the state
+// or carries RST or FIN. A SYN without ACK opening a connection is not
+// gated (its sequence number starts the tracking), nor is the first reply
+// of a flow (it resynchronises tracking a mid-stream pickup guessed).
+func gated(c uint64, d Dir, flags uint8) bool {
+	if d == Reply && ctlFlags(c)&flagReplied == 0 {
+		return false
+	}
+	nc := advance(c, d, flags)
+	if flags&(TCPSyn|TCPAck) == TCPSyn && ctlState(nc) == StateSynSent {
+		return false
+	}
+	return flags&(TCPRst|TCPFin) != 0 || ctlState(nc) != ctlState(c) || ctlFlags(nc)&flagAssured != ctlFlags(c)&flagAssured
 }
 
 // advance returns ctl after a packet in direction d with TCP flags.
 func advance(c uint64, d Dir, tcpFlags uint8) uint64 {
 	fl := ctlFlags(c)
 	s := ctlState(c)
+	repliedBefore := fl&flagReplied != 0
 	if d == Reply {
 		fl |= flagReplied
 	}
@@ -204,14 +247,30 @@ func advance(c uint64, d Dir, tcpFlags uint8) uint64 {
 		if fl&flagCloserReply != 0 {
 			closer = Reply
 		}
+		os := s
 		s, closer = tcpNext(s, closer, d, tcpFlags)
 		fl &^= flagCloserReply
 		if closer == Reply {
 			fl |= flagCloserReply
 		}
+		// Assured as nf_conntrack: the ACK that moves SYN_RECV to
+		// ESTABLISHED, or a packet of a picked-up ESTABLISHED flow once a
+		// reply was seen.
+		if s == StateEstablished && fl&flagReplied != 0 && (os == StateSynRecv || os == StateEstablished) {
+			fl |= flagAssured
+		}
+		if s == StateSynSent && os != StateSynSent && os != StateTCPNone {
+			fl &^= flagAssured | flagReplied // port reuse: a new connection
+		}
 	case nat.ProtoUDP:
 		if fl&flagReplied != 0 {
 			s = StateUDPReplied
+		}
+		fallthrough
+	default:
+		// Both directions seen, then more from the originator.
+		if repliedBefore && d == Original {
+			fl |= flagAssured
 		}
 	}
 	return makeCtl(ctlGen(c), ctlProto(c), fl, s)

@@ -34,7 +34,13 @@ func newModel(tb *Table) *model {
 	return &model{timeouts: tb.timeouts, flows: map[int]*modelFlow{}, tuples: map[Tuple]*modelFlow{}}
 }
 
-func (m *model) expired(f *modelFlow, now int64) bool { return now-f.last > m.timeouts[f.state] }
+func (m *model) expired(f *modelFlow, now int64) bool {
+	to := m.timeouts[f.state]
+	if f.orig.Proto == nat.ProtoTCP && !f.replied {
+		to = min(to, int64(DefaultTimeouts().Unacknowledged))
+	}
+	return now-f.last > to
+}
 
 func (m *model) remove(f *modelFlow) {
 	delete(m.flows, f.id)
@@ -83,7 +89,11 @@ func (m *model) touch(f *modelFlow, d Dir, flags uint8, n int, now int64) {
 	}
 	switch f.orig.Proto {
 	case nat.ProtoTCP:
+		old := f.state
 		f.state, f.closer = tcpNext(f.state, f.closer, d, flags)
+		if f.state == StateSynSent && old != StateSynSent && old != StateTCPNone {
+			f.replied = false // port reuse: a new connection
+		}
 	case nat.ProtoUDP:
 		if f.replied {
 			f.state = StateUDPReplied

@@ -20,7 +20,7 @@ type recHdr struct {
 	// ctl packs the generation and the mutable protocol state:
 	//   bits 63..32 generation: odd = live, even = free or being built
 	//   bits 31..24 IP protocol (immutable while live)
-	//   bits 23..16 flags (flagReplied, flagCloserReply)
+	//   bits 23..16 flags (flagReplied, flagCloserReply, flagAssured)
 	//   bits  7..0  State
 	// Deletion and state transitions are CASes on ctl, so a transition can
 	// never land on a later incarnation of the record.
@@ -32,8 +32,12 @@ type recHdr struct {
 }
 
 // recCounters counts per direction (index Dir). Approximate: see Touch.
+// nxt is TCP's minimal sequence tracking (seq.go): per direction, the
+// sequence number the next segment from that side should carry, 0 while
+// unknown. Only Touch writes these words.
 type recCounters struct {
 	pkts, bytes [2]atomic.Uint64
+	nxt         [2]atomic.Uint32
 }
 
 // words4 is an IPv4 tuple in words: addresses little-endian as in Tuple, ports
@@ -42,7 +46,7 @@ type words4 struct {
 	src, dst, ports atomic.Uint32
 }
 
-// rec4 is an IPv4 flow record: 80 bytes.
+// rec4 is an IPv4 flow record: 88 bytes.
 type rec4 struct {
 	recHdr
 	t [2]words4 // indexed by Dir
@@ -55,7 +59,7 @@ type words6 struct {
 	ports    atomic.Uint32
 }
 
-// rec6 is an IPv6 flow record: 136 bytes.
+// rec6 is an IPv6 flow record: 144 bytes.
 type rec6 struct {
 	recHdr
 	t [2]words6
@@ -69,6 +73,12 @@ const (
 	stateMask       = 0xff
 	flagReplied     = 1 // a reply-direction packet was seen
 	flagCloserReply = 2 // the first FIN came in the reply direction
+	// flagAssured: the flow proved both ends are real, as nf_conntrack's
+	// IPS_ASSURED: a TCP handshake completed (the originator's ACK after
+	// the SYN-ACK, or a reply to a picked-up flow), or for other
+	// protocols a reply followed by more traffic from the originator.
+	// Eviction never removes an assured flow to make room (insert.go).
+	flagAssured = 4
 )
 
 func ctlGen(c uint64) uint32           { return uint32(c >> genShift) }

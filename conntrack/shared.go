@@ -11,7 +11,7 @@ import (
 // StateVersion is the format version of the record arrays NewShared maps:
 // change it with any change to rec4, rec6 or the meaning of their fields,
 // so that a new binary discards, rather than misreads, an older table.
-const StateVersion = 1
+const StateVersion = 2
 
 // StateLayout returns what a table for cfg keeps in shared memory: the
 // parameters a state file must match (capacities and record sizes) and the
@@ -55,8 +55,8 @@ type Adoption struct {
 //     inserter fills every field before the store that makes it live, and
 //     a live record's tuples, IDs and protocol never change), so it is
 //     adopted with its tuples (SNAT port included), IDs, TCP state,
-//     last-seen time and counters, after a consistency check: a state
-//     its protocol can be in, well-formed distinct tuples, neither tuple
+//     assured flag, sequence tracking, last-seen time and counters, after
+//     a consistency check: a state and flags its protocol can have, well-formed distinct tuples, neither tuple
 //     used by a flow adopted before it. A record that fails is freed and
 //     counted in Adoption.Dropped.
 //
@@ -135,7 +135,7 @@ func (t *Table) adopt() Adoption {
 // is inconsistent or collides with an adopted flow.
 func (t *Table) relink(fam6 bool, idx uint32, c uint64, now int64) bool {
 	proto, s := ctlProto(c), ctlState(c)
-	if !stateFits(proto, s) {
+	if !stateFits(proto, s) || !flagsFit(proto, ctlFlags(c)) {
 		return false
 	}
 	orig, reply := t.loadTuple(fam6, idx, Original, proto), t.loadTuple(fam6, idx, Reply, proto)
@@ -162,6 +162,22 @@ func (t *Table) relink(fam6 bool, idx uint32, c uint64, now int64) bool {
 	st.states[s].Add(1)
 	if fam6 {
 		st.live6.Add(1)
+	}
+	return true
+}
+
+// flagsFit reports whether ctl flags fl are consistent for protocol proto:
+// known bits only, assured only after a reply, the closer bit only for TCP.
+// (The sequence-tracking words hold any value: 0 is unknown, anything else
+// a sequence number.)
+func flagsFit(proto nat.Proto, fl uint8) bool {
+	switch {
+	case fl&^(flagReplied|flagCloserReply|flagAssured) != 0:
+		return false
+	case fl&flagAssured != 0 && fl&flagReplied == 0:
+		return false
+	case fl&flagCloserReply != 0 && proto != nat.ProtoTCP:
+		return false
 	}
 	return true
 }

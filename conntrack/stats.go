@@ -11,6 +11,7 @@ type statStripe struct {
 	live6                             atomic.Int64
 	fragRemembered, fragHits          atomic.Uint64
 	fragMisses, fragEvictions         atomic.Uint64
+	outOfWindow, refusedAssured       atomic.Uint64
 	_                                 [64]byte
 }
 
@@ -31,6 +32,13 @@ type Stats struct {
 	Conflicts uint64
 	// Invalid counts inserts refused because of malformed input.
 	Invalid uint64
+	// RefusedAssured counts inserts refused because every flow that could
+	// have been evicted for them was assured (also in InsertFailures).
+	RefusedAssured uint64
+	// OutOfWindow counts TCP segments TouchTCP did not apply: they would
+	// have changed a flow's state but their sequence numbers were not
+	// within SeqWindow of the flow's tracking (spoofed RST, FIN or ACK).
+	OutOfWindow uint64
 	// Evictions counts live, unexpired flows removed to make room.
 	Evictions uint64
 	// Expiries counts flows removed because they timed out (sweeper,
@@ -59,6 +67,8 @@ func (t *Table) Stats() Stats {
 		s.Conflicts += st.conflicts.Load()
 		s.Invalid += st.invalid.Load()
 		s.Evictions += st.evictions.Load()
+		s.RefusedAssured += st.refusedAssured.Load()
+		s.OutOfWindow += st.outOfWindow.Load()
 		s.Expiries += st.expiries.Load()
 		s.Deletes += st.deletes.Load()
 		s.Entries6 += st.live6.Load()

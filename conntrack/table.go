@@ -13,8 +13,8 @@ import (
 // Record sizes in bytes, for MemoryBytes (TestRecordSizes checks them
 // against unsafe.Sizeof).
 const (
-	rec4Size      = 80
-	rec6Size      = 136
+	rec4Size      = 88
+	rec6Size      = 144
 	fragEntrySize = 120
 )
 
@@ -65,8 +65,15 @@ type Table struct {
 	free6 freePool
 
 	timeouts [NumStates]int64
+	unack    int64 // Timeouts.Unacknowledged
+	embryo   int64 // Timeouts.Embryonic
 	touchRes int64
-	cfg      Config
+	// pressureUntil: until this time (the callers' clock) the table is
+	// under pressure (Pressure) and unassured half-open TCP flows time
+	// out after Timeouts.Embryonic. Written rarely (at most about once a
+	// second), read by every expiry check.
+	pressureUntil atomic.Int64
+	cfg           Config
 
 	cursor atomic.Uint64 // Sweep position over [0, len(r4)+len(r6))
 
@@ -76,7 +83,7 @@ type Table struct {
 
 // New allocates a table of the configured capacity: a few large
 // pointer-free arrays, sized once. Memory per IPv4 flow of capacity is
-// about 121 bytes (80 record, 36.6 index, 4 free list).
+// about 129 bytes (88 record, 36.6 index, 4 free list).
 func New(cfg Config) (*Table, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -124,6 +131,8 @@ func newTable(cfg Config, r4 []rec4, r6 []rec6, free func(fam6 bool, idx uint32)
 		StateUDPReplied: int64(to.UDPReplied), StateICMP: int64(to.ICMP),
 		StateOther: int64(to.Other),
 	}
+	t.unack, t.embryo = int64(to.Unacknowledged), int64(to.Embryonic)
+	t.pressureUntil.Store(-1 << 62)
 	t.frags.init(cfg.MaxFragments, int64(to.Fragment))
 	return t, nil
 }

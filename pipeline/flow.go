@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"encoding/binary"
 	"net/netip"
 
 	"github.com/xdpgate/xdpgate/dataplane"
@@ -94,8 +95,6 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 	}
 
 	var ep *snapshot.Endpoint
-	var flowHash uint64
-	hashed := false
 	if sp.AffinitySeconds > 0 {
 		if id, ok := p.aff.Lookup(sp.ID, pk.Src, sp.AffinitySeconds, b.now); ok {
 			if e, ok := s.Usable(d, id); ok {
@@ -116,8 +115,7 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 			ep = s.PickSession(d, maglev.HashSession(pk.Src, epoch))
 		}
 	} else {
-		flowHash, hashed = maglev.HashFlow(pk.Src, pk.Dst, pk.SrcPort, pk.DstPort, uint8(pk.Proto)), true
-		ep = s.Pick(d, flowHash)
+		ep = s.Pick(d, maglev.HashFlow(pk.Src, pk.Dst, pk.SrcPort, pk.DstPort, uint8(pk.Proto)))
 	}
 	if ep == nil || ep.Addr.Is4() != pk.Dst.Is4() {
 		svc.drop(f, SvcNoEndpoint)
@@ -139,26 +137,13 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 	} else {
 		// Masquerade to the address this node uses towards the endpoint.
 		// conntrack is the port allocator: the reply tuple (endpoint ->
-		// node:port) must be unique, so try a port derived from the flow
-		// hash and probe linearly; Insert answers Conflict for a port in
-		// use. The start is a hash, not the client's port, so that many
-		// clients using the same source port spread over the range.
+		// node:port) must be unique; Insert answers Conflict for a port in
+		// use (snatInsert).
 		if !hop.Src.IsValid() || hop.Src.Is4() != ep.Addr.Is4() {
 			svc.drop(f, SvcNoSNATAddr)
 			return fl, hop, newFlowDone
 		}
-		if !hashed {
-			flowHash = maglev.HashFlow(pk.Src, pk.Dst, pk.SrcPort, pk.DstPort, uint8(pk.Proto))
-		}
-		start := uint32(flowHash>>32) % p.snatN
-		res = conntrack.Conflict
-		for i := 0; i < p.cfg.SNATProbes && res == conntrack.Conflict; i++ {
-			port := p.cfg.SNATPortMin + uint16((start+uint32(i))%p.snatN)
-			fl, res = p.ct.Insert(orig, conntrack.MakeTranslation(dnat, netip.AddrPortFrom(hop.Src, port)), sp.ID, ep.ID, b.now)
-			if res == conntrack.Conflict {
-				pq.c.snatRetries++
-			}
-		}
+		fl, res = p.snatInsert(pq, &orig, dnat, hop.Src, sp.ID, ep.ID, b.now)
 		if res == conntrack.Conflict {
 			svc.drop(f, SvcSNATExhausted)
 			return fl, hop, newFlowDone
@@ -194,10 +179,78 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 		return fl, hop, newFlowDone
 	}
 	n := int(pk.End - pk.L3Off)
-	p.ct.Touch(fl.Handle, conntrack.Original, pk.TCPFlags, n, b.now)
+	p.touch(f.Data(), pk, fl.Handle, conntrack.Original, b.now)
 	svc.count(conntrack.Original, n)
 	if st != dataplane.LookupOK {
 		return fl, hop, newFlowLookup
 	}
 	return fl, hop, newFlowHop
+}
+
+// snatReclaims bounds the ports a new flow tries to take back from idle
+// unassured flows once random probing found none free.
+const snatReclaims = 8
+
+// snatInsert inserts orig DNATed to dnat and masqueraded to src, choosing
+// the SNAT port. It probes Config.SNATProbes ports at random offsets over
+// the whole range (not consecutive ports from a hash, which a flood fills
+// into a long run that every later probe walks); when all are taken it
+// marks the table under pressure (so the flood's half-open flows time out
+// after conntrack's Embryonic timeout) and tries to reclaim a port from an
+// idle unassured flow (conntrack.Table.Reclaim) on a few more random
+// ports. A flood of spoofed SYNs therefore cannot hold the range against
+// real clients for 120 s, only until the ports are reclaimed.
+func (p *Pipeline) snatInsert(pq *pipeQueue, orig *conntrack.Tuple, dnat netip.AddrPort, src netip.Addr, svc, ep uint32, now int64) (conntrack.Flow, conntrack.InsertResult) {
+	var fl conntrack.Flow
+	res := conntrack.Conflict
+	start := p.snatPort(pq)
+	for i := 0; i < p.cfg.SNATProbes && res == conntrack.Conflict; i++ {
+		port := p.snatPort(pq)
+		if uint32(p.cfg.SNATProbes) >= p.snatN {
+			// A range no larger than the budget: walk all of it.
+			port = p.cfg.SNATPortMin + uint16((uint32(start-p.cfg.SNATPortMin)+uint32(i))%p.snatN)
+		}
+		x := conntrack.MakeTranslation(dnat, netip.AddrPortFrom(src, port))
+		if fl, res = p.ct.Insert(*orig, x, svc, ep, now); res == conntrack.Conflict {
+			pq.c.snatRetries++
+		}
+	}
+	if res != conntrack.Conflict {
+		return fl, res
+	}
+	p.ct.Pressure(now)
+	for i := 0; i < snatReclaims && res == conntrack.Conflict; i++ {
+		x := conntrack.MakeTranslation(dnat, netip.AddrPortFrom(src, p.snatPort(pq)))
+		if p.ct.Reclaim(x.Reply(*orig), now) {
+			fl, res = p.ct.Insert(*orig, x, svc, ep, now)
+		}
+	}
+	return fl, res
+}
+
+// snatPort draws a port of the SNAT range (splitmix64 on the queue's state).
+func (p *Pipeline) snatPort(pq *pipeQueue) uint16 {
+	pq.rnd += 0x9e3779b97f4a7c15
+	z := pq.rnd
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	z ^= z >> 31
+	return p.cfg.SNATPortMin + uint16(uint32(z>>32)%p.snatN)
+}
+
+// touch applies the packet to its flow: TouchTCP with the segment's
+// sequence numbers for TCP (so that out-of-window RST and FIN change
+// nothing), Touch otherwise.
+func (p *Pipeline) touch(data []byte, pk *nat.Packet, h conntrack.Handle, dir conntrack.Dir, now int64) {
+	n := int(pk.End - pk.L3Off)
+	if pk.Proto == nat.ProtoTCP && pk.HasPorts && !(pk.Fragment && pk.FragOffset != 0) && int(pk.L4Off)+20 <= len(data) {
+		tcp := data[pk.L4Off:]
+		doff := int(tcp[12]>>4) * 4
+		seg := conntrack.Segment{Flags: pk.TCPFlags,
+			Seq: binary.BigEndian.Uint32(tcp[4:]), Ack: binary.BigEndian.Uint32(tcp[8:]),
+			Len: uint32(max(int(pk.End)-int(pk.L4Off)-doff, 0))}
+		p.ct.TouchTCP(h, dir, seg, n, now)
+		return
+	}
+	p.ct.Touch(h, dir, pk.TCPFlags, n, now)
 }

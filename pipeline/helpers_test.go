@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"cmp"
 	"net"
 	"net/netip"
 	"testing"
@@ -140,6 +141,7 @@ type ptPkt struct {
 	sport, dport uint16
 	proto        layers.IPProtocol
 	tcpFlags     string // "S", "SA", "A", "F"...
+	seq, ack     uint32 // TCP sequence numbers (seq 0 means 100)
 	ttl          uint8
 	payload      []byte
 }
@@ -165,7 +167,7 @@ func (k ptPkt) build(t testing.TB) []byte {
 	var l4 gopacket.SerializableLayer
 	switch k.proto {
 	case layers.IPProtocolTCP:
-		tcp := &layers.TCP{SrcPort: layers.TCPPort(k.sport), DstPort: layers.TCPPort(k.dport), Seq: 100, Window: 1000}
+		tcp := &layers.TCP{SrcPort: layers.TCPPort(k.sport), DstPort: layers.TCPPort(k.dport), Seq: cmp.Or(k.seq, 100), Ack: k.ack, Window: 1000}
 		for _, c := range k.tcpFlags {
 			switch c {
 			case 'S':

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"sync"
@@ -172,6 +173,7 @@ func New(cfg Config) (*Pipeline, error) {
 		q.found = make([]bool, pipelineChunk)
 		q.pkts = make([]nat.Packet, pipelineChunk)
 		q.reasons = make([]nat.DropReason, pipelineChunk)
+		q.rnd = rand.Uint64()
 	}
 	return p, nil
 }
@@ -191,6 +193,9 @@ type pipeQueue struct {
 	pub     pipePublished
 	// icmp is the queue's ICMP error budget (icmplimit.go).
 	icmp icmpLimiter
+	// rnd is the SNAT port prober's random state (splitmix64), seeded by
+	// New so that a spoofer cannot predict which ports a flow will try.
+	rnd uint64
 }
 
 // batch is what Process reads once per batch.
@@ -294,7 +299,7 @@ func (p *Pipeline) frame(b *batch, f *dataplane.Frame, pk *nat.Packet, r nat.Dro
 	var hop *dataplane.Hop
 	if hit {
 		n := int(pk.End - pk.L3Off)
-		p.ct.Touch(fl.Handle, fl.Dir, pk.TCPFlags, n, b.now)
+		p.touch(data, pk, fl.Handle, fl.Dir, b.now)
 		b.sq.of(fl.ServicePort).count(fl.Dir, n)
 		if fl.Dir == conntrack.Reply {
 			pq.c.replies++

@@ -74,16 +74,19 @@ type Services struct {
 
 // Flow is one flow in /v1/conntrack.
 type Flow struct {
-	Proto     string    `json:"proto"`
-	State     string    `json:"state"`
-	Service   string    `json:"service,omitempty"`
-	Endpoint  uint32    `json:"endpointID"`
-	Orig      Tuple     `json:"orig"`
-	Reply     Tuple     `json:"reply"`
-	Replied   bool      `json:"replied"`
-	IdleMilli int64     `json:"idleMs"`
-	Packets   [2]uint64 `json:"packets"`
-	Bytes     [2]uint64 `json:"bytes"`
+	Proto     string `json:"proto"`
+	State     string `json:"state"`
+	Service   string `json:"service,omitempty"`
+	Endpoint  uint32 `json:"endpointID"`
+	Orig      Tuple  `json:"orig"`
+	Reply     Tuple  `json:"reply"`
+	Replied   bool   `json:"replied"`
+	Assured   bool   `json:"assured"`
+	IdleMilli int64  `json:"idleMs"`
+	// TimeoutMilli is the flow's idle timeout (conntrack.Entry.Timeout).
+	TimeoutMilli int64     `json:"timeoutMs"`
+	Packets      [2]uint64 `json:"packets"`
+	Bytes        [2]uint64 `json:"bytes"`
 }
 
 // Tuple is one direction of a flow.
@@ -411,6 +414,7 @@ func walkConntrack(src Source, f flowFilter, fn func(*Flow) bool) (matched int, 
 			Orig:    Tuple{netip.AddrPortFrom(e.Orig.SrcAddr(), e.Orig.SrcPort), netip.AddrPortFrom(e.Orig.DstAddr(), e.Orig.DstPort)},
 			Reply:   Tuple{netip.AddrPortFrom(e.Reply.SrcAddr(), e.Reply.SrcPort), netip.AddrPortFrom(e.Reply.DstAddr(), e.Reply.DstPort)},
 			Replied: e.Replied, IdleMilli: max(now-e.LastSeen, 0) / int64(time.Millisecond),
+			Assured: e.Assured, TimeoutMilli: e.Timeout / int64(time.Millisecond),
 			Packets: e.Packets, Bytes: e.Bytes,
 		}
 		return fn(&fl)
