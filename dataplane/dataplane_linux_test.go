@@ -61,43 +61,46 @@ func noLeakedGoroutines(t *testing.T, before int) {
 	}
 }
 
-func openFDs(t *testing.T) int {
+// fdSet is the process's open file descriptors: number -> what it is
+// (the /proc/self/fd link target, e.g. "socket:[123]").
+type fdSet map[string]string
+
+func openFDSet(t *testing.T) fdSet {
+	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(ents)
-}
-
-// settledFDs returns the process's open file descriptor count once it has
-// stopped changing: sockets of netlink subscriptions are closed by their
-// own goroutines a moment after the subscriber stops, so an earlier test's
-// can still be closing when this one starts.
-func settledFDs(t *testing.T) int {
-	t.Helper()
-	n := openFDs(t)
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
-		m := openFDs(t)
-		if m == n {
-			return n
+	out := fdSet{}
+	for _, e := range ents {
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil {
+			out[e.Name()] = target
 		}
-		n = m
 	}
-	return n
+	return out
 }
 
-// checkFDs fails the test unless the open file descriptor count returns to
-// want (closes may complete asynchronously, see settledFDs).
-func checkFDs(t *testing.T, want int, what string) {
+// checkNoNewFDs fails the test unless every descriptor open now was already
+// open (as the same thing) in before. Descriptors other goroutines close
+// meanwhile (an earlier test's netlink sockets close a moment after their
+// subscriber stops) do not matter; closes may complete asynchronously, so
+// it polls for a few seconds.
+func checkNoNewFDs(t *testing.T, before fdSet, what string) {
 	t.Helper()
-	got := openFDs(t)
-	for deadline := time.Now().Add(5 * time.Second); got != want && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
-		got = openFDs(t)
+	var leaked []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		leaked = leaked[:0]
+		for fd, target := range openFDSet(t) {
+			if before[fd] != target {
+				leaked = append(leaked, fd+" -> "+target)
+			}
+		}
+		if len(leaked) == 0 || time.Now().After(deadline) {
+			break
+		}
 	}
-	if got != want {
-		t.Errorf("open fds after %s = %d, want %d", what, got, want)
+	if len(leaked) > 0 {
+		t.Errorf("descriptors left open after %s: %v", what, leaked)
 	}
 }
 
@@ -153,7 +156,7 @@ func TestPrivOpenClose(t *testing.T) {
 	a, b := testnet.NewNS(t), testnet.NewNS(t)
 	v := testnet.NewVeth(t, a, "oc", b, "ocp", testnet.VethOpts{Queues: 3})
 	attachLeftover(t, a, v.AName, ownProgramName)
-	fds := settledFDs(t)
+	fds := openFDSet(t)
 	goroutines := runtime.NumGoroutine()
 	for round := 0; round < 2; round++ {
 		var dp *Dataplane
@@ -193,7 +196,7 @@ func TestPrivOpenClose(t *testing.T) {
 			t.Errorf("after Close: XDP attached = true, want false")
 		}
 	}
-	checkFDs(t, fds, "2 Open/Close")
+	checkNoNewFDs(t, fds, "2 Open/Close")
 	noLeakedGoroutines(t, goroutines)
 }
 

@@ -116,7 +116,7 @@ func TestPrivEgressFollowsKernel(t *testing.T) {
 	v := testnet.NewVeth(t, a, "eg", b, "egp", testnet.VethOpts{})
 	a.AddAddr(t, v.AName, "198.18.20.1/24")
 	b.AddAddr(t, v.BName, "198.18.20.2/24")
-	goroutines, fds := runtime.NumGoroutine(), settledFDs(t)
+	goroutines, fds := runtime.NumGoroutine(), openFDSet(t)
 	var e *Egress
 	if err := a.Do(func() (err error) { e, err = NewEgress(EgressConfig{Logger: testLogger(t)}); return err }); err != nil {
 		t.Fatalf("NewEgress: %v", err)
@@ -124,7 +124,7 @@ func TestPrivEgressFollowsKernel(t *testing.T) {
 	defer func() {
 		e.Close()
 		noLeakedGoroutines(t, goroutines)
-		checkFDs(t, fds, "Egress.Close")
+		checkNoNewFDs(t, fds, "Egress.Close")
 	}()
 	dst := netip.MustParseAddr("198.18.30.3")
 	if _, st := e.Lookup(dst); st != LookupNoRoute {
