@@ -50,7 +50,15 @@
 // TestPrivForeignXDPProgram (refused, named; replaced with
 // --xdp-replace-foreign), and TestPrivRestartKeepsState (open masqueraded
 // connections and sticky clients across SIGTERM + start and SIGKILL + start;
-// an incompatible state file). Each world runs xdpgate with its own
+// an incompatible state file), and the attack tests: TestPrivAnsweredSYNFlood
+// (20,000 answered SYNs from forged sources against a 1,024-flow table: idle
+// established connections keep their flows, new clients are served, the
+// gateway's memory stays flat) and TestPrivSpoofedTCP (out-of-window RST and
+// FIN against a live connection change nothing; flows picked up from forged
+// ACKs live at most 300 s). Forged sources are in 198.19.128.0/17, sent
+// from an AF_PACKET socket in the client namespace; a blackhole route there
+// (or in the backend namespace) stands for the attacker who never answers.
+// Each world runs xdpgate with its own
 // --state-dir. The whole package takes about two minutes.
 //
 // A test that needs an API server runs internal/kubetest's real
