@@ -121,7 +121,7 @@ func TestPrivICMPReflection(t *testing.T) {
 
 // ICMPv4 errors the test counts.
 const (
-	icmpTimeExceeded    = 11<<8 | 0
+	icmpTimeExceeded    = 11 << 8 // code 0
 	icmpPortUnreachable = 3<<8 | 3
 )
 
