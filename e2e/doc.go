@@ -50,8 +50,14 @@
 // TestPrivForeignXDPProgram (refused, named; replaced with
 // --xdp-replace-foreign), and TestPrivRestartKeepsState (open masqueraded
 // connections and sticky clients across SIGTERM + start and SIGKILL + start;
-// an incompatible state file). Each world runs xdpgate with its own
-// --state-dir. The whole package takes about two minutes.
+// an incompatible state file). The attack tests: TestPrivICMPReflection
+// (datagrams with TTL 1 and to a Service without endpoints, sent through a
+// raw socket with their source spoofed to two victims: each victim gets at
+// most its ICMP error budget, a legitimate client its port unreachable)
+// and TestPrivIdleHTTPClients (silent and 2,000 idle connections to a
+// healthCheckNodePort, /healthz and /metrics: the server closes them,
+// oldest first, and answers a fresh request). Each world runs xdpgate
+// with its own --state-dir. The whole package takes about two minutes.
 //
 // A test that needs an API server runs internal/kubetest's real
 // kube-apiserver and etcd on the host's loopback and reaches it from the
