@@ -53,13 +53,19 @@
 // an incompatible state file), and the attack tests: TestPrivAnsweredSYNFlood
 // (20,000 answered SYNs from forged sources against a 1,024-flow table: idle
 // established connections keep their flows, new clients are served, the
-// gateway's memory stays flat) and TestPrivSpoofedTCP (out-of-window RST and
+// gateway's memory stays flat), TestPrivSpoofedTCP (out-of-window RST and
 // FIN against a live connection change nothing; flows picked up from forged
 // ACKs live at most 300 s). Forged sources are in 198.19.128.0/17, sent
 // from an AF_PACKET socket in the client namespace; a blackhole route there
-// (or in the backend namespace) stands for the attacker who never answers.
-// Each world runs xdpgate with its own
-// --state-dir. The whole package takes about two minutes.
+// (or in the backend namespace) stands for the attacker who never answers),
+// TestPrivICMPReflection (datagrams with TTL 1 and to a Service without
+// endpoints, sent through a raw socket with their source spoofed to two
+// victims: each victim gets at most its ICMP error budget, a legitimate
+// client its port unreachable) and TestPrivIdleHTTPClients (silent and
+// 2,000 idle connections to a healthCheckNodePort, /healthz and /metrics:
+// the server closes them, oldest first, and answers a fresh request). Each
+// world runs xdpgate with its own --state-dir. The whole package takes
+// about three minutes.
 //
 // A test that needs an API server runs internal/kubetest's real
 // kube-apiserver and etcd on the host's loopback and reaches it from the
