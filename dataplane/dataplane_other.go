@@ -62,6 +62,9 @@ func (*Egress) Prime([]netip.Addr) {}
 // Neighbour knows no neighbour.
 func (*Egress) Neighbour(int, netip.Addr) ([6]byte, bool) { return [6]byte{}, false }
 
+// IfaceAddrs returns nothing.
+func (*Egress) IfaceAddrs(int, netip.Addr) []netip.Addr { return nil }
+
 // LocalAddrs returns nothing.
 func (*Egress) LocalAddrs() ([]netip.Addr, uint64) { return nil, 0 }
 

@@ -168,6 +168,16 @@ type FlowNextHopper interface {
 	LookupFlow(dst netip.Addr, flowHash uint64) (Hop, LookupStatus)
 }
 
+// SNATAddrSource is implemented by a NextHopper that knows every address
+// of each interface (*Egress): IfaceAddrs returns the global unicast
+// addresses of interface ifindex of src's family (src among them when it
+// is one), the SNAT addresses a masquerading dataplane may fall back to
+// when src's ports run out. The slice is shared and immutable: callers
+// must not modify it. It allocates nothing.
+type SNATAddrSource interface {
+	IfaceAddrs(ifindex int, src netip.Addr) []netip.Addr
+}
+
 // DeviceKind is what kind of device a frame leaves through, for metrics
 // and inspect. It decides how the device is used (doc.go, "Reach").
 type DeviceKind uint8

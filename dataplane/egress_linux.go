@@ -180,6 +180,8 @@ type linkInfo struct {
 	mac    [6]byte
 	mtu    int
 	v4, v6 netip.Addr
+	// addrs are the link's global unicast addresses, sorted.
+	addrs  []netip.Addr
 	name   string
 	kind   DeviceKind
 	master int // bridge (or other master) ifindex, 0 when none
@@ -364,6 +366,22 @@ func (e *Egress) markDirty() {
 func (e *Egress) LocalAddrs() (addrs []netip.Addr, generation uint64) {
 	gen := e.rebuilds.Load()
 	return e.table.Load().local, gen
+}
+
+// IfaceAddrs returns the global unicast addresses of interface ifindex of
+// src's family, src included when it is one (SNATAddrSource). The slice is
+// part of the published table: it must not be modified.
+func (e *Egress) IfaceAddrs(ifindex int, src netip.Addr) []netip.Addr {
+	addrs := e.table.Load().links[ifindex].addrs
+	// Sorted: IPv4 addresses come before IPv6 ones.
+	split := 0
+	for split < len(addrs) && addrs[split].Is4() {
+		split++
+	}
+	if src.Is4() {
+		return addrs[:split]
+	}
+	return addrs[split:]
 }
 
 // Close stops the subscriptions and goroutines.
@@ -625,6 +643,10 @@ func (e *Egress) build(old *egressTable) (*egressTable, error) {
 		}
 		ip = ip.Unmap()
 		t.local = append(t.local, ip)
+		if ip.IsGlobalUnicast() {
+			li.addrs = append(li.addrs, ip)
+			slices.SortFunc(li.addrs, netip.Addr.Compare)
+		}
 		// Prefer global addresses; take a link-local one only when there
 		// is nothing else.
 		if ip.Is4() && (!li.v4.IsValid() || li.v4.IsLinkLocalUnicast()) {

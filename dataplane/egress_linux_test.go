@@ -22,7 +22,8 @@ func testEgress() *Egress {
 			makeNeighKey(2, a("2001:2::2:2")): mac(0x62),
 		},
 		links: map[int]linkInfo{
-			2: {mac: mac(2), mtu: 1500, v4: a("198.18.2.1"), v6: a("2001:2::2:1")},
+			2: {mac: mac(2), mtu: 1500, v4: a("198.18.2.1"), v6: a("2001:2::2:1"),
+				addrs: []netip.Addr{a("198.18.2.1"), a("198.18.2.100"), a("2001:2::2:1")}},
 			3: {mac: mac(3), mtu: 9000, v4: a("198.18.9.2")},
 		},
 	}
@@ -80,6 +81,30 @@ func TestEgressLookup(t *testing.T) {
 	}
 	if !slices.Contains(got, a("198.18.2.3")) || !slices.Contains(got, a("198.18.4.4")) {
 		t.Errorf("resolution requests = %v, want 198.18.2.3 and 198.18.4.4", got)
+	}
+}
+
+// TestEgressIfaceAddrs: an interface's addresses of one family, the SNAT
+// addresses the pipeline falls back to.
+func TestEgressIfaceAddrs(t *testing.T) {
+	e := testEgress()
+	a := netip.MustParseAddr
+	for _, tc := range []struct {
+		ifindex int
+		src     netip.Addr
+		want    []netip.Addr
+	}{
+		{2, a("198.18.2.1"), []netip.Addr{a("198.18.2.1"), a("198.18.2.100")}},
+		{2, a("2001:2::2:1"), []netip.Addr{a("2001:2::2:1")}},
+		{3, a("198.18.9.2"), nil},
+		{9, a("198.18.9.2"), nil},
+	} {
+		if got := e.IfaceAddrs(tc.ifindex, tc.src); !slices.Equal(got, tc.want) {
+			t.Errorf("IfaceAddrs(%d, %v) = %v, want %v", tc.ifindex, tc.src, got, tc.want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { e.IfaceAddrs(2, a("198.18.2.1")) }); n != 0 {
+		t.Errorf("IfaceAddrs allocs = %v, want 0", n)
 	}
 }
 

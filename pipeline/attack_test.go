@@ -149,3 +149,51 @@ func TestPipelineSpoofedTCP(t *testing.T) {
 		t.Fatalf("after in-window RST: state %v, want CLOSE", fl.State)
 	}
 }
+
+// twoAddrHops is ptHops whose endpoint interface (3) has a second IPv4
+// address: a dataplane.SNATAddrSource.
+type twoAddrHops struct{ ptHops }
+
+var ptGW4b = netip.MustParseAddr("198.18.0.3")
+
+func (twoAddrHops) IfaceAddrs(ifindex int, src netip.Addr) []netip.Addr {
+	if ifindex == 3 && src.Is4() {
+		return []netip.Addr{ptGW4, ptGW4b}
+	}
+	return nil
+}
+
+// TestPipelineSNATOtherAddress: when every port of the route's source
+// address is taken by established flows (nothing to reclaim), a new
+// masqueraded flow gets a port of the interface's other address instead
+// of snat_exhausted.
+func TestPipelineSNATOtherAddress(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		hops    dataplane.NextHopper
+		wantNew bool
+	}{{"one address", ptHops{}, false}, {"two addresses", twoAddrHops{}, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := attackWorld(t, 4096, true, func(c *Config) {
+				c.SNATPortMin, c.SNATPortMax = 40000, 40015
+				c.Hops = tc.hops
+			})
+			for i := range 16 { // every port of ptGW4, assured
+				if !connect(t, w, netip.AddrFrom4([4]byte{198, 18, 31, byte(i)}), 50000) {
+					t.Fatalf("client %d not served while ports were free", i)
+				}
+			}
+			f := w.run(t, tcpPkt(netip.MustParseAddr("198.18.32.1"), 50000, ptVIP4, 80, "S").build(t))
+			if got := f.Verdict == dataplane.VerdictTX; got != tc.wantNew {
+				t.Fatalf("17th client forwarded = %v (%v), want %v", got, f.Reason, tc.wantNew)
+			}
+			if tc.wantNew {
+				if d := ptDecode(t, f.Data()); d.src != ptGW4b {
+					t.Errorf("17th client masqueraded to %v, want the interface's other address %v", d.src, ptGW4b)
+				}
+			} else if f.Reason != DropSNATExhausted {
+				t.Errorf("17th client dropped as %v, want snat_exhausted", f.Reason)
+			}
+		})
+	}
+}

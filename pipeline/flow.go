@@ -143,7 +143,7 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 			svc.drop(f, SvcNoSNATAddr)
 			return fl, hop, newFlowDone
 		}
-		fl, res = p.snatInsert(pq, &orig, dnat, hop.Src, sp.ID, ep.ID, b.now)
+		fl, res = p.snatInsert(pq, &orig, dnat, hop.Src, hop.Ifindex, sp.ID, ep.ID, b.now)
 		if res == conntrack.Conflict {
 			svc.drop(f, SvcSNATExhausted)
 			return fl, hop, newFlowDone
@@ -195,12 +195,44 @@ const snatReclaims = 8
 // the SNAT port. It probes Config.SNATProbes ports at random offsets over
 // the whole range (not consecutive ports from a hash, which a flood fills
 // into a long run that every later probe walks); when all are taken it
-// marks the table under pressure (so the flood's half-open flows time out
+// probes the egress interface's other addresses of the family (when the
+// next hopper knows them: dataplane.SNATAddrSource), then marks the table
+// under pressure (so the flood's half-open flows time out
 // after conntrack's Embryonic timeout) and tries to reclaim a port from an
 // idle unassured flow (conntrack.Table.Reclaim) on a few more random
 // ports. A flood of spoofed SYNs therefore cannot hold the range against
 // real clients for 120 s, only until the ports are reclaimed.
-func (p *Pipeline) snatInsert(pq *pipeQueue, orig *conntrack.Tuple, dnat netip.AddrPort, src netip.Addr, svc, ep uint32, now int64) (conntrack.Flow, conntrack.InsertResult) {
+func (p *Pipeline) snatInsert(pq *pipeQueue, orig *conntrack.Tuple, dnat netip.AddrPort, src netip.Addr, ifindex int, svc, ep uint32, now int64) (conntrack.Flow, conntrack.InsertResult) {
+	fl, res := p.snatProbe(pq, orig, dnat, src, svc, ep, now)
+	if res != conntrack.Conflict {
+		return fl, res
+	}
+	// The route's source address has no free port within the budget: the
+	// interface's other addresses of the family are SNAT addresses too
+	// (the classifier redirects replies to every node address).
+	if p.snatAddrs != nil {
+		for _, a := range p.snatAddrs.IfaceAddrs(ifindex, src) {
+			if a == src {
+				continue
+			}
+			if fl, res = p.snatProbe(pq, orig, dnat, a, svc, ep, now); res != conntrack.Conflict {
+				return fl, res
+			}
+		}
+	}
+	p.ct.Pressure(now)
+	for i := 0; i < snatReclaims && res == conntrack.Conflict; i++ {
+		x := conntrack.MakeTranslation(dnat, netip.AddrPortFrom(src, p.snatPort(pq)))
+		if p.ct.Reclaim(x.Reply(*orig), now) {
+			fl, res = p.ct.Insert(*orig, x, svc, ep, now)
+		}
+	}
+	return fl, res
+}
+
+// snatProbe tries Config.SNATProbes ports of src at random offsets over
+// the range (all of it, in order, when the range is no larger).
+func (p *Pipeline) snatProbe(pq *pipeQueue, orig *conntrack.Tuple, dnat netip.AddrPort, src netip.Addr, svc, ep uint32, now int64) (conntrack.Flow, conntrack.InsertResult) {
 	var fl conntrack.Flow
 	res := conntrack.Conflict
 	start := p.snatPort(pq)
@@ -213,16 +245,6 @@ func (p *Pipeline) snatInsert(pq *pipeQueue, orig *conntrack.Tuple, dnat netip.A
 		x := conntrack.MakeTranslation(dnat, netip.AddrPortFrom(src, port))
 		if fl, res = p.ct.Insert(*orig, x, svc, ep, now); res == conntrack.Conflict {
 			pq.c.snatRetries++
-		}
-	}
-	if res != conntrack.Conflict {
-		return fl, res
-	}
-	p.ct.Pressure(now)
-	for i := 0; i < snatReclaims && res == conntrack.Conflict; i++ {
-		x := conntrack.MakeTranslation(dnat, netip.AddrPortFrom(src, p.snatPort(pq)))
-		if p.ct.Reclaim(x.Reply(*orig), now) {
-			fl, res = p.ct.Insert(*orig, x, svc, ep, now)
 		}
 	}
 	return fl, res

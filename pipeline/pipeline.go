@@ -126,10 +126,13 @@ type Pipeline struct {
 	hops dataplane.NextHopper
 	// flowHops is hops when it spreads flows over multipath routes.
 	flowHops dataplane.FlowNextHopper
-	snap     atomic.Pointer[snapshot.Snapshot]
-	snatN    uint32 // size of the SNAT port range
-	queues   []pipeQueue
-	log      *slog.Logger
+	// snatAddrs is hops when it knows each interface's addresses: the
+	// other SNAT addresses snatInsert falls back to.
+	snatAddrs dataplane.SNATAddrSource
+	snap      atomic.Pointer[snapshot.Snapshot]
+	snatN     uint32 // size of the SNAT port range
+	queues    []pipeQueue
+	log       *slog.Logger
 	// pubMu serialises Publish and guards retained.
 	pubMu sync.Mutex
 	// retained are endpoints that left the snapshot while TCP flows to
@@ -165,6 +168,7 @@ func New(cfg Config) (*Pipeline, error) {
 	p.svc.init(cfg.NumQueues)
 	p.aff.OnExpire(p.svc.expired)
 	p.flowHops, _ = cfg.Hops.(dataplane.FlowNextHopper)
+	p.snatAddrs, _ = cfg.Hops.(dataplane.SNATAddrSource)
 	for i := range p.queues {
 		q := &p.queues[i]
 		q.scratch = make([]byte, scratchSize)
