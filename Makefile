@@ -58,7 +58,7 @@ test: deps kube-apiserver
 
 ## test-unit: the tests that need neither root nor the API server.
 test-unit:
-	$(GO) test -short -count=1 ./nat/... ./conntrack/... ./affinity/... ./snapshot/...
+	$(GO) test -short -count=1 ./nat/... ./maglev/... ./conntrack/... ./affinity/... ./snapshot/... ./pipeline/...
 
 deps:
 	@bash hack/install-deps.sh
