@@ -15,16 +15,25 @@ import (
 	"github.com/google/gopacket/pcapgo"
 )
 
-// TestPrivInspectCapture runs a gateway with an admin socket, drives a few
-// connections to a ClientIP service, then checks `xdpgate inspect ... -o
-// json` and `xdpgate capture` against it.
-func TestPrivInspectCapture(t *testing.T) {
+// stickyGateway runs a gateway with one ClientIP TCP service over two
+// endpoints and an admin socket in a directory of its own (created by
+// xdpgate), for three clients; it returns the world and the socket.
+func stickyGateway(t *testing.T) (*world, string) {
+	t.Helper()
 	w := newWorld(t, 3, 2, 1)
 	s := svc{name: "sticky", family: "IPv4", clusterIP: vip4, endpoints: endpoints4(2), affinity: 300, withoutUDPPort: true}
 	w.writeManifest(manifest(s))
 	sock := filepath.Join(t.TempDir(), "run", "admin.sock")
 	w.start("--admin-socket", sock)
 	w.waitTCP(client4(0), ap(vip4, 80), 20*time.Second)
+	return w, sock
+}
+
+// TestPrivInspectCapture runs a gateway with an admin socket, drives a few
+// connections to a ClientIP service, then checks `xdpgate inspect ... -o
+// json` and `xdpgate capture` against it.
+func TestPrivInspectCapture(t *testing.T) {
+	w, sock := stickyGateway(t)
 	eps := map[netip.Addr]netip.Addr{}
 	for i := 0; i < 3; i++ {
 		r, err := w.tcpQuery(client4(i), ap(vip4, 80))

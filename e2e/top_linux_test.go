@@ -4,22 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestPrivTop runs `xdpgate top` against a live gateway's admin socket:
 // -o json reports the ClientIP service's flows, packets both ways and one
 // affinity entry per client; the table mode draws frames with rates.
 func TestPrivTop(t *testing.T) {
-	w := newWorld(t, 3, 2, 1)
-	s := svc{name: "sticky", family: "IPv4", clusterIP: vip4, endpoints: endpoints4(2), affinity: 300, withoutUDPPort: true}
-	w.writeManifest(manifest(s))
-	sock := filepath.Join(t.TempDir(), "run", "admin.sock")
-	w.start("--admin-socket", sock)
-	w.waitTCP(client4(0), ap(vip4, 80), 20*time.Second)
+	w, sock := stickyGateway(t)
 	for i := 0; i < 3; i++ {
 		if _, err := w.tcpQuery(client4(i), ap(vip4, 80)); err != nil {
 			t.Fatalf("client %d: %v", i, err)
