@@ -499,18 +499,7 @@ func (d *Dataplane) Stats() []QueueStats {
 		st := &out[len(out)-1]
 		st.Ifname, st.Ifindex, st.QueueID = qs.q.Ifname, qs.q.Ifindex, qs.q.QueueID
 		st.ZeroCopy = qs.s.zeroCopy
-		c := &qs.c
-		st.RxFrames, st.RxBytes = c.rxFrames.Load(), c.rxBytes.Load()
-		st.TxFrames, st.TxBytes, st.TxCopied = c.txFrames.Load(), c.txBytes.Load(), c.txCopied.Load()
-		st.TxRingFull, st.FillRingEmpty = c.txRingFull.Load(), c.fillRingEmpty.Load()
-		st.Wakeups, st.Sleeps = c.wakeups.Load(), c.sleeps.Load()
-		st.NeighHeld, st.NeighReleased = c.neighHeld.Load(), c.neighReleased.Load()
-		for r := range c.drops {
-			st.Drops[r] = c.drops[r].Load()
-		}
-		for k := range c.egressKind {
-			st.EgressKind[k] = c.egressKind[k].Load()
-		}
+		qs.c.addTo(st)
 		if !d.closed {
 			if k, err := qs.s.kernelStats(); err == nil {
 				st.Kernel = k

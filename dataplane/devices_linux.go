@@ -298,7 +298,12 @@ func (d *Dataplane) closePort(pt *port) {
 func (d *Dataplane) fold(qs *queueState) {
 	st := &d.departed
 	st.Ifname = "departed"
-	c := &qs.c
+	qs.c.addTo(st)
+}
+
+// addTo adds the queue's counters to st (Stats reads one queue into a zero
+// QueueStats; fold adds a departing queue's into the departed total).
+func (c *queueCounters) addTo(st *QueueStats) {
 	st.RxFrames += c.rxFrames.Load()
 	st.RxBytes += c.rxBytes.Load()
 	st.TxFrames += c.txFrames.Load()
