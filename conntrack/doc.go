@@ -140,11 +140,16 @@
 // When Insert finds no free record it marks the table under pressure and
 // evicts, among the flows referenced by the windows of both new tuples and
 // two more hash-chosen buckets (about 24 flows at full load): an expired
-// flow if any, else the least recently seen unassured flow. An assured
-// flow is never evicted to make room for a new (so unassured) one: if the
-// sample holds only assured flows, the insert is refused (Full, counted in
-// Stats.RefusedAssured; the pipeline drops with conntrack_full). A flood
-// therefore evicts itself, never an established connection. When a window
+// flow if any, else the least recently seen unassured flow, else the least
+// recently seen assured TCP flow that is closing (FIN_WAIT, CLOSE_WAIT,
+// LAST_ACK, TIME_WAIT, CLOSE: the kernel's tcp_can_early_drop states, which
+// its conntrack garbage collector drops when the table is nearly full). An
+// open assured flow is never evicted to make room for a new (so unassured)
+// one: if the sample holds only open assured flows, the insert is refused
+// (Full, counted in Stats.RefusedAssured; the pipeline drops with
+// conntrack_full). A flood therefore evicts itself, never an established
+// connection, and connections that closed do not hold the table for the
+// 120 s of TIME_WAIT. When a window
 // has no empty slot (vanishingly rare) the same choice is made inside the
 // window. Both count in Stats.Evictions.
 //

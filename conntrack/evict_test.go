@@ -226,3 +226,70 @@ func TestFullTable(t *testing.T) {
 		t.Fatalf("Insert(IPv6) with IPv6 disabled = %v, want invalid", res)
 	}
 }
+
+// TestClosedConnectionsMakeRoom: a table full of assured flows, half of
+// them connections that closed (TIME_WAIT, as after every short HTTP
+// request), admits new flows by evicting closed ones, oldest first, and
+// never an open one; with only open assured flows left the insert is
+// refused. (Before, closed connections were protected like open ones: a
+// gateway serving short connections refused every new flow for the 120 s
+// of TIME_WAIT once its table filled.)
+func TestClosedConnectionsMakeRoom(t *testing.T) {
+	const capacity = 512
+	tb := newTestTable(t, Config{MaxFlows: capacity, MaxFlows6: -1})
+	open := map[Handle]bool{}
+	var closed []Flow
+	for i := range capacity {
+		now := int64(i) * sec / 100
+		f, res := tb.Insert(tup4(uint32(i), 1000, uint16(1000+i), 80, nat.ProtoTCP), xlate4(2000, 8080), 1, 1, now)
+		if res != Inserted {
+			t.Fatalf("fill %d: Insert = %v, want inserted", i, res)
+		}
+		handshake(tb, f, now)
+		if i%2 == 0 {
+			open[f.Handle] = true
+			continue
+		}
+		// The client closes, the server closes, the client ACKs.
+		tb.TouchTCP(f.Handle, Original, Segment{Flags: TCPFin | TCPAck, Seq: 1001, Ack: 5001}, 60, now)
+		tb.TouchTCP(f.Handle, Reply, Segment{Flags: TCPFin | TCPAck, Seq: 5001, Ack: 1002}, 60, now)
+		tb.TouchTCP(f.Handle, Original, Segment{Flags: TCPAck, Seq: 1002, Ack: 5002}, 60, now)
+		if e, _ := tb.Get(f.Handle); e.State != StateTimeWait || !e.Assured {
+			t.Fatalf("closed flow %d: state %v assured %v, want TIME_WAIT and assured", i, e.State, e.Assured)
+		}
+		closed = append(closed, f)
+	}
+	admitted := 0
+	for i := range 2 * capacity {
+		now := 10*sec + int64(i)
+		k := Tuple4([4]byte{198, 19, byte(i >> 8), byte(i)}, addr4(1000), uint16(i), 80, nat.ProtoTCP)
+		f, res := tb.Insert(k, xlate4(2000, 8080), 1, 1, now)
+		switch res {
+		case Inserted:
+			admitted++
+			handshake(tb, f, now) // the new connection stays open
+			open[f.Handle] = true
+		case Full:
+		default:
+			t.Fatalf("new flow %d: Insert = %v", i, res)
+		}
+	}
+	for h := range open {
+		if e, ok := tb.Get(h); !ok || e.State != StateEstablished {
+			t.Fatalf("open flow: Get = %+v, %v, want live and ESTABLISHED", e, ok)
+		}
+	}
+	// Every closed flow made room for one new flow; then only open ones
+	// were left, and the rest were refused.
+	if admitted != len(closed) {
+		t.Errorf("admitted %d new flows, want %d (one per closed flow)", admitted, len(closed))
+	}
+	for i, f := range closed {
+		if _, ok := tb.Get(f.Handle); ok {
+			t.Errorf("closed flow %d still live", i)
+		}
+	}
+	if st := tb.Stats(); st.RefusedAssured != uint64(2*capacity-len(closed)) {
+		t.Errorf("RefusedAssured = %d, want %d", st.RefusedAssured, 2*capacity-len(closed))
+	}
+}

@@ -3,6 +3,8 @@ package conntrack
 import (
 	"fmt"
 	"sync/atomic"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // InsertResult says what Insert did.
@@ -293,11 +295,15 @@ func empties(w []atomic.Uint64) int {
 
 // evict removes one flow referenced from the index buckets bs: the first
 // expired one, else the least recently seen unassured one (half-open TCP,
-// one-way UDP: what a flood creates, as nf_conntrack's early_drop). An
-// assured flow is never evicted to make room: a new flow is unassured, and
-// proven two-way flows outrank it. It reports whether it removed something
-// (or found a flow already being removed by someone else, which frees room
-// as well), and whether the buckets held only assured live flows.
+// one-way UDP: what a flood creates, as nf_conntrack's early_drop), else
+// the least recently seen assured TCP flow that is closing (FIN_WAIT,
+// CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE: the states of the kernel's
+// tcp_can_early_drop, which its conntrack garbage collector drops when the
+// table is nearly full). An open assured flow is never evicted to make
+// room: a new flow is unassured, and proven two-way flows outrank it. It
+// reports whether it removed something (or found a flow already being
+// removed by someone else, which frees room as well), and whether the
+// buckets held only open assured live flows.
 func (t *Table) evict(bs []uint64, now int64) (removed, assuredOnly bool) {
 	const none = ^uint32(0)
 	var (
@@ -305,6 +311,10 @@ func (t *Table) evict(bs []uint64, now int64) (removed, assuredOnly bool) {
 		bestUnrepLast int64
 		bestUnrepC    uint64
 		bestUnrepFam6 bool
+		bestClose     = none
+		bestCloseLast int64
+		bestCloseC    uint64
+		bestCloseFam6 bool
 		assured       bool
 	)
 	for _, b := range bs {
@@ -329,6 +339,12 @@ func (t *Table) evict(bs []uint64, now int64) (removed, assuredOnly bool) {
 				continue
 			}
 			if ctlFlags(c)&flagAssured != 0 {
+				if ctlProto(c) == nat.ProtoTCP && closing(ctlState(c)) {
+					if bestClose == none || last < bestCloseLast {
+						bestClose, bestCloseLast, bestCloseC, bestCloseFam6 = idx, last, c, fam6
+					}
+					continue
+				}
 				assured = true
 				continue
 			}
@@ -338,10 +354,23 @@ func (t *Table) evict(bs []uint64, now int64) (removed, assuredOnly bool) {
 		}
 	}
 	if bestUnrep == none {
+		bestUnrep, bestUnrepC, bestUnrepFam6 = bestClose, bestCloseC, bestCloseFam6
+	}
+	if bestUnrep == none {
 		return false, assured
 	}
 	// A failed remove means another goroutine is removing the victim:
 	// room appears either way.
 	t.remove(bestUnrepFam6, bestUnrep, bestUnrepC, reasonEvicted)
 	return true, false
+}
+
+// closing reports whether a TCP state is one of a connection being torn
+// down, whose flow may make room for a new one even when assured.
+func closing(s State) bool {
+	switch s {
+	case StateFinWait, StateCloseWait, StateLastAck, StateTimeWait, StateClose:
+		return true
+	}
+	return false
 }
