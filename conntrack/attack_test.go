@@ -206,8 +206,9 @@ func TestPressureShortensHalfOpen(t *testing.T) {
 	}
 }
 
-// TestReclaim: a SNAT tuple held by an idle unassured flow can be taken
-// back; one held by an assured or a fresh flow cannot.
+// TestReclaim: a SNAT tuple held by an idle unassured flow or an idle
+// ended connection can be taken back; one held by an open assured or a
+// fresh flow cannot.
 func TestReclaim(t *testing.T) {
 	tb := newTestTable(t, Config{MaxFlows: 16, MaxFlows6: -1})
 	x := xlate4(4, 8080)
@@ -218,10 +219,10 @@ func TestReclaim(t *testing.T) {
 	half, _ := tb.Insert(tup4(1, 2, 3, 80, nat.ProtoTCP), x, 1, 1, 0)
 	tb.Touch(half.Handle, Original, TCPSyn, 60, 0)
 	reply := x.Reply(tup4(1, 2, 3, 80, nat.ProtoTCP))
-	if tb.Reclaim(reply, ReclaimAge/2) {
+	if tb.Reclaim(reply, ReclaimAge, ReclaimAge/2) {
 		t.Fatalf("Reclaim(fresh half-open) = true, want false")
 	}
-	if !tb.Reclaim(reply, ReclaimAge) {
+	if !tb.Reclaim(reply, ReclaimAge, ReclaimAge) {
 		t.Fatalf("Reclaim(idle half-open) = false, want true")
 	}
 	if _, res := tb.Insert(tup4(7, 2, 3, 80, nat.ProtoTCP), x, 1, 1, ReclaimAge); res != Inserted {
@@ -229,7 +230,20 @@ func TestReclaim(t *testing.T) {
 	}
 	f, _ := tb.Lookup(reply, ReclaimAge)
 	handshake(tb, Flow{Handle: f.Handle}, ReclaimAge)
-	if tb.Reclaim(reply, 100*sec) {
+	if tb.Reclaim(reply, ReclaimAge, 100*sec) {
 		t.Fatalf("Reclaim(assured) = true, want false")
+	}
+	// The connection ends: its tuple may be reused once idle.
+	tb.TouchTCP(f.Handle, Original, Segment{Flags: TCPFin | TCPAck, Seq: 1001, Ack: 5001}, 60, 100*sec)
+	tb.TouchTCP(f.Handle, Reply, Segment{Flags: TCPFin | TCPAck, Seq: 5001, Ack: 1002}, 60, 100*sec)
+	tb.TouchTCP(f.Handle, Original, Segment{Flags: TCPAck, Seq: 1002, Ack: 5002}, 60, 100*sec)
+	if e, _ := tb.Get(f.Handle); e.State != StateTimeWait {
+		t.Fatalf("state after the close: %v, want TIME_WAIT", e.State)
+	}
+	if tb.Reclaim(reply, ReclaimAge, 100*sec+ReclaimAge/2) {
+		t.Fatalf("Reclaim(fresh TIME_WAIT) = true, want false")
+	}
+	if !tb.Reclaim(reply, ReclaimAge, 100*sec+ReclaimAge) {
+		t.Fatalf("Reclaim(idle TIME_WAIT) = false, want true")
 	}
 }

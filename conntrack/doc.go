@@ -158,7 +158,8 @@
 // unassured TCP flows in TCP_NONE, SYN_SENT and SYN_RECV time out after
 // Timeouts.Embryonic (5 s) instead of 120/60 s, as the kernel's early_drop
 // frees non-assured entries first; Reclaim takes back the tuple (SNAT
-// port) of an unassured flow idle for ReclaimAge. The mark is one shared
+// port) of an unassured flow, or of a TCP connection in TIME_WAIT or CLOSE,
+// idle for ReclaimAge (or for what the caller asks). The mark is one shared
 // word written at most about once a second.
 //
 // # Shared memory and adoption

@@ -13,8 +13,8 @@ const (
 	pressureRefresh = int64(1e9)
 )
 
-// ReclaimAge is the minimum idle time of an unassured flow Reclaim removes:
-// a real client's handshake completes within a round trip, far below it.
+// ReclaimAge is the usual minimum idle time of a flow Reclaim removes: a
+// real client's handshake completes within a round trip, far below it.
 const ReclaimAge = int64(1e9)
 
 // timeout is the idle timeout of a flow whose ctl is c at time now: its
@@ -58,11 +58,14 @@ func (t *Table) Pressure(now int64) {
 // UnderPressure reports whether the table is under pressure at now.
 func (t *Table) UnderPressure(now int64) bool { return now < t.pressureUntil.Load() }
 
-// Reclaim removes the flow one of whose tuples is k if it is unassured and
-// has been idle for at least ReclaimAge, so that its tuple (a SNAT port)
-// can be reused at once instead of when a flood's half-open flow times out.
-// It reports whether it removed a flow; the removal counts as an eviction.
-func (t *Table) Reclaim(k Tuple, now int64) bool {
+// Reclaim removes the flow one of whose tuples is k if it has been idle
+// for at least minIdle nanoseconds (ReclaimAge, usually) and is unassured, or a TCP connection that has
+// ended (TIME_WAIT or CLOSE: the kernel's NAT reuses those tuples for a
+// new SYN too), so that its tuple (a SNAT port) can be reused at once
+// instead of when a flood's half-open flow or a closed connection times
+// out. It reports whether it removed a flow; the removal counts as an
+// eviction.
+func (t *Table) Reclaim(k Tuple, minIdle, now int64) bool {
 	f, ok := t.Lookup(k, now)
 	if !ok {
 		return false
@@ -73,7 +76,8 @@ func (t *Table) Reclaim(k Tuple, now int64) bool {
 		return false
 	}
 	c := r.ctl.Load()
-	if ctlGen(c) != f.Handle.gen() || ctlFlags(c)&flagAssured != 0 || now-r.last.Load() < ReclaimAge {
+	ended := ctlProto(c) == nat.ProtoTCP && (ctlState(c) == StateTimeWait || ctlState(c) == StateClose)
+	if ctlGen(c) != f.Handle.gen() || ctlFlags(c)&flagAssured != 0 && !ended || now-r.last.Load() < minIdle {
 		return false
 	}
 	return t.remove(fam6, idx, c, reasonEvicted)

@@ -197,11 +197,13 @@ const snatReclaims = 8
 // into a long run that every later probe walks); when all are taken it
 // probes the egress interface's other addresses of the family (when the
 // next hopper knows them: dataplane.SNATAddrSource), then marks the table
-// under pressure (so the flood's half-open flows time out
-// after conntrack's Embryonic timeout) and tries to reclaim a port from an
-// idle unassured flow (conntrack.Table.Reclaim) on a few more random
-// ports. A flood of spoofed SYNs therefore cannot hold the range against
-// real clients for 120 s, only until the ports are reclaimed.
+// under pressure (so the flood's half-open flows time out after
+// conntrack's Embryonic timeout) and tries to reclaim a port from an idle
+// unassured flow (conntrack.Table.Reclaim) on a few more random ports; a
+// tuple refused moments ago (a retransmission: snatretry.go) tries the
+// range's reserved ports first. A flood of spoofed SYNs therefore cannot
+// hold the range against real clients for 120 s, and a real client gets a
+// port at its first retransmission.
 func (p *Pipeline) snatInsert(pq *pipeQueue, orig *conntrack.Tuple, dnat netip.AddrPort, src netip.Addr, ifindex int, svc, ep uint32, now int64) (conntrack.Flow, conntrack.InsertResult) {
 	fl, res := p.snatProbe(pq, orig, dnat, src, svc, ep, now)
 	if res != conntrack.Conflict {
@@ -221,9 +223,19 @@ func (p *Pipeline) snatInsert(pq *pipeQueue, orig *conntrack.Tuple, dnat netip.A
 		}
 	}
 	p.ct.Pressure(now)
-	for i := 0; i < snatReclaims && res == conntrack.Conflict; i++ {
-		x := conntrack.MakeTranslation(dnat, netip.AddrPortFrom(src, p.snatPort(pq)))
-		if p.ct.Reclaim(x.Reply(*orig), now) {
+	reserved := p.snatReserved > 0 && p.retry.repeat(orig, now)
+	for i := 0; i < 2*snatReclaims && res == conntrack.Conflict; i++ {
+		port, minIdle := uint16(0), conntrack.ReclaimAge
+		switch {
+		case i < snatReclaims && reserved:
+			port, minIdle = p.snatReservedPort(pq), retryReclaimAge
+		case i < snatReclaims || reserved:
+			port = p.snatUnreservedPort(pq)
+		default:
+			return fl, res
+		}
+		x := conntrack.MakeTranslation(dnat, netip.AddrPortFrom(src, port))
+		if p.ct.Reclaim(x.Reply(*orig), minIdle, now) {
 			fl, res = p.ct.Insert(*orig, x, svc, ep, now)
 		}
 	}
@@ -250,14 +262,35 @@ func (p *Pipeline) snatProbe(pq *pipeQueue, orig *conntrack.Tuple, dnat netip.Ad
 	return fl, res
 }
 
-// snatPort draws a port of the SNAT range (splitmix64 on the queue's state).
+// snatPort draws a port of the SNAT range.
 func (p *Pipeline) snatPort(pq *pipeQueue) uint16 {
+	return p.cfg.SNATPortMin + uint16(pq.random()%p.snatN)
+}
+
+// snatUnreservedPort draws a port of the SNAT range that first packets
+// may reclaim (snatretry.go).
+func (p *Pipeline) snatUnreservedPort(pq *pipeQueue) uint16 {
+	off := pq.random() % p.snatN
+	if p.snatReserved > 0 && off%snatReserveEvery == snatReserveEvery-1 {
+		off-- // off >= snatReserveEvery-1: still in the range, not reserved
+	}
+	return p.cfg.SNATPortMin + uint16(off)
+}
+
+// snatReservedPort draws one of the ports only repeated tuples reclaim.
+func (p *Pipeline) snatReservedPort(pq *pipeQueue) uint16 {
+	k := pq.random() % p.snatReserved
+	return p.cfg.SNATPortMin + uint16(k*snatReserveEvery+snatReserveEvery-1)
+}
+
+// random returns 32 random bits (splitmix64 on the queue's state).
+func (pq *pipeQueue) random() uint32 {
 	pq.rnd += 0x9e3779b97f4a7c15
 	z := pq.rnd
 	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
 	z = (z ^ z>>27) * 0x94d049bb133111eb
 	z ^= z >> 31
-	return p.cfg.SNATPortMin + uint16(uint32(z>>32)%p.snatN)
+	return uint32(z >> 32)
 }
 
 // touch applies the packet to its flow: TouchTCP with the segment's

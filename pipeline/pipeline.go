@@ -129,10 +129,15 @@ type Pipeline struct {
 	// snatAddrs is hops when it knows each interface's addresses: the
 	// other SNAT addresses snatInsert falls back to.
 	snatAddrs dataplane.SNATAddrSource
-	snap      atomic.Pointer[snapshot.Snapshot]
-	snatN     uint32 // size of the SNAT port range
-	queues    []pipeQueue
-	log       *slog.Logger
+	// retry remembers tuples refused for want of a SNAT port (snatretry.go).
+	retry retryFilter
+	snap  atomic.Pointer[snapshot.Snapshot]
+	snatN uint32 // size of the SNAT port range
+	// snatReserved counts the range's ports reclaimed only for repeated
+	// tuples (snatretry.go); 0 for a range under snatReserveMin ports.
+	snatReserved uint32
+	queues       []pipeQueue
+	log          *slog.Logger
 	// pubMu serialises Publish and guards retained.
 	pubMu sync.Mutex
 	// retained are endpoints that left the snapshot while TCP flows to
@@ -169,6 +174,10 @@ func New(cfg Config) (*Pipeline, error) {
 	p.aff.OnExpire(p.svc.expired)
 	p.flowHops, _ = cfg.Hops.(dataplane.FlowNextHopper)
 	p.snatAddrs, _ = cfg.Hops.(dataplane.SNATAddrSource)
+	p.retry = newRetryFilter(rand.Uint64())
+	if p.snatN >= snatReserveMin {
+		p.snatReserved = p.snatN / snatReserveEvery
+	}
 	for i := range p.queues {
 		q := &p.queues[i]
 		q.scratch = make([]byte, scratchSize)
