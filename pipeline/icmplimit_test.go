@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"net/netip"
+	"sync"
 	"testing"
 
 	"github.com/xdpgate/xdpgate/dataplane"
@@ -20,7 +21,28 @@ func reflectionWorld(t *testing.T) *ptWorld {
 		}),
 		ptPort(2, nat.ProtoUDP, netip.MustParseAddr("198.18.100.2"), nil, nil),
 	}})
-	return newWorld(t, s, nil)
+	return newWorld(t, s, func(c *Config) { c.NumQueues = reflectionQueues })
+}
+
+// reflectionQueues is how many queues the reflection tests spread a flood
+// over (RSS spreads one by its spoofed ports): the budget is the
+// gateway's, not one per queue.
+const reflectionQueues = 4
+
+// processSpread processes fs split over reflectionQueues queues, each
+// chunk by its own goroutine at once, as pollers do.
+func processSpread(w *ptWorld, fs []dataplane.Frame) {
+	var wg sync.WaitGroup
+	n := (len(fs) + reflectionQueues - 1) / reflectionQueues
+	for q := 0; q < reflectionQueues; q++ {
+		chunk := fs[min(q*n, len(fs)):min((q+1)*n, len(fs))]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.p.Process(&dataplane.Queue{Index: q, Ifindex: 2}, chunk)
+		}()
+	}
+	wg.Wait()
 }
 
 // sent counts the ICMP errors among frames (transmitted back out of the
@@ -35,8 +57,9 @@ func sent(fs []dataplane.Frame) (n int) {
 }
 
 // TestICMPReflection sends 5,000 packets that each ask for an ICMP error
-// in one clock tick, spoofed from one victim or from many sources; before
-// the limit every one was answered.
+// in one clock tick, spoofed from one victim or from many sources, spread
+// over four queues; before the limit every one was answered, and with
+// per-queue budgets four times the gateway's budget.
 func TestICMPReflection(t *testing.T) {
 	victim := netip.MustParseAddr("198.18.9.9")
 	noEP := netip.MustParseAddr("198.18.100.2")
@@ -76,7 +99,7 @@ func TestICMPReflection(t *testing.T) {
 			for i := range fs {
 				fs[i] = ptFrame(tc.pkt(i).build(t))
 			}
-			w.p.Process(&dataplane.Queue{Index: 0, Ifindex: 2}, fs)
+			processSpread(w, fs)
 			if got := sent(fs); got != tc.want {
 				t.Errorf("ICMP errors sent for 5,000 packets in one tick = %d, want %d", got, tc.want)
 			}

@@ -131,6 +131,9 @@ type Pipeline struct {
 	snatAddrs dataplane.SNATAddrSource
 	// retry remembers tuples refused for want of a SNAT port (snatretry.go).
 	retry retryFilter
+	// icmp is the gateway's ICMP error budget, shared by the queues
+	// (icmplimit.go).
+	icmp icmpLimiter
 	snap  atomic.Pointer[snapshot.Snapshot]
 	snatN uint32 // size of the SNAT port range
 	// snatReserved counts the range's ports reclaimed only for repeated
@@ -204,8 +207,6 @@ type pipeQueue struct {
 	reasons []nat.DropReason
 	c       pipeCounters
 	pub     pipePublished
-	// icmp is the queue's ICMP error budget (icmplimit.go).
-	icmp icmpLimiter
 	// rnd is the SNAT port prober's random state (splitmix64), seeded by
 	// New so that a spoofer cannot predict which ports a flow will try.
 	rnd uint64
@@ -382,7 +383,7 @@ func (p *Pipeline) tooBig(b *batch, f *dataplane.Frame, pk *nat.Packet, hop *dat
 		return true
 	}
 	pq := b.pq
-	if !pq.icmp.allowGlobal(b.now) {
+	if !p.icmp.allowGlobal(b.now) {
 		f.Drop(DropTooBigRateLimited)
 		return true
 	}
@@ -583,12 +584,12 @@ func (p *Pipeline) timeExceeded(b *batch, f *dataplane.Frame, pk *nat.Packet) {
 
 // reply builds an ICMP error answering pk into the queue's scratch buffer
 // and replaces the frame with it, to be sent back out of the receiving
-// interface (the builder swaps the Ethernet addresses). The queue's ICMP
+// interface (the builder swaps the Ethernet addresses). The gateway's ICMP
 // budget (icmpLimiter.allow, global and per destination) bounds what it
 // sends; a frame over budget is dropped (DropICMPRateLimited).
 func (p *Pipeline) reply(b *batch, f *dataplane.Frame, pk *nat.Packet, src netip.Addr,
 	build func(buf, frame []byte, p *nat.Packet, src netip.Addr) (int, error), fail dataplane.DropReason) {
-	if !b.pq.icmp.allow(pk.Src, b.now) {
+	if !p.icmp.allow(pk.Src, b.now) {
 		f.Drop(DropICMPRateLimited)
 		return
 	}
