@@ -138,8 +138,10 @@
 // window (seq.go), which an off-path spoofer has to guess.
 //
 // When Insert finds no free record it marks the table under pressure and
-// evicts, among the flows referenced by the windows of both new tuples and
-// two more hash-chosen buckets (about 24 flows at full load): an expired
+// evicts, among the flows of the new flow's family referenced by the
+// windows of both new tuples and two more hash-chosen buckets (about 24
+// flows at full load; a sample without a flow of the family is drawn
+// again, up to four times): an expired
 // flow if any, else the least recently seen unassured flow, else the least
 // recently seen assured TCP flow that is closing (FIN_WAIT, CLOSE_WAIT,
 // LAST_ACK, TIME_WAIT, CLOSE: the kernel's tcp_can_early_drop states, which

@@ -120,7 +120,7 @@ func TestEvictionOrder(t *testing.T) {
 		for b := range all {
 			all[b] = uint64(b)
 		}
-		removedAny, assuredOnly := tb.evict(all, now)
+		removedAny, assuredOnly := tb.evict(all, now, false, true)
 		if want < 0 {
 			if removedAny || !assuredOnly {
 				t.Fatalf("trial %d: evict = %v, %v with only assured flows, want false, true", trial, removedAny, assuredOnly)
@@ -291,5 +291,34 @@ func TestClosedConnectionsMakeRoom(t *testing.T) {
 	}
 	if st := tb.Stats(); st.RefusedAssured != uint64(2*capacity-len(closed)) {
 		t.Errorf("RefusedAssured = %d, want %d", st.RefusedAssured, 2*capacity-len(closed))
+	}
+}
+
+// TestEvictFamily: the index is shared by both families, their records are
+// not. With both tables full of unassured flows, new IPv6 flows evict IPv6
+// flows only and are all admitted; the IPv4 flows stay. (Before, eviction
+// could remove an IPv4 flow, which frees no IPv6 record, or find no flow
+// at all in a sample of a sparsely used index, and refuse the new flow.)
+func TestEvictFamily(t *testing.T) {
+	const capacity = 256
+	tb := newTestTable(t, Config{MaxFlows: capacity, MaxFlows6: capacity})
+	v6 := func(i int) Tuple {
+		return MakeTuple(netipAddr6(i), netip.MustParseAddr("2001:2::1"), uint16(1000+i%50000), 80, nat.ProtoUDP)
+	}
+	for i := range capacity {
+		if _, res := tb.Insert(tup4(uint32(i), 1000, uint16(i), 80, nat.ProtoUDP), xlate4(2000, 53), 1, 1, 0); res != Inserted {
+			t.Fatalf("fill IPv4 %d: %v", i, res)
+		}
+		if _, res := tb.Insert(v6(i), Translation{}, 1, 1, 0); res != Inserted {
+			t.Fatalf("fill IPv6 %d: %v", i, res)
+		}
+	}
+	for i := capacity; i < 3*capacity; i++ {
+		if _, res := tb.Insert(v6(i), Translation{}, 1, 1, sec); res != Inserted {
+			t.Fatalf("new IPv6 flow %d in a full table of unassured flows: %v, want inserted", i, res)
+		}
+	}
+	if st := tb.Stats(); st.Entries4 != capacity || st.Entries6 != capacity {
+		t.Errorf("entries IPv4 %d IPv6 %d, want %d each", st.Entries4, st.Entries6, capacity)
 	}
 }

@@ -117,18 +117,23 @@ func (t *Table) insertLocked(orig, reply *Tuple, ho, hr uint64, svc, ep uint32, 
 	if !ok {
 		t.Pressure(now)
 	}
-	for try := 0; !ok && try < 2; try++ {
-		// No free record: evict from the windows of both tuples and two
-		// more buckets picked by hash (about 24 flows at full load), so
-		// that a busy flow is only chosen when the sample holds nothing
-		// expired, unreplied or older.
+	for try := 0; !ok && try < evictTries; try++ {
+		// No free record: evict a flow of this family from the windows of
+		// both tuples and two more buckets picked by hash (about 24 flows
+		// at full load), so that a busy flow is only chosen when the sample
+		// holds nothing expired, unreplied or older. A sample with no flow
+		// of the family (the index is shared: its other family may fill
+		// most of it, or little of it be used) is drawn again.
 		o1, o2 := t.buckets(ho)
 		r1, r2 := t.buckets(hr)
 		x := mix(ho^t.key[2], hr^uint64(try))
 		bs := [6]uint64{o1, o2, r1, r2, uint64(uint32(x)) * t.nb >> 32, x >> 32 * t.nb >> 32}
 		var removed bool
-		if removed, assuredOnly = t.evict(bs[:], now); !removed {
-			break
+		if removed, assuredOnly = t.evict(bs[:], now, fam6, true); !removed {
+			if assuredOnly {
+				break
+			}
+			continue
 		}
 		idx, ok = pool.pop(hint)
 	}
@@ -267,7 +272,7 @@ func (t *Table) claimSlot(h, e uint64, now int64) bool {
 			}
 			second = !second
 		}
-		if removed, _ := t.evict([]uint64{b1, b2}, now); !removed {
+		if removed, _ := t.evict([]uint64{b1, b2}, now, false, false); !removed {
 			return false
 		}
 	}
@@ -303,8 +308,10 @@ func empties(w []atomic.Uint64) int {
 // room: a new flow is unassured, and proven two-way flows outrank it. It
 // reports whether it removed something (or found a flow already being
 // removed by someone else, which frees room as well), and whether the
-// buckets held only open assured live flows.
-func (t *Table) evict(bs []uint64, now int64) (removed, assuredOnly bool) {
+// buckets held only open assured live flows. With onlyFam, it considers
+// only flows of family fam6 (a record of that family is what is missing);
+// without, any flow (an index slot is).
+func (t *Table) evict(bs []uint64, now int64, fam6Want, onlyFam bool) (removed, assuredOnly bool) {
 	const none = ^uint32(0)
 	var (
 		bestUnrep     = none
@@ -325,6 +332,9 @@ func (t *Table) evict(bs []uint64, now int64) (removed, assuredOnly bool) {
 				continue
 			}
 			fam6 := e&fam6Bit != 0
+			if onlyFam && fam6 != fam6Want {
+				continue
+			}
 			idx := uint32(e & idxMask)
 			r := t.hdr(fam6, idx)
 			c := r.ctl.Load()
@@ -364,6 +374,9 @@ func (t *Table) evict(bs []uint64, now int64) (removed, assuredOnly bool) {
 	t.remove(bestUnrepFam6, bestUnrep, bestUnrepC, reasonEvicted)
 	return true, false
 }
+
+// evictTries bounds the samples Insert draws when no record is free.
+const evictTries = 4
 
 // closing reports whether a TCP state is one of a connection being torn
 // down, whose flow may make room for a new one even when assured.

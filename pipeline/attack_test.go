@@ -11,12 +11,16 @@ import (
 	"github.com/xdpgate/xdpgate/snapshot"
 )
 
-// attackWorld is a world with a small flow table and one TCP service.
+// attackWorld is a world with small flow tables and one TCP service per
+// family (ptVIP4, ptVIP6).
 func attackWorld(t *testing.T, maxFlows int, masq bool, mutate func(*Config)) *ptWorld {
 	t.Helper()
-	s := ptSnapshot(t, snapshot.Snapshot{MasqueradeAll: masq, ServicePorts: []snapshot.ServicePort{ptPort(1, nat.ProtoTCP, ptVIP4, []netip.Addr{ptEP4a}, nil)}})
+	s := ptSnapshot(t, snapshot.Snapshot{MasqueradeAll: masq, ServicePorts: []snapshot.ServicePort{
+		ptPort(1, nat.ProtoTCP, ptVIP4, []netip.Addr{ptEP4a}, nil),
+		ptPort(2, nat.ProtoTCP, ptVIP6, []netip.Addr{ptEP6a}, nil),
+	}})
 	w := newWorld(t, s, func(c *Config) {
-		ct, err := conntrack.New(conntrack.Config{MaxFlows: maxFlows, MaxFlows6: -1, Seed: 1})
+		ct, err := conntrack.New(conntrack.Config{MaxFlows: maxFlows, MaxFlows6: maxFlows, Seed: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -29,21 +33,30 @@ func attackWorld(t *testing.T, maxFlows int, masq bool, mutate func(*Config)) *p
 	return w
 }
 
+// vipFor is the attack world's service address of client's family.
+func vipFor(client netip.Addr) netip.Addr {
+	if client.Is6() {
+		return ptVIP6
+	}
+	return ptVIP4
+}
+
 // connect runs a full handshake for client:sport through the pipeline
-// (the endpoint's SYN-ACK comes back as a reply frame) and reports whether
-// every frame was forwarded.
+// (the endpoint's SYN-ACK comes back as a reply frame) to the service of
+// client's family and reports whether every frame was forwarded.
 func connect(t *testing.T, w *ptWorld, client netip.Addr, sport uint16) bool {
 	t.Helper()
-	f := w.run(t, ptPkt{src: client, dst: ptVIP4, sport: sport, dport: 80, proto: tcpPkt(client, 0, ptVIP4, 0, "").proto, tcpFlags: "S", seq: 1000}.build(t))
+	vip := vipFor(client)
+	f := w.run(t, ptPkt{src: client, dst: vip, sport: sport, dport: 80, proto: tcpPkt(client, 0, vip, 0, "").proto, tcpFlags: "S", seq: 1000}.build(t))
 	if f.Verdict != dataplane.VerdictTX {
 		return false
 	}
 	d := ptDecode(t, f.Data())
-	r := w.run(t, ptPkt{src: d.dst, dst: d.src, sport: d.dport, dport: d.sport, proto: tcpPkt(client, 0, ptVIP4, 0, "").proto, tcpFlags: "SA", seq: 5000, ack: 1001}.build(t))
+	r := w.run(t, ptPkt{src: d.dst, dst: d.src, sport: d.dport, dport: d.sport, proto: tcpPkt(client, 0, vip, 0, "").proto, tcpFlags: "SA", seq: 5000, ack: 1001}.build(t))
 	if r.Verdict != dataplane.VerdictTX {
 		return false
 	}
-	a := w.run(t, ptPkt{src: client, dst: ptVIP4, sport: sport, dport: 80, proto: tcpPkt(client, 0, ptVIP4, 0, "").proto, tcpFlags: "A", seq: 1001, ack: 5001}.build(t))
+	a := w.run(t, ptPkt{src: client, dst: vip, sport: sport, dport: 80, proto: tcpPkt(client, 0, vip, 0, "").proto, tcpFlags: "A", seq: 1001, ack: 5001}.build(t))
 	return a.Verdict == dataplane.VerdictTX
 }
 
@@ -71,6 +84,15 @@ func spoofed(r *rand.Rand) netip.Addr {
 	return netip.AddrFrom4([4]byte{198, 19, byte(r.Uint32()), byte(r.Uint32())})
 }
 
+// spoofed6 is a random source in 2001:2:0:99::/64.
+func spoofed6(r *rand.Rand) netip.Addr {
+	a := [16]byte{0x20, 0x01, 0, 2, 0, 0, 0, 0x99}
+	for i := 8; i < 16; i++ {
+		a[i] = byte(r.Uint32())
+	}
+	return netip.AddrFrom16(a)
+}
+
 // TestPipelineAnsweredSYNFlood: a table of 512 flows holds 200 idle
 // established connections; a flood of spoofed SYNs, each answered by the
 // endpoint's SYN-ACK, fills it many times over while new clients connect.
@@ -78,38 +100,58 @@ func spoofed(r *rand.Rand) netip.Addr {
 // (On the code before assured flows, the SYN-ACKs made the flood's flows
 // "replied" and eviction took the idle established flows.)
 func TestPipelineAnsweredSYNFlood(t *testing.T) {
-	w := attackWorld(t, 512, false, nil)
-	for i := range 200 {
-		if !connect(t, w, netip.AddrFrom4([4]byte{198, 18, 10, byte(i)}), 30000) {
-			t.Fatalf("established client %d not served", i)
-		}
-	}
-	r := rand.New(rand.NewPCG(1, 1))
-	served, clients := 0, 0
-	for i := range 5000 {
-		w.clock.t += 1e6 // 1 ms
-		src := spoofed(r)
-		sport := uint16(r.Uint32())
-		f := w.run(t, ptPkt{src: src, dst: ptVIP4, sport: sport, dport: 80, proto: tcpPkt(src, 0, ptVIP4, 0, "").proto, tcpFlags: "S", seq: r.Uint32()}.build(t))
-		if f.Verdict == dataplane.VerdictTX {
-			d := ptDecode(t, f.Data())
-			w.run(t, ptPkt{src: d.dst, dst: d.src, sport: d.dport, dport: d.sport, proto: tcpPkt(src, 0, ptVIP4, 0, "").proto, tcpFlags: "SA", seq: r.Uint32(), ack: r.Uint32()}.build(t))
-		}
-		if i%50 == 0 {
-			clients++
-			if connect(t, w, netip.AddrFrom4([4]byte{198, 18, 20 + byte(i/12800), byte(i / 50)}), 40000) {
-				served++
+	for _, fam := range []struct {
+		name    string
+		spoof   func(*rand.Rand) netip.Addr
+		client  func(net, host int) netip.Addr
+		version int
+	}{
+		{"IPv4", spoofed, func(n, h int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, byte(n), byte(h)}) }, 4},
+		{"IPv6", spoofed6, func(n, h int) netip.Addr {
+			return netip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 0, 0, 0, byte(n), 15: byte(h), 14: byte(h >> 8)})
+		}, 6},
+	} {
+		t.Run(fam.name, func(t *testing.T) {
+			w := attackWorld(t, 512, false, nil)
+			vip := fam.client(0, 0)
+			vip = vipFor(vip)
+			proto := tcpPkt(vip, 0, vip, 0, "").proto
+			for i := range 200 {
+				if !connect(t, w, fam.client(10, i), 30000) {
+					t.Fatalf("established client %d not served", i)
+				}
 			}
-		}
-	}
-	for i := range 200 {
-		k := conntrack.MakeTuple(netip.AddrFrom4([4]byte{198, 18, 10, byte(i)}), ptVIP4, 30000, 80, nat.ProtoTCP)
-		if fl, ok := w.ct.Lookup(k, w.clock.t); !ok || fl.State != conntrack.StateEstablished {
-			t.Fatalf("established connection %d after the flood: Lookup = %v, %v, want ESTABLISHED", i, fl.State, ok)
-		}
-	}
-	if served != clients {
-		t.Fatalf("new clients served during the flood: %d of %d, want all", served, clients)
+			r := rand.New(rand.NewPCG(1, 1))
+			served, clients := 0, 0
+			for i := range 5000 {
+				w.clock.t += 1e6 // 1 ms
+				src := fam.spoof(r)
+				sport := uint16(r.Uint32())
+				f := w.run(t, ptPkt{src: src, dst: vip, sport: sport, dport: 80, proto: proto, tcpFlags: "S", seq: r.Uint32()}.build(t))
+				if f.Verdict == dataplane.VerdictTX {
+					d := ptDecode(t, f.Data())
+					w.run(t, ptPkt{src: d.dst, dst: d.src, sport: d.dport, dport: d.sport, proto: proto, tcpFlags: "SA", seq: r.Uint32(), ack: r.Uint32()}.build(t))
+				}
+				if i%50 == 0 {
+					clients++
+					if connect(t, w, fam.client(20+i/12800, i/50), 40000) {
+						served++
+					}
+				}
+			}
+			for i := range 200 {
+				k := conntrack.MakeTuple(fam.client(10, i), vip, 30000, 80, nat.ProtoTCP)
+				if fl, ok := w.ct.Lookup(k, w.clock.t); !ok || fl.State != conntrack.StateEstablished {
+					t.Fatalf("established connection %d after the flood: Lookup = %v, %v, want ESTABLISHED", i, fl.State, ok)
+				}
+			}
+			if served != clients {
+				t.Fatalf("new clients served during the flood: %d of %d, want all", served, clients)
+			}
+			if st := w.ct.Stats(); st.Evictions == 0 {
+				t.Fatalf("no evictions: the flood did not fill the %s table", fam.name)
+			}
+		})
 	}
 }
 

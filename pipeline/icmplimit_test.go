@@ -20,9 +20,14 @@ func reflectionWorld(t *testing.T) *ptWorld {
 			sp.SourceRanges = []netip.Prefix{netip.MustParsePrefix("198.19.99.0/24")}
 		}),
 		ptPort(2, nat.ProtoUDP, netip.MustParseAddr("198.18.100.2"), nil, nil),
+		ptPort(3, nat.ProtoTCP, ptVIP6, []netip.Addr{ptEP6a, ptEP6b}, nil),
+		ptPort(4, nat.ProtoUDP, noEP6, nil, nil),
 	}})
 	return newWorld(t, s, func(c *Config) { c.NumQueues = reflectionQueues })
 }
+
+// noEP6 is the reflection world's IPv6 service without endpoints.
+var noEP6 = netip.MustParseAddr("2001:2:0:100::2")
 
 // reflectionQueues is how many queues the reflection tests spread a flood
 // over (RSS spreads one by its spoofed ports): the budget is the
@@ -61,7 +66,7 @@ func sent(fs []dataplane.Frame) (n int) {
 // over four queues; before the limit every one was answered, and with
 // per-queue budgets four times the gateway's budget.
 func TestICMPReflection(t *testing.T) {
-	victim := netip.MustParseAddr("198.18.9.9")
+	victim, victim6 := netip.MustParseAddr("198.18.9.9"), netip.MustParseAddr("2001:2:0:9::9")
 	noEP := netip.MustParseAddr("198.18.100.2")
 	tests := []struct {
 		name   string
@@ -85,6 +90,17 @@ func TestICMPReflection(t *testing.T) {
 		}, true, icmpBurst, DropICMPRateLimited},
 		{"port unreachable, many sources", func(i int) ptPkt {
 			return udpPkt(netip.AddrFrom4([4]byte{198, 18, 10 + byte(i>>8), byte(i)}), 1000, noEP, 80)
+		}, true, icmpBurst, DropICMPRateLimited},
+		{"hop limit exceeded, one IPv6 victim", func(i int) ptPkt {
+			k := tcpPkt(victim6, uint16(1000+i), ptVIP6, 80, "S")
+			k.ttl = 1
+			return k
+		}, false, icmpDestBurst, DropICMPRateLimited},
+		{"IPv6 port unreachable, one victim", func(i int) ptPkt {
+			return udpPkt(victim6, uint16(1000+i), noEP6, 80)
+		}, false, icmpDestBurst, DropICMPRateLimited},
+		{"IPv6 port unreachable, many sources", func(i int) ptPkt {
+			return udpPkt(netip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 0, 9, 15: byte(i), 14: byte(i >> 8)}), 1000, noEP6, 80)
 		}, true, icmpBurst, DropICMPRateLimited},
 		{"time exceeded for traffic source ranges refuse", func(i int) ptPkt {
 			k := tcpPkt(victim, uint16(1000+i), ptLB4, 80, "S")
