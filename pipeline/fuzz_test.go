@@ -201,6 +201,14 @@ func FuzzPipeline(f *testing.F) {
 		// The endpoint answers; the answer must come back reversed.
 		rs := []dataplane.Frame{ptFrame(fuzzReply(t, out))}
 		w.p.Process(&dataplane.Queue{Index: 0, Ifindex: 3}, rs)
+		if _, st := (ptHops{}).Lookup(in.src); st == dataplane.LookupNoRoute {
+			// A client the node has no route back to (here: outside the
+			// test ranges): its answer is dropped, and counted so.
+			if rs[0].Verdict != dataplane.VerdictDrop || rs[0].Reason != dataplane.DropNoRoute {
+				t.Fatalf("the endpoint's reply to %+v, whose client has no route: verdict %v (%v), want dropped as no_route", out, rs[0].Verdict, rs[0].Reason)
+			}
+			return
+		}
 		if rs[0].Verdict != dataplane.VerdictTX {
 			t.Fatalf("the endpoint's reply to %+v was dropped (%v)", out, rs[0].Reason)
 		}
