@@ -133,7 +133,7 @@ type Pipeline struct {
 	retry retryFilter
 	// icmp is the gateway's ICMP error budget, shared by the queues
 	// (icmplimit.go).
-	icmp icmpLimiter
+	icmp  icmpLimiter
 	snap  atomic.Pointer[snapshot.Snapshot]
 	snatN uint32 // size of the SNAT port range
 	// snatReserved counts the range's ports reclaimed only for repeated
