@@ -138,15 +138,20 @@
 // window (seq.go), which an off-path spoofer has to guess.
 //
 // When Insert finds no free record it marks the table under pressure and
-// evicts, among the flows referenced by the windows of both new tuples and
-// two more hash-chosen buckets (about 24 flows at full load): an expired
-// flow if any, else the least recently seen unassured flow. An assured
-// flow is never evicted to make room for a new (so unassured) one: if the
-// sample holds only assured flows, the insert is refused (Full, counted in
+// an eviction hand (hand.go), a shared position that moves through the
+// record array, frees a flow among the 16 records at the hand (loaded
+// together: consecutive cache lines): an expired flow if any, else an
+// unassured flow idle for ReclaimAge, else the least recently seen
+// unassured flow. The new flow takes the victim's record, just behind the
+// hand, so it is looked at again only a whole turn later: a flood turns
+// the table over first in, first out. An assured flow is never evicted to
+// make room for a new (so unassured) one: if the hand finds only assured
+// flows over 128 records, the insert is refused (Full, counted in
 // Stats.RefusedAssured; the pipeline drops with conntrack_full). A flood
 // therefore evicts itself, never an established connection. When a window
-// has no empty slot (vanishingly rare) the same choice is made inside the
-// window. Both count in Stats.Evictions.
+// has no empty slot (vanishingly rare) a victim is chosen inside the window
+// (expired, else least recently seen unassured). Both count in
+// Stats.Evictions.
 //
 // Under pressure (Pressure: set by Insert when the table is full, and by
 // the pipeline when SNAT probing fails; it lasts 10 s after the last mark)

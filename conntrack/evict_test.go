@@ -226,3 +226,60 @@ func TestFullTable(t *testing.T) {
 		t.Fatalf("Insert(IPv6) with IPv6 disabled = %v, want invalid", res)
 	}
 }
+
+// TestEvictHandTurn: into a full table of unassured flows, capacity more
+// inserts each evict one flow and reuse its record, and a flow inserted
+// into a full table lives a whole turn of the hand: after the second wave
+// every flow of it is live and every flow of the first gone. A third of
+// the table is assured and survives both waves.
+func TestEvictHandTurn(t *testing.T) {
+	const capacity = 1024
+	tb := newTestTable(t, Config{MaxFlows: capacity, MaxFlows6: -1})
+	key := func(wave, i int) Tuple {
+		return Tuple4([4]byte{198, 18, byte(wave), byte(i >> 8)}, addr4(1000), uint16(i), 80, nat.ProtoTCP)
+	}
+	var assured, first []Flow
+	for i := range capacity {
+		f, res := tb.Insert(key(0, i), xlate4(2000, 8080), 1, 1, 0)
+		if res != Inserted {
+			t.Fatalf("fill %d: Insert = %v", i, res)
+		}
+		if i%3 == 0 {
+			handshake(tb, f, 0)
+			assured = append(assured, f)
+		} else {
+			first = append(first, f)
+		}
+	}
+	var second []Flow
+	for wave := 1; wave <= 2; wave++ {
+		second = second[:0]
+		for i := range len(first) {
+			now := int64(wave*capacity+i) * 1000
+			f, res := tb.Insert(key(wave, i), xlate4(2000, 8080), 1, 1, now)
+			if res != Inserted {
+				t.Fatalf("wave %d insert %d: Insert = %v, want inserted (evicting)", wave, i, res)
+			}
+			second = append(second, f)
+		}
+		for i, f := range second {
+			if _, ok := tb.Get(f.Handle); !ok {
+				t.Fatalf("wave %d flow %d evicted by its own wave", wave, i)
+			}
+		}
+		for i, f := range first {
+			if _, ok := tb.Get(f.Handle); ok {
+				t.Fatalf("wave %d: flow %d of the previous wave still live", wave, i)
+			}
+		}
+		first = append(first[:0], second...)
+	}
+	for i, f := range assured {
+		if !tb.Assured(f.Handle) {
+			t.Fatalf("assured flow %d evicted", i)
+		}
+	}
+	if st := tb.Stats(); st.Evictions != uint64(2*len(second)) || st.Entries != capacity {
+		t.Errorf("Stats() evictions %d entries %d, want %d %d", st.Evictions, st.Entries, 2*len(second), capacity)
+	}
+}

@@ -54,14 +54,15 @@ const (
 // Original); with Conflict, Full and Invalid it is the zero Flow.
 //
 // When no record is free, Insert marks the table under pressure (Pressure)
-// and evicts one flow among those referenced by the probe windows of both
-// tuples and two more hash-chosen buckets: an expired one if any, else the
-// least recently seen unassured flow. It never evicts an assured flow: when
-// the sample holds only assured flows the new flow is refused (Full,
-// counted in Stats.RefusedAssured). When a tuple's window has no empty
-// slot (vanishingly rare) it makes the same choice inside the window.
-// Evictions are counted in Stats.Evictions (expired victims in
-// Stats.Expiries).
+// and the eviction hand (hand.go) frees one flow among the next records of
+// the array: an expired one if any, else an unassured flow idle for
+// ReclaimAge, else the least recently seen unassured flow; the new flow
+// takes its record. It never evicts an assured flow: when the hand finds
+// only assured flows the new flow is refused (Full, counted in
+// Stats.RefusedAssured). When a tuple's window has no empty slot
+// (vanishingly rare) it chooses a victim inside the window, expired first,
+// then the least recently seen unassured one. Evictions are counted in
+// Stats.Evictions (expired victims in Stats.Expiries).
 //
 // Insert never allocates. It takes the spin bits of the two tuples' home
 // buckets (not a global lock) for the few hundred nanoseconds it runs.
@@ -115,20 +116,10 @@ func (t *Table) insertLocked(orig, reply *Tuple, ho, hr uint64, svc, ep uint32, 
 	if !ok {
 		t.Pressure(now)
 	}
-	for try := 0; !ok && try < 2; try++ {
-		// No free record: evict from the windows of both tuples and two
-		// more buckets picked by hash (about 24 flows at full load), so
-		// that a busy flow is only chosen when the sample holds nothing
-		// expired, unreplied or older.
-		o1, o2 := t.buckets(ho)
-		r1, r2 := t.buckets(hr)
-		x := mix(ho^t.key[2], hr^uint64(try))
-		bs := [6]uint64{o1, o2, r1, r2, uint64(uint32(x)) * t.nb >> 32, x >> 32 * t.nb >> 32}
-		var removed bool
-		if removed, assuredOnly = t.evict(bs[:], now); !removed {
-			break
-		}
-		idx, ok = pool.pop(hint)
+	if !ok {
+		// No free record: the eviction hand frees one and hands it over
+		// (hand.go).
+		idx, ok, assuredOnly = t.evictHand(fam6, now)
 	}
 	if !ok {
 		st := t.stripe(uint32(ho))
