@@ -33,6 +33,12 @@ func TestNoAllocs(t *testing.T) {
 			f, _ := tb.Insert(tup4(5, 6, n, 80, nat.ProtoUDP), x4, 1, 1, 1)
 			tb.Delete(f.Handle)
 		}},
+		{"InsertFirst new and Delete", func() {
+			n++
+			f, _ := tb.InsertFirst(tup4(5, 7, n, 80, nat.ProtoTCP), x4, 1, 1, Packet{Seg: Segment{Flags: TCPSyn, Seq: 9}, HasSeq: true, Bytes: 60}, 1)
+			tb.Delete(f.Handle)
+		}},
+		{"InsertFirst exists", func() { tb.InsertFirst(k4, x4, 1, 1, Packet{Seg: Segment{Flags: TCPAck}, Bytes: 60}, 1) }},
 		{"Touch", func() { tb.Touch(f4.Handle, Reply, TCPAck, 1500, 2) }},
 		{"Touch v6", func() { tb.Touch(f6.Handle, Original, TCPAck, 1500, 2) }},
 		{"Sweep", func() { tb.Sweep(3, 64) }},

@@ -3,6 +3,8 @@ package conntrack
 import (
 	"fmt"
 	"sync/atomic"
+
+	"github.com/xdpgate/xdpgate/nat"
 )
 
 // InsertResult says what Insert did.
@@ -67,6 +69,39 @@ const (
 // Insert never allocates. It takes the spin bits of the two tuples' home
 // buckets (not a global lock) for the few hundred nanoseconds it runs.
 func (t *Table) Insert(orig Tuple, x Translation, svc, ep uint32, now int64) (Flow, InsertResult) {
+	return t.insert(orig, x, svc, ep, nil, now)
+}
+
+// Packet is a flow's first packet for InsertFirst, in the original
+// direction: Seg.Flags is byte 13 of the TCP header (ignored for other
+// protocols), Seg's numbers count only with HasSeq (TouchTCP's rules, else
+// Touch's), Bytes is its length from the IP header on.
+type Packet struct {
+	Seg    Segment
+	HasSeq bool
+	Bytes  int
+}
+
+// InsertFirst is Insert followed by the Touch (TouchTCP with pkt.HasSeq)
+// of the flow's first packet, with the same outcome, but cheaper: for a new
+// flow the packet is applied while the record is still being built, with
+// plain stores into fields the build writes anyway, instead of a Touch's
+// atomic read-modify-writes on a published flow. With Exists the packet is
+// applied to the existing flow as Touch would. The returned Flow's State is
+// the state after the packet.
+func (t *Table) InsertFirst(orig Tuple, x Translation, svc, ep uint32, pkt Packet, now int64) (Flow, InsertResult) {
+	f, res := t.insert(orig, x, svc, ep, &pkt, now)
+	if res == Exists {
+		var seg *Segment
+		if pkt.HasSeq {
+			seg = &pkt.Seg
+		}
+		t.touch(f.Handle, Original, pkt.Seg.Flags, seg, pkt.Bytes, now)
+	}
+	return f, res
+}
+
+func (t *Table) insert(orig Tuple, x Translation, svc, ep uint32, first *Packet, now int64) (Flow, InsertResult) {
 	reply := x.Reply(orig)
 	fam6 := orig.Family == IPv6
 	if !orig.Valid() || !reply.Valid() || orig == reply || (fam6 && len(t.r6) == 0) {
@@ -85,7 +120,7 @@ func (t *Table) Insert(orig Tuple, x Translation, svc, ep uint32, now int64) (Fl
 	if b1 != b0 {
 		t.lock(b1)
 	}
-	f, res := t.insertLocked(&orig, &reply, ho, hr, svc, ep, now)
+	f, res := t.insertLocked(&orig, &reply, ho, hr, svc, ep, first, now)
 	if b1 != b0 {
 		t.unlock(b1)
 	}
@@ -93,7 +128,7 @@ func (t *Table) Insert(orig Tuple, x Translation, svc, ep uint32, now int64) (Fl
 	return f, res
 }
 
-func (t *Table) insertLocked(orig, reply *Tuple, ho, hr uint64, svc, ep uint32, now int64) (Flow, InsertResult) {
+func (t *Table) insertLocked(orig, reply *Tuple, ho, hr uint64, svc, ep uint32, first *Packet, now int64) (Flow, InsertResult) {
 	fam6 := orig.Family == IPv6
 	// Uniqueness: we hold the home-bucket bits of both tuples, so no other
 	// inserter can add a flow using either of them until we return.
@@ -143,11 +178,26 @@ func (t *Table) insertLocked(orig, reply *Tuple, ho, hr uint64, svc, ep uint32, 
 	r.svc.Store(svc)
 	r.ep.Store(ep)
 	r.last.Store(now)
-	ct := t.ctr(fam6, idx)
-	for d := range 2 {
-		ct.pkts[d].Store(0)
-		ct.bytes[d].Store(0)
+	// The state, counters and sequence tracking the flow is published
+	// with: the initial ones, or those its first packet leads to.
+	gen := ctlGen(r.ctl.Load()) + 1
+	c := makeCtl(gen, orig.Proto, 0, initialState(orig.Proto))
+	var pkts, bytes uint64
+	var nxt [2]uint32 // a reused record must not keep its last flow's numbers
+	if first != nil {
+		nc := advance(c, Original, first.Seg.Flags)
+		if first.HasSeq && orig.Proto == nat.ProtoTCP {
+			nxt = firstSeq(nc, &first.Seg)
+		}
+		c, pkts, bytes = nc, 1, uint64(max(first.Bytes, 0))
 	}
+	ct := t.ctr(fam6, idx)
+	ct.pkts[Original].Store(pkts)
+	ct.bytes[Original].Store(bytes)
+	ct.pkts[Reply].Store(0)
+	ct.bytes[Reply].Store(0)
+	ct.nxt[Original].Store(nxt[Original])
+	ct.nxt[Reply].Store(nxt[Reply])
 	eo := entryKey(ho, fam6) | uint64(idx)
 	er := entryKey(hr, fam6) | dirBit | uint64(idx)
 	// Reply entry first: once the original entry is visible, so is the
@@ -163,9 +213,8 @@ func (t *Table) insertLocked(orig, reply *Tuple, ho, hr uint64, svc, ep uint32, 
 		t.stripe(idx).full.Add(1)
 		return Flow{}, Full
 	}
-	gen := ctlGen(r.ctl.Load()) + 1
-	s := initialState(orig.Proto)
-	r.ctl.Store(makeCtl(gen, orig.Proto, 0, s))
+	r.ctl.Store(c)
+	s := ctlState(c)
 	st := t.stripe(idx)
 	st.inserts.Add(1)
 	st.states[s].Add(1)
