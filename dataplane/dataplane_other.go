@@ -48,7 +48,9 @@ func (*Classifier) Update(Rules) error { return errNotSupported() }
 func (*Classifier) Close() error { return nil }
 
 // Counters returns an error wrapping ErrNotSupported.
-func (*Classifier) Counters() (ClassifierCounters, error) { return ClassifierCounters{}, errNotSupported() }
+func (*Classifier) Counters() (ClassifierCounters, error) {
+	return ClassifierCounters{}, errNotSupported()
+}
 
 // Limits returns the default sizes.
 func (*Classifier) Limits() ClassifierConfig { return ClassifierConfig{}.withDefaults() }

@@ -4,16 +4,18 @@ package dataplane
 // kernel lost on its side of the rings, which xdpgate's own counters cannot
 // see.
 type KernelXSKStats struct {
-	// RxDropped counts frames the kernel dropped for this socket (for
-	// example too long for a UMEM frame).
+	// RxDropped counts frames the kernel dropped for this socket: for lack
+	// of a free UMEM frame (those are also in RxFillRingEmpty) or too long
+	// for one. Frames lost to a full RX ring are not in it (RxRingFull).
 	RxDropped uint64
 	// RxInvalidDescs and TxInvalidDescs count invalid descriptors.
 	RxInvalidDescs, TxInvalidDescs uint64
 	// RxRingFull counts frames dropped because the RX ring was full: the
 	// poller did not keep up.
 	RxRingFull uint64
-	// RxFillRingEmpty counts frames dropped because the fill ring was
-	// empty: no free UMEM frame to receive into.
+	// RxFillRingEmpty counts the times the kernel found the fill ring
+	// empty when it needed a frame to receive into: in copy mode each is a
+	// frame dropped (and counted in RxDropped).
 	RxFillRingEmpty uint64
 	// TxRingEmpty counts times the kernel found the TX ring empty when
 	// asked to send.

@@ -190,9 +190,10 @@ func writeGateway(b *bytes.Buffer, results []*Result) {
 		return
 	}
 	b.WriteString("Where the frames went, by the gateway's counters over the reported burst: redirected to AF_XDP by the classifier " +
-		"(passed to the kernel); lost by the kernel before the pollers (RX ring full, fill ring empty, other drops / invalid descriptors); " +
+		"(passed to the kernel; offered frames neither redirected nor passed were lost before XDP, in veth); lost by the kernel before " +
+		"the pollers: dropped (of which for an empty fill ring: no free UMEM frame) and RX ring full; invalid descriptors; " +
 		"taken by the pollers; dropped by the dataplane (largest reasons); put on a TX ring (not sent: TX ring full):\n\n")
-	b.WriteString("| Dataplane | Offered | Redirected (passed) | RX ring full | Fill ring empty | RX dropped / invalid | Polled | Dropped | TX (ring full) | Delivered |\n")
+	b.WriteString("| Dataplane | Offered | Redirected (passed) | Kernel dropped (fill ring empty) | RX ring full | Invalid descs | Polled | Dropped | TX (ring full) | Delivered |\n")
 	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, res := range results {
 		g := res.Gateway
@@ -205,9 +206,9 @@ func writeGateway(b *bytes.Buffer, results []*Result) {
 			}
 			return fmt.Sprint(v)
 		}
-		fmt.Fprintf(b, "| %s | %d | %d (%d) | %s | %s | %d / %d | %d | %s | %d (%d) | %d |\n",
-			cell(label(res)), res.Offered, g.Redirected, g.Passed, ring(g.RxRingFull), ring(g.FillRingEmpty),
-			g.RxDropped, g.InvalidDescs, g.RxFrames, cell(fmtDrops(g)), g.TxFrames, g.TxRingFull, res.Delivered)
+		fmt.Fprintf(b, "| %s | %d | %d (%d) | %d (%s) | %s | %d | %d | %s | %d (%d) | %d |\n",
+			cell(label(res)), res.Offered, g.Redirected, g.Passed, g.RxDropped, ring(g.FillRingEmpty), ring(g.RxRingFull),
+			g.InvalidDescs, g.RxFrames, cell(fmtDrops(g)), g.TxFrames, g.TxRingFull, res.Delivered)
 	}
 	b.WriteString("\n")
 }

@@ -95,10 +95,12 @@ type GatewayCounters struct {
 	Redirected uint64 `json:"redirected"` // classifier: to an AF_XDP socket
 	Passed     uint64 `json:"passed"`     // classifier: to the kernel (no_socket included)
 	NoSocket   uint64 `json:"no_socket"`  // classifier: chosen for redirect, but no socket on the queue
-	// The kernel's XDP_STATISTICS.
+	// The kernel's XDP_STATISTICS. RxDropped and RxRingFull are disjoint
+	// and together what the kernel lost after the classifier;
+	// FillRingEmpty is (in copy mode) part of RxDropped.
 	RxRingFull      uint64 `json:"rx_ring_full"`      // dropped: RX ring full (the poller did not keep up)
 	FillRingEmpty   uint64 `json:"fill_ring_empty"`   // dropped: no free UMEM frame in the fill ring
-	RxDropped       uint64 `json:"rx_dropped"`        // dropped by the kernel for other reasons
+	RxDropped       uint64 `json:"rx_dropped"`        // dropped by the kernel, fill ring empty included
 	InvalidDescs    uint64 `json:"invalid_descs"`     // invalid RX and TX descriptors
 	TxRingEmpty     uint64 `json:"tx_ring_empty"`     // the kernel found a TX ring empty when asked to send
 	KernelRingStats bool   `json:"kernel_ring_stats"` // false: the kernel reports no ring counters (before 5.9)

@@ -1,6 +1,10 @@
 package rig
 
 import (
+	"context"
+	"fmt"
+	"time"
+
 	"github.com/xdpgate/xdpgate/bench/report"
 	"github.com/xdpgate/xdpgate/dataplane"
 	"github.com/xdpgate/xdpgate/internal/admin"
@@ -90,4 +94,23 @@ func gatewayDelta(a, b *report.GatewayCounters) *report.GatewayCounters {
 		}
 	}
 	return d
+}
+
+// waitCounters waits until gw's counters can be read (for at most limit).
+func waitCounters(ctx context.Context, gw gateway, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		_, err := gw.counters()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("gateway counters not readable within %v: %w", limit, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

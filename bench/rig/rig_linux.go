@@ -306,7 +306,14 @@ func (r *scenarioRun) measure(ctx context.Context, dp string, steered bool) (res
 	if err := b.warmup(ctx, gw); err != nil {
 		return fail(err)
 	}
-	b.gw = gw // up and delivering: its counters can be read from now on
+	// Its counters, read around each burst. xdpgate serves them once it
+	// is set up, which the warmup does not always prove: in the reply
+	// scenarios the kernel's ICMP errors about frames sent before the
+	// gateway took over reach the generator's sink too.
+	if err := waitCounters(ctx, gw, 20*time.Second); err != nil {
+		return fail(err)
+	}
+	b.gw = gw
 	if steered {
 		if err := t.steer(); err != nil {
 			return fail(err)

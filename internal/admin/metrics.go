@@ -83,11 +83,11 @@ func NewCollector(src Source) *Collector {
 	c.ctCapacity = prometheus.NewDesc("xdpgate_conntrack_capacity", "Flow table capacity by IP family (--conntrack-max; IPv6 an eighth of it).", []string{"family"}, nil)
 	c.affCapacity = prometheus.NewDesc("xdpgate_affinity_capacity", "ClientIP affinity table capacity in clients (--affinity-max).", nil, nil)
 	c.xskRxDropped = prometheus.NewDesc("xdpgate_xsk_rx_dropped_total",
-		"Frames the kernel dropped for this AF_XDP socket (XDP_STATISTICS rx_dropped, e.g. too long for a UMEM frame).", q, nil)
+		"Frames the kernel dropped for this AF_XDP socket: no free UMEM frame (also in xdpgate_xsk_fill_ring_empty_total) or too long for one; not those of a full RX ring (XDP_STATISTICS rx_dropped).", q, nil)
 	c.xskRxRingFull = prometheus.NewDesc("xdpgate_xsk_rx_ring_full_total",
 		"Frames the kernel dropped because this socket's RX ring was full: the poller did not keep up (XDP_STATISTICS rx_ring_full; kernel 5.9+).", q, nil)
 	c.xskFillRingEmpty = prometheus.NewDesc("xdpgate_xsk_fill_ring_empty_total",
-		"Frames the kernel dropped because this socket's fill ring was empty: no free UMEM frame (XDP_STATISTICS rx_fill_ring_empty_descs; kernel 5.9+).", q, nil)
+		"Times the kernel found this socket's fill ring empty when it needed a UMEM frame to receive into; in copy mode each is a dropped frame, also in xdpgate_xsk_rx_dropped_total (XDP_STATISTICS rx_fill_ring_empty_descs; kernel 5.9+).", q, nil)
 	c.xskTxRingEmpty = prometheus.NewDesc("xdpgate_xsk_tx_ring_empty_total",
 		"Times the kernel found this socket's TX ring empty when asked to send (XDP_STATISTICS tx_ring_empty_descs; kernel 5.9+).", q, nil)
 	c.xskInvalid = prometheus.NewDesc("xdpgate_xsk_invalid_descriptors_total",
