@@ -141,17 +141,20 @@
 // an eviction hand (hand.go), a shared position that moves through the
 // record array, frees a flow among the 16 records at the hand (loaded
 // together: consecutive cache lines): an expired flow if any, else an
-// unassured flow idle for ReclaimAge, else the least recently seen
-// unassured flow. The new flow takes the victim's record, just behind the
-// hand, so it is looked at again only a whole turn later: a flood turns
-// the table over first in, first out. An assured flow is never evicted to
-// make room for a new (so unassured) one: if the hand finds only assured
-// flows over 128 records, the insert is refused (Full, counted in
-// Stats.RefusedAssured; the pipeline drops with conntrack_full). A flood
-// therefore evicts itself, never an established connection. When a window
-// has no empty slot (vanishingly rare) a victim is chosen inside the window
-// (expired, else least recently seen unassured). Both count in
-// Stats.Evictions.
+// evictable flow idle for ReclaimAge, else the least recently seen
+// evictable flow. Evictable: unassured, or, as the kernel's early_drop
+// (tcp_can_early_drop), an assured TCP flow already closing (FIN_WAIT,
+// CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE): else a small table fills with
+// TIME_WAIT flows for 120 s and refuses everything. The new flow takes the
+// victim's record, just behind the hand, so it is looked at again only a
+// whole turn later: a flood turns the table over first in, first out. An
+// assured open flow is never evicted to make room for a new (so
+// unassured) one: if the hand finds only those over 128 records, the
+// insert is refused (Full, counted in Stats.RefusedAssured; the pipeline
+// drops with conntrack_full). A flood therefore evicts itself, never an
+// established connection. When a window has no empty slot (vanishingly
+// rare) a victim is chosen inside the window (expired, else least recently
+// seen evictable). Both count in Stats.Evictions.
 //
 // Under pressure (Pressure: set by Insert when the table is full, and by
 // the pipeline when SNAT probing fails; it lasts 10 s after the last mark)

@@ -283,3 +283,34 @@ func TestEvictHandTurn(t *testing.T) {
 		t.Errorf("Stats() evictions %d entries %d, want %d %d", st.Evictions, st.Entries, 2*len(second), capacity)
 	}
 }
+
+// TestClosingAssuredEvictable: as the kernel's early_drop, an assured TCP
+// flow that is closing (here TIME_WAIT) may be evicted for a new flow, so
+// a small table full of finished connections keeps admitting new ones; an
+// assured open flow may not (TestFloodKeepsEstablished).
+func TestClosingAssuredEvictable(t *testing.T) {
+	const capacity = 64
+	tb := newTestTable(t, Config{MaxFlows: capacity, MaxFlows6: -1})
+	for i := range capacity {
+		f, res := tb.Insert(tup4(uint32(i), 1000, uint16(i), 80, nat.ProtoTCP), xlate4(2000, 8080), 1, 1, 0)
+		if res != Inserted {
+			t.Fatalf("fill %d: Insert = %v", i, res)
+		}
+		handshake(tb, f, 0)
+		tb.Touch(f.Handle, Original, TCPFin|TCPAck, 60, 0)
+		tb.Touch(f.Handle, Reply, TCPFin|TCPAck, 60, 0)
+		tb.Touch(f.Handle, Original, TCPAck, 60, 0)
+		if e, _ := tb.Get(f.Handle); e.State != StateTimeWait || !e.Assured {
+			t.Fatalf("flow %d: state %v assured %v, want TIME_WAIT, assured", i, e.State, e.Assured)
+		}
+	}
+	for i := range capacity {
+		k := Tuple4([4]byte{198, 19, 0, byte(i)}, addr4(1000), uint16(i), 80, nat.ProtoTCP)
+		if _, res := tb.Insert(k, xlate4(2000, 8080), 1, 1, sec); res != Inserted {
+			t.Fatalf("new flow %d into a table of TIME_WAIT flows: Insert = %v, want inserted", i, res)
+		}
+	}
+	if st := tb.Stats(); st.Evictions != capacity || st.RefusedAssured != 0 {
+		t.Errorf("Stats() evictions %d refused %d, want %d 0", st.Evictions, st.RefusedAssured, capacity)
+	}
+}

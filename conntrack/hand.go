@@ -14,10 +14,11 @@ package conntrack
 // already in cache.
 //
 // The choice among the records at the hand, in order: the first expired
-// flow; else the first unassured flow idle for at least ReclaimAge (a busy
+// flow; else the first evictable flow idle for at least ReclaimAge (a busy
 // one-way flow or a handshake under way is passed over); else the least
-// recently seen unassured flow. An assured flow is never evicted: when
-// handScans scans in a row found only assured flows (or flows in flux) the
+// recently seen evictable flow. Evictable: unassured, or an assured TCP
+// flow already closing (protected). An assured open flow is never evicted:
+// when handScans scans in a row found only those (or flows in flux) the
 // insert is refused. The hand then moves just past the victim.
 //
 // Fairness: the insert that frees a record fills it at once, just behind
@@ -76,7 +77,7 @@ func (t *Table) evictHand(fam6 bool, now int64) (idx uint32, ok, assuredOnly boo
 				best, why = j, reasonExpired
 				break
 			}
-			if ctlFlags(c)&flagAssured != 0 {
+			if protected(c) {
 				assured = true
 				continue
 			}

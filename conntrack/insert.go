@@ -57,13 +57,14 @@ const (
 //
 // When no record is free, Insert marks the table under pressure (Pressure)
 // and the eviction hand (hand.go) frees one flow among the next records of
-// the array: an expired one if any, else an unassured flow idle for
-// ReclaimAge, else the least recently seen unassured flow; the new flow
-// takes its record. It never evicts an assured flow: when the hand finds
-// only assured flows the new flow is refused (Full, counted in
-// Stats.RefusedAssured). When a tuple's window has no empty slot
+// the array: an expired one if any, else an evictable flow idle for
+// ReclaimAge, else the least recently seen evictable flow (evictable:
+// unassured, or an assured TCP flow already closing, as the kernel's
+// early_drop); the new flow takes its record. It never evicts an assured
+// open flow: when the hand finds only those the new flow is refused (Full,
+// counted in Stats.RefusedAssured). When a tuple's window has no empty slot
 // (vanishingly rare) it chooses a victim inside the window, expired first,
-// then the least recently seen unassured one. Evictions are counted in
+// then the least recently seen evictable one. Evictions are counted in
 // Stats.Evictions (expired victims in Stats.Expiries).
 //
 // Insert never allocates. It takes the spin bits of the two tuples' home
@@ -332,10 +333,10 @@ func empties(w []atomic.Uint64) int {
 }
 
 // evict removes one flow referenced from the index buckets bs: the first
-// expired one, else the least recently seen unassured one (half-open TCP,
-// one-way UDP: what a flood creates, as nf_conntrack's early_drop). An
-// assured flow is never evicted to make room: a new flow is unassured, and
-// proven two-way flows outrank it. It reports whether it removed something
+// expired one, else the least recently seen evictable one (half-open TCP,
+// one-way UDP: what a flood creates; and closing TCP: as nf_conntrack's
+// early_drop). An assured open flow is never evicted to make room: a new
+// flow is unassured, and proven two-way flows outrank it (protected). It reports whether it removed something
 // (or found a flow already being removed by someone else, which frees room
 // as well), and whether the buckets held only assured live flows.
 func (t *Table) evict(bs []uint64, now int64) (removed, assuredOnly bool) {
@@ -368,7 +369,7 @@ func (t *Table) evict(bs []uint64, now int64) (removed, assuredOnly bool) {
 				}
 				continue
 			}
-			if ctlFlags(c)&flagAssured != 0 {
+			if protected(c) {
 				assured = true
 				continue
 			}
