@@ -41,34 +41,13 @@ func adminCounters(st admin.Stats) *report.GatewayCounters {
 	return g
 }
 
-// forwarderCounters is adminCounters for the raw forwarder, read from its
-// Dataplane in this process.
+// forwarderCounters is adminCounters for the raw forwarder, whose
+// Dataplane is in this process.
 func forwarderCounters(dp *dataplane.Dataplane) (*report.GatewayCounters, error) {
-	g := &report.GatewayCounters{DropReasons: map[string]uint64{}}
-	for _, q := range dp.Stats() {
-		g.RxFrames += q.RxFrames
-		g.TxFrames += q.TxFrames
-		g.TxRingFull += q.TxRingFull
-		k := q.Kernel
-		g.RxRingFull += k.RxRingFull
-		g.FillRingEmpty += k.RxFillRingEmpty
-		g.RxDropped += k.RxDropped
-		g.InvalidDescs += k.RxInvalidDescs + k.TxInvalidDescs
-		g.TxRingEmpty += k.TxRingEmpty
-		g.KernelRingStats = g.KernelRingStats || k.RingCounters
-		for r, n := range q.Drops {
-			if n != 0 {
-				g.Dropped += n
-				g.DropReasons[dataplane.DropReason(r).String()] += n
-			}
-		}
-	}
-	c, err := dp.Classifier().Counters()
-	if err != nil {
+	if _, err := dp.Classifier().Counters(); err != nil {
 		return nil, err
 	}
-	g.Redirected, g.Passed, g.NoSocket = c.Redirected(), c.Passed(), c.RedirectNoSocket
-	return g, nil
+	return adminCounters(admin.StatsOf(admin.Source{Queues: dp.Stats, ClassifierCounters: dp.Classifier().Counters})), nil
 }
 
 // gatewayDelta is what happened between two readings of the same

@@ -20,3 +20,7 @@ func ReadStats(path string, timeout time.Duration) (Stats, error) {
 	}
 	return st, nil
 }
+
+// StatsOf is what /v1/stats answers for src, for a program that holds the
+// dataplane itself (the benchmark rig's raw forwarder).
+func StatsOf(src Source) Stats { return statsOf(src) }
