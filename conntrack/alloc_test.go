@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 
@@ -32,6 +33,12 @@ func TestNoAllocs(t *testing.T) {
 			f, _ := tb.Insert(tup4(5, 6, n, 80, nat.ProtoUDP), x4, 1, 1, 1)
 			tb.Delete(f.Handle)
 		}},
+		{"InsertFirst new and Delete", func() {
+			n++
+			f, _ := tb.InsertFirst(tup4(5, 7, n, 80, nat.ProtoTCP), x4, 1, 1, Packet{Seg: Segment{Flags: TCPSyn, Seq: 9}, HasSeq: true, Bytes: 60}, 1)
+			tb.Delete(f.Handle)
+		}},
+		{"InsertFirst exists", func() { tb.InsertFirst(k4, x4, 1, 1, Packet{Seg: Segment{Flags: TCPAck}, Bytes: 60}, 1) }},
 		{"Touch", func() { tb.Touch(f4.Handle, Reply, TCPAck, 1500, 2) }},
 		{"Touch v6", func() { tb.Touch(f6.Handle, Original, TCPAck, 1500, 2) }},
 		{"Sweep", func() { tb.Sweep(3, 64) }},
@@ -105,5 +112,54 @@ func TestLookupBatch(t *testing.T) {
 	}
 	if got := testing.AllocsPerRun(100, func() { tb.LookupBatch(keys, now, out, found) }); got != 0 {
 		t.Errorf("AllocsPerRun(LookupBatch) = %v, want 0", got)
+	}
+}
+
+// TestLookupBatchFullTable: in full tables, where about a quarter of the
+// buckets have overflowed into their second bucket, LookupBatch finds
+// exactly the flows a map of the inserted tuples holds (both directions),
+// and nothing else, for random batches of hits and misses.
+func TestLookupBatchFullTable(t *testing.T) {
+	for seed := range uint64(4) {
+		r := rand.New(rand.NewPCG(seed, 11))
+		const n = 4096
+		tb := newTestTable(t, Config{MaxFlows: n, MaxFlows6: -1, Seed: seed + 1})
+		live := make(map[Tuple]Dir)
+		var all []Tuple
+		for i := range n {
+			k := Tuple4([4]byte{198, 18, byte(r.Uint32()), byte(r.Uint32())}, addr4(1000), uint16(r.Uint32()), 80, nat.ProtoTCP)
+			x := xlate4(uint32(2000+i%7), 8080)
+			if _, res := tb.Insert(k, x, 1, 1, 0); res != Inserted {
+				continue
+			}
+			live[k], live[x.Reply(k)] = Original, Reply
+			all = append(all, k, x.Reply(k))
+		}
+		second := 0
+		for b := range tb.nb {
+			second += int(tb.header(b).Load() >> 32)
+		}
+		if second == 0 {
+			t.Fatalf("seed %d: no entry in a second bucket: the test covers nothing", seed)
+		}
+		keys := make([]Tuple, 64)
+		out := make([]Flow, 64)
+		found := make([]bool, 64)
+		for range 200 {
+			for i := range keys {
+				if r.IntN(3) == 0 {
+					keys[i] = Tuple4([4]byte{198, 19, byte(r.Uint32()), byte(r.Uint32())}, addr4(1000), uint16(r.Uint32()), 80, nat.ProtoTCP)
+				} else {
+					keys[i] = all[r.IntN(len(all))]
+				}
+			}
+			tb.LookupBatch(keys, 1, out, found)
+			for i, k := range keys {
+				d, ok := live[k]
+				if found[i] != ok || ok && out[i].Dir != d {
+					t.Fatalf("seed %d: LookupBatch(%v) = %+v, %v, want dir %v, %v", seed, k, out[i], found[i], d, ok)
+				}
+			}
+		}
 	}
 }

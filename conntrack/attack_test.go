@@ -247,3 +247,66 @@ func TestReclaim(t *testing.T) {
 		t.Fatalf("Reclaim(idle TIME_WAIT) = false, want true")
 	}
 }
+
+// TestReusedRecordForgetsSequence: a flow built in a record another flow
+// used starts without that flow's sequence tracking, so its first packet,
+// a mid-stream ACK picked up loosely, applies as in an empty table (before,
+// the old numbers made it out of window: the flow stayed TCP_NONE).
+func TestReusedRecordForgetsSequence(t *testing.T) {
+	tb := newTestTable(t, Config{MaxFlows: 1, MaxFlows6: -1})
+	old, _ := tb.Insert(tup4(1, 2, 3, 80, nat.ProtoTCP), xlate4(4, 8080), 1, 1, 0)
+	handshake(tb, old, 0)
+	tb.Delete(old.Handle)
+	f, res := tb.Insert(tup4(5, 2, 6, 80, nat.ProtoTCP), xlate4(4, 8080), 1, 1, sec)
+	if res != Inserted || f.Handle.idx() != old.Handle.idx() {
+		t.Fatalf("Insert = %v in record %d, want inserted in record %d", res, f.Handle.idx(), old.Handle.idx())
+	}
+	tb.TouchTCP(f.Handle, Original, Segment{Flags: TCPAck, Seq: 3_000_000_000, Ack: 7}, 60, sec)
+	if e, _ := tb.Get(f.Handle); e.State != StateEstablished || e.Packets[Original] != 1 {
+		t.Errorf("after a picked-up ACK: state %v, packets %d, want ESTABLISHED, 1", e.State, e.Packets[Original])
+	}
+}
+
+// TestInsertFirst: InsertFirst leaves exactly what Insert followed by the
+// packet's Touch or TouchTCP leaves (the slow reference): state, flags,
+// counters, last-seen and sequence tracking, for random first packets into
+// records that earlier flows used, and for an existing flow.
+func TestInsertFirst(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	fast := newTestTable(t, Config{MaxFlows: 8, MaxFlows6: -1, Seed: 3, TouchResolution: 1})
+	slow := newTestTable(t, Config{MaxFlows: 8, MaxFlows6: -1, Seed: 3, TouchResolution: 1})
+	flagSets := []uint8{TCPSyn, TCPSyn | TCPAck, TCPAck, TCPFin | TCPAck, TCPRst, TCPAck | 0x08, 0}
+	for i := range 2000 {
+		proto := [...]nat.Proto{nat.ProtoTCP, nat.ProtoTCP, nat.ProtoUDP}[r.IntN(3)]
+		k := tup4(uint32(r.IntN(6)), 2, uint16(r.IntN(3)), 80, proto)
+		pkt := Packet{Seg: Segment{Flags: flagSets[r.IntN(len(flagSets))], Seq: r.Uint32(), Ack: r.Uint32(), Len: uint32(r.IntN(100))},
+			HasSeq: r.IntN(4) != 0, Bytes: 40 + r.IntN(1400)}
+		now := int64(i) * sec
+		ff, fres := fast.InsertFirst(k, xlate4(9, 8080), 1, 2, pkt, now)
+		sf, sres := slow.Insert(k, xlate4(9, 8080), 1, 2, now)
+		if sres == Inserted || sres == Exists {
+			if pkt.HasSeq && proto == nat.ProtoTCP {
+				slow.TouchTCP(sf.Handle, Original, pkt.Seg, pkt.Bytes, now)
+			} else {
+				slow.Touch(sf.Handle, Original, pkt.Seg.Flags, pkt.Bytes, now)
+			}
+		}
+		if fres != sres || ff.Handle != sf.Handle {
+			t.Fatalf("packet %d: InsertFirst = %v %v, Insert = %v %v", i, fres, ff.Handle, sres, sf.Handle)
+		}
+		fe, fok := fast.Get(ff.Handle)
+		se, sok := slow.Get(sf.Handle)
+		fn, sn := fast.ctr(false, ff.Handle.idx()), slow.ctr(false, sf.Handle.idx())
+		if fok != sok || fe != se || fn.nxt[0].Load() != sn.nxt[0].Load() || fn.nxt[1].Load() != sn.nxt[1].Load() {
+			t.Fatalf("packet %d (%+v, %v): InsertFirst left %+v nxt %d,%d; Insert+Touch %+v nxt %d,%d", i, pkt, fres,
+				fe, fn.nxt[0].Load(), fn.nxt[1].Load(), se, sn.nxt[0].Load(), sn.nxt[1].Load())
+		}
+		if fres == Inserted && ff.State != fe.State {
+			t.Fatalf("packet %d: InsertFirst Flow.State %v, flow is %v", i, ff.State, fe.State)
+		}
+		if r.IntN(3) == 0 { // free records for reuse
+			fast.Delete(ff.Handle)
+			slow.Delete(sf.Handle)
+		}
+	}
+}

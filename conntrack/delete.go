@@ -8,6 +8,18 @@ import "github.com/xdpgate/xdpgate/nat"
 // wins; only the winner unlinks the index entries and frees the record. It
 // reports whether this call removed the flow.
 func (t *Table) remove(fam6 bool, idx uint32, c uint64, why reason) bool {
+	if !t.detach(fam6, idx, c, why) {
+		return false
+	}
+	t.pool(fam6).push(idx)
+	return true
+}
+
+// detach is remove without freeing the record: when it reports true the
+// caller owns record idx (even generation, no index entries) and must
+// either build a new flow in it or push it on its free stack. Insert uses
+// it to reuse an evicted flow's record, whose lines are then in cache.
+func (t *Table) detach(fam6 bool, idx uint32, c uint64, why reason) bool {
 	r := t.hdr(fam6, idx)
 	gen := ctlGen(c)
 	for {
@@ -21,6 +33,7 @@ func (t *Table) remove(fam6 bool, idx uint32, c uint64, why reason) bool {
 	}
 	// The record is ours until pushed back: its tuples cannot change.
 	proto := ctlProto(c)
+	var hs, es [2]uint64
 	for d := Original; d <= Reply; d++ {
 		k := t.loadTuple(fam6, idx, d, proto)
 		h := k.hash(&t.key)
@@ -28,8 +41,14 @@ func (t *Table) remove(fam6 bool, idx uint32, c uint64, why reason) bool {
 		if d == Reply {
 			e |= dirBit
 		}
-		t.unlink(h, e)
+		hs[d], es[d] = h, e
+		// Touch both windows' first lines before the first CAS: the two
+		// loads overlap their cache misses, a locked instruction between
+		// them would serialise them (as in Insert).
+		_ = t.header(t.bucketOf(h)).Load()
 	}
+	t.unlink(hs[Original], es[Original])
+	t.unlink(hs[Reply], es[Reply])
 	st := t.stripe(idx)
 	st.states[ctlState(c)].Add(-1)
 	if fam6 {
@@ -43,7 +62,6 @@ func (t *Table) remove(fam6 bool, idx uint32, c uint64, why reason) bool {
 	default:
 		st.deletes.Add(1)
 	}
-	t.pool(fam6).push(idx)
 	return true
 }
 

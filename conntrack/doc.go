@@ -138,30 +138,30 @@
 // window (seq.go), which an off-path spoofer has to guess.
 //
 // When Insert finds no free record it marks the table under pressure and
-// evicts, among the flows of the new flow's family referenced by the
-// windows of both new tuples and two more hash-chosen buckets (about 24
-// flows at full load; a sample without a flow of the family is drawn
-// again, up to four times): an expired
-// flow if any, else the least recently seen unassured flow, else the least
-// recently seen assured TCP flow that is closing (FIN_WAIT, CLOSE_WAIT,
-// LAST_ACK, TIME_WAIT, CLOSE: the kernel's tcp_can_early_drop states, which
-// its conntrack garbage collector drops when the table is nearly full). An
-// open assured flow is never evicted to make room for a new (so unassured)
-// one: if the sample holds only open assured flows, the insert is refused
-// (Full, counted in Stats.RefusedAssured; the pipeline drops with
-// conntrack_full). A flood therefore evicts itself, never an established
-// connection, and connections that closed do not hold the table for the
-// 120 s of TIME_WAIT. When a window
-// has no empty slot (vanishingly rare) the same choice is made inside the
-// window. Both count in Stats.Evictions.
+// an eviction hand (hand.go), a shared position that moves through the
+// record array, frees a flow among the 16 records at the hand (loaded
+// together: consecutive cache lines): an expired flow if any, else an
+// evictable flow idle for ReclaimAge, else the least recently seen
+// evictable flow. Evictable: unassured, or, as the kernel's early_drop
+// (tcp_can_early_drop), an assured TCP flow already closing (FIN_WAIT,
+// CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE): else a small table fills with
+// TIME_WAIT flows for 120 s and refuses everything. The new flow takes the
+// victim's record, just behind the hand, so it is looked at again only a
+// whole turn later: a flood turns the table over first in, first out. An
+// assured open flow is never evicted to make room for a new (so
+// unassured) one: if the hand finds only those over 128 records, the
+// insert is refused (Full, counted in Stats.RefusedAssured; the pipeline
+// drops with conntrack_full). A flood therefore evicts itself, never an
+// established connection. When a window has no empty slot (vanishingly
+// rare) a victim is chosen inside the window (expired, else least recently
+// seen evictable). Both count in Stats.Evictions.
 //
 // Under pressure (Pressure: set by Insert when the table is full, and by
 // the pipeline when SNAT probing fails; it lasts 10 s after the last mark)
 // unassured TCP flows in TCP_NONE, SYN_SENT and SYN_RECV time out after
 // Timeouts.Embryonic (5 s) instead of 120/60 s, as the kernel's early_drop
 // frees non-assured entries first; Reclaim takes back the tuple (SNAT
-// port) of an unassured flow, or of a TCP connection in TIME_WAIT or CLOSE,
-// idle for ReclaimAge (or for what the caller asks). The mark is one shared
+// port) of an unassured flow idle for ReclaimAge. The mark is one shared
 // word written at most about once a second.
 //
 // # Shared memory and adoption

@@ -120,7 +120,7 @@ func TestEvictionOrder(t *testing.T) {
 		for b := range all {
 			all[b] = uint64(b)
 		}
-		removedAny, assuredOnly := tb.evict(all, now, false, true)
+		removedAny, assuredOnly := tb.evict(all, now)
 		if want < 0 {
 			if removedAny || !assuredOnly {
 				t.Fatalf("trial %d: evict = %v, %v with only assured flows, want false, true", trial, removedAny, assuredOnly)
@@ -320,5 +320,93 @@ func TestEvictFamily(t *testing.T) {
 	}
 	if st := tb.Stats(); st.Entries4 != capacity || st.Entries6 != capacity {
 		t.Errorf("entries IPv4 %d IPv6 %d, want %d each", st.Entries4, st.Entries6, capacity)
+	}
+}
+
+// TestEvictHandTurn: into a full table of unassured flows, capacity more
+// inserts each evict one flow and reuse its record, and a flow inserted
+// into a full table lives a whole turn of the hand: after the second wave
+// every flow of it is live and every flow of the first gone. A third of
+// the table is assured and survives both waves.
+func TestEvictHandTurn(t *testing.T) {
+	const capacity = 1024
+	tb := newTestTable(t, Config{MaxFlows: capacity, MaxFlows6: -1})
+	key := func(wave, i int) Tuple {
+		return Tuple4([4]byte{198, 18, byte(wave), byte(i >> 8)}, addr4(1000), uint16(i), 80, nat.ProtoTCP)
+	}
+	var assured, first []Flow
+	for i := range capacity {
+		f, res := tb.Insert(key(0, i), xlate4(2000, 8080), 1, 1, 0)
+		if res != Inserted {
+			t.Fatalf("fill %d: Insert = %v", i, res)
+		}
+		if i%3 == 0 {
+			handshake(tb, f, 0)
+			assured = append(assured, f)
+		} else {
+			first = append(first, f)
+		}
+	}
+	var second []Flow
+	for wave := 1; wave <= 2; wave++ {
+		second = second[:0]
+		for i := range len(first) {
+			now := int64(wave*capacity+i) * 1000
+			f, res := tb.Insert(key(wave, i), xlate4(2000, 8080), 1, 1, now)
+			if res != Inserted {
+				t.Fatalf("wave %d insert %d: Insert = %v, want inserted (evicting)", wave, i, res)
+			}
+			second = append(second, f)
+		}
+		for i, f := range second {
+			if _, ok := tb.Get(f.Handle); !ok {
+				t.Fatalf("wave %d flow %d evicted by its own wave", wave, i)
+			}
+		}
+		for i, f := range first {
+			if _, ok := tb.Get(f.Handle); ok {
+				t.Fatalf("wave %d: flow %d of the previous wave still live", wave, i)
+			}
+		}
+		first = append(first[:0], second...)
+	}
+	for i, f := range assured {
+		if !tb.Assured(f.Handle) {
+			t.Fatalf("assured flow %d evicted", i)
+		}
+	}
+	if st := tb.Stats(); st.Evictions != uint64(2*len(second)) || st.Entries != capacity {
+		t.Errorf("Stats() evictions %d entries %d, want %d %d", st.Evictions, st.Entries, 2*len(second), capacity)
+	}
+}
+
+// TestClosingAssuredEvictable: as the kernel's early_drop, an assured TCP
+// flow that is closing (here TIME_WAIT) may be evicted for a new flow, so
+// a small table full of finished connections keeps admitting new ones; an
+// assured open flow may not (TestFloodKeepsEstablished).
+func TestClosingAssuredEvictable(t *testing.T) {
+	const capacity = 64
+	tb := newTestTable(t, Config{MaxFlows: capacity, MaxFlows6: -1})
+	for i := range capacity {
+		f, res := tb.Insert(tup4(uint32(i), 1000, uint16(i), 80, nat.ProtoTCP), xlate4(2000, 8080), 1, 1, 0)
+		if res != Inserted {
+			t.Fatalf("fill %d: Insert = %v", i, res)
+		}
+		handshake(tb, f, 0)
+		tb.Touch(f.Handle, Original, TCPFin|TCPAck, 60, 0)
+		tb.Touch(f.Handle, Reply, TCPFin|TCPAck, 60, 0)
+		tb.Touch(f.Handle, Original, TCPAck, 60, 0)
+		if e, _ := tb.Get(f.Handle); e.State != StateTimeWait || !e.Assured {
+			t.Fatalf("flow %d: state %v assured %v, want TIME_WAIT, assured", i, e.State, e.Assured)
+		}
+	}
+	for i := range capacity {
+		k := Tuple4([4]byte{198, 19, 0, byte(i)}, addr4(1000), uint16(i), 80, nat.ProtoTCP)
+		if _, res := tb.Insert(k, xlate4(2000, 8080), 1, 1, sec); res != Inserted {
+			t.Fatalf("new flow %d into a table of TIME_WAIT flows: Insert = %v, want inserted", i, res)
+		}
+	}
+	if st := tb.Stats(); st.Evictions != capacity || st.RefusedAssured != 0 {
+		t.Errorf("Stats() evictions %d refused %d, want %d 0", st.Evictions, st.RefusedAssured, capacity)
 	}
 }

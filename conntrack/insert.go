@@ -56,18 +56,53 @@ const (
 // Original); with Conflict, Full and Invalid it is the zero Flow.
 //
 // When no record is free, Insert marks the table under pressure (Pressure)
-// and evicts one flow among those referenced by the probe windows of both
-// tuples and two more hash-chosen buckets: an expired one if any, else the
-// least recently seen unassured flow. It never evicts an assured flow: when
-// the sample holds only assured flows the new flow is refused (Full,
-// counted in Stats.RefusedAssured). When a tuple's window has no empty
-// slot (vanishingly rare) it makes the same choice inside the window.
-// Evictions are counted in Stats.Evictions (expired victims in
-// Stats.Expiries).
+// and the eviction hand (hand.go) frees one flow among the next records of
+// the array: an expired one if any, else an evictable flow idle for
+// ReclaimAge, else the least recently seen evictable flow (evictable:
+// unassured, or an assured TCP flow already closing, as the kernel's
+// early_drop); the new flow takes its record. It never evicts an assured
+// open flow: when the hand finds only those the new flow is refused (Full,
+// counted in Stats.RefusedAssured). When a tuple's window has no empty slot
+// (vanishingly rare) it chooses a victim inside the window, expired first,
+// then the least recently seen evictable one. Evictions are counted in
+// Stats.Evictions (expired victims in Stats.Expiries).
 //
 // Insert never allocates. It takes the spin bits of the two tuples' home
 // buckets (not a global lock) for the few hundred nanoseconds it runs.
 func (t *Table) Insert(orig Tuple, x Translation, svc, ep uint32, now int64) (Flow, InsertResult) {
+	return t.insert(orig, x, svc, ep, nil, now)
+}
+
+// Packet is a flow's first packet for InsertFirst, in the original
+// direction: Seg.Flags is byte 13 of the TCP header (ignored for other
+// protocols), Seg's numbers count only with HasSeq (TouchTCP's rules, else
+// Touch's), Bytes is its length from the IP header on.
+type Packet struct {
+	Seg    Segment
+	HasSeq bool
+	Bytes  int
+}
+
+// InsertFirst is Insert followed by the Touch (TouchTCP with pkt.HasSeq)
+// of the flow's first packet, with the same outcome, but cheaper: for a new
+// flow the packet is applied while the record is still being built, with
+// plain stores into fields the build writes anyway, instead of a Touch's
+// atomic read-modify-writes on a published flow. With Exists the packet is
+// applied to the existing flow as Touch would. The returned Flow's State is
+// the state after the packet.
+func (t *Table) InsertFirst(orig Tuple, x Translation, svc, ep uint32, pkt Packet, now int64) (Flow, InsertResult) {
+	f, res := t.insert(orig, x, svc, ep, &pkt, now)
+	if res == Exists {
+		var seg *Segment
+		if pkt.HasSeq {
+			seg = &pkt.Seg
+		}
+		t.touch(f.Handle, Original, pkt.Seg.Flags, seg, pkt.Bytes, now)
+	}
+	return f, res
+}
+
+func (t *Table) insert(orig Tuple, x Translation, svc, ep uint32, first *Packet, now int64) (Flow, InsertResult) {
 	reply := x.Reply(orig)
 	fam6 := orig.Family == IPv6
 	if !orig.Valid() || !reply.Valid() || orig == reply || (fam6 && len(t.r6) == 0) {
@@ -86,7 +121,7 @@ func (t *Table) Insert(orig Tuple, x Translation, svc, ep uint32, now int64) (Fl
 	if b1 != b0 {
 		t.lock(b1)
 	}
-	f, res := t.insertLocked(&orig, &reply, ho, hr, svc, ep, now)
+	f, res := t.insertLocked(&orig, &reply, ho, hr, svc, ep, first, now)
 	if b1 != b0 {
 		t.unlock(b1)
 	}
@@ -94,7 +129,7 @@ func (t *Table) Insert(orig Tuple, x Translation, svc, ep uint32, now int64) (Fl
 	return f, res
 }
 
-func (t *Table) insertLocked(orig, reply *Tuple, ho, hr uint64, svc, ep uint32, now int64) (Flow, InsertResult) {
+func (t *Table) insertLocked(orig, reply *Tuple, ho, hr uint64, svc, ep uint32, first *Packet, now int64) (Flow, InsertResult) {
 	fam6 := orig.Family == IPv6
 	// Uniqueness: we hold the home-bucket bits of both tuples, so no other
 	// inserter can add a flow using either of them until we return.
@@ -117,25 +152,10 @@ func (t *Table) insertLocked(orig, reply *Tuple, ho, hr uint64, svc, ep uint32, 
 	if !ok {
 		t.Pressure(now)
 	}
-	for try := 0; !ok && try < evictTries; try++ {
-		// No free record: evict a flow of this family from the windows of
-		// both tuples and two more buckets picked by hash (about 24 flows
-		// at full load), so that a busy flow is only chosen when the sample
-		// holds nothing expired, unreplied or older. A sample with no flow
-		// of the family (the index is shared: its other family may fill
-		// most of it, or little of it be used) is drawn again.
-		o1, o2 := t.buckets(ho)
-		r1, r2 := t.buckets(hr)
-		x := mix(ho^t.key[2], hr^uint64(try))
-		bs := [6]uint64{o1, o2, r1, r2, uint64(uint32(x)) * t.nb >> 32, x >> 32 * t.nb >> 32}
-		var removed bool
-		if removed, assuredOnly = t.evict(bs[:], now, fam6, true); !removed {
-			if assuredOnly {
-				break
-			}
-			continue
-		}
-		idx, ok = pool.pop(hint)
+	if !ok {
+		// No free record: the eviction hand frees one and hands it over
+		// (hand.go).
+		idx, ok, assuredOnly = t.evictHand(fam6, now)
 	}
 	if !ok {
 		st := t.stripe(uint32(ho))
@@ -159,11 +179,26 @@ func (t *Table) insertLocked(orig, reply *Tuple, ho, hr uint64, svc, ep uint32, 
 	r.svc.Store(svc)
 	r.ep.Store(ep)
 	r.last.Store(now)
-	ct := t.ctr(fam6, idx)
-	for d := range 2 {
-		ct.pkts[d].Store(0)
-		ct.bytes[d].Store(0)
+	// The state, counters and sequence tracking the flow is published
+	// with: the initial ones, or those its first packet leads to.
+	gen := ctlGen(r.ctl.Load()) + 1
+	c := makeCtl(gen, orig.Proto, 0, initialState(orig.Proto))
+	var pkts, bytes uint64
+	var nxt [2]uint32 // a reused record must not keep its last flow's numbers
+	if first != nil {
+		nc := advance(c, Original, first.Seg.Flags)
+		if first.HasSeq && orig.Proto == nat.ProtoTCP {
+			nxt = firstSeq(nc, &first.Seg)
+		}
+		c, pkts, bytes = nc, 1, uint64(max(first.Bytes, 0))
 	}
+	ct := t.ctr(fam6, idx)
+	ct.pkts[Original].Store(pkts)
+	ct.bytes[Original].Store(bytes)
+	ct.pkts[Reply].Store(0)
+	ct.bytes[Reply].Store(0)
+	ct.nxt[Original].Store(nxt[Original])
+	ct.nxt[Reply].Store(nxt[Reply])
 	eo := entryKey(ho, fam6) | uint64(idx)
 	er := entryKey(hr, fam6) | dirBit | uint64(idx)
 	// Reply entry first: once the original entry is visible, so is the
@@ -179,9 +214,8 @@ func (t *Table) insertLocked(orig, reply *Tuple, ho, hr uint64, svc, ep uint32, 
 		t.stripe(idx).full.Add(1)
 		return Flow{}, Full
 	}
-	gen := ctlGen(r.ctl.Load()) + 1
-	s := initialState(orig.Proto)
-	r.ctl.Store(makeCtl(gen, orig.Proto, 0, s))
+	r.ctl.Store(c)
+	s := ctlState(c)
 	st := t.stripe(idx)
 	st.inserts.Add(1)
 	st.states[s].Add(1)
@@ -272,7 +306,7 @@ func (t *Table) claimSlot(h, e uint64, now int64) bool {
 			}
 			second = !second
 		}
-		if removed, _ := t.evict([]uint64{b1, b2}, now, false, false); !removed {
+		if removed, _ := t.evict([]uint64{b1, b2}, now); !removed {
 			return false
 		}
 	}
@@ -299,29 +333,19 @@ func empties(w []atomic.Uint64) int {
 }
 
 // evict removes one flow referenced from the index buckets bs: the first
-// expired one, else the least recently seen unassured one (half-open TCP,
-// one-way UDP: what a flood creates, as nf_conntrack's early_drop), else
-// the least recently seen assured TCP flow that is closing (FIN_WAIT,
-// CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE: the states of the kernel's
-// tcp_can_early_drop, which its conntrack garbage collector drops when the
-// table is nearly full). An open assured flow is never evicted to make
-// room: a new flow is unassured, and proven two-way flows outrank it. It
-// reports whether it removed something (or found a flow already being
-// removed by someone else, which frees room as well), and whether the
-// buckets held only open assured live flows. With onlyFam, it considers
-// only flows of family fam6 (a record of that family is what is missing);
-// without, any flow (an index slot is).
-func (t *Table) evict(bs []uint64, now int64, fam6Want, onlyFam bool) (removed, assuredOnly bool) {
+// expired one, else the least recently seen evictable one (half-open TCP,
+// one-way UDP: what a flood creates; and closing TCP: as nf_conntrack's
+// early_drop). An assured open flow is never evicted to make room: a new
+// flow is unassured, and proven two-way flows outrank it (protected). It reports whether it removed something
+// (or found a flow already being removed by someone else, which frees room
+// as well), and whether the buckets held only assured live flows.
+func (t *Table) evict(bs []uint64, now int64) (removed, assuredOnly bool) {
 	const none = ^uint32(0)
 	var (
 		bestUnrep     = none
 		bestUnrepLast int64
 		bestUnrepC    uint64
 		bestUnrepFam6 bool
-		bestClose     = none
-		bestCloseLast int64
-		bestCloseC    uint64
-		bestCloseFam6 bool
 		assured       bool
 	)
 	for _, b := range bs {
@@ -332,9 +356,6 @@ func (t *Table) evict(bs []uint64, now int64, fam6Want, onlyFam bool) (removed, 
 				continue
 			}
 			fam6 := e&fam6Bit != 0
-			if onlyFam && fam6 != fam6Want {
-				continue
-			}
 			idx := uint32(e & idxMask)
 			r := t.hdr(fam6, idx)
 			c := r.ctl.Load()
@@ -348,13 +369,7 @@ func (t *Table) evict(bs []uint64, now int64, fam6Want, onlyFam bool) (removed, 
 				}
 				continue
 			}
-			if ctlFlags(c)&flagAssured != 0 {
-				if ctlProto(c) == nat.ProtoTCP && closing(ctlState(c)) {
-					if bestClose == none || last < bestCloseLast {
-						bestClose, bestCloseLast, bestCloseC, bestCloseFam6 = idx, last, c, fam6
-					}
-					continue
-				}
+			if protected(c) {
 				assured = true
 				continue
 			}
@@ -364,26 +379,10 @@ func (t *Table) evict(bs []uint64, now int64, fam6Want, onlyFam bool) (removed, 
 		}
 	}
 	if bestUnrep == none {
-		bestUnrep, bestUnrepC, bestUnrepFam6 = bestClose, bestCloseC, bestCloseFam6
-	}
-	if bestUnrep == none {
 		return false, assured
 	}
 	// A failed remove means another goroutine is removing the victim:
 	// room appears either way.
 	t.remove(bestUnrepFam6, bestUnrep, bestUnrepC, reasonEvicted)
 	return true, false
-}
-
-// evictTries bounds the samples Insert draws when no record is free.
-const evictTries = 4
-
-// closing reports whether a TCP state is one of a connection being torn
-// down, whose flow may make room for a new one even when assured.
-func closing(s State) bool {
-	switch s {
-	case StateFinWait, StateCloseWait, StateLastAck, StateTimeWait, StateClose:
-		return true
-	}
-	return false
 }

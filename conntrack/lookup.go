@@ -38,18 +38,21 @@ func (t *Table) Lookup(k Tuple, now int64) (Flow, bool) {
 	if k.Family != IPv4 && k.Family != IPv6 {
 		return Flow{}, false
 	}
-	h := k.hash(&t.key)
-	fam6 := k.Family == IPv6
-	want := entryKey(h, fam6)
+	return t.lookupHashed(&k, k.hash(&t.key), now)
+}
+
+// lookupHashed is Lookup of k, whose hash is h.
+func (t *Table) lookupHashed(k *Tuple, h uint64, now int64) (Flow, bool) {
+	want := entryKey(h, k.Family == IPv6)
 	b1 := t.bucketOf(h)
 	var f Flow
 	// The header is in the same cache line as the first bucket's slots.
 	overflow := t.header(b1).Load() >= hdrOverflow
-	if t.scanBucket(t.bucket(b1), want, &k, now, &f) {
+	if t.scanBucket(t.bucket(b1), want, k, now, &f) {
 		return f, true
 	}
 	if overflow {
-		if _, b2 := t.buckets(h); t.scanBucket(t.bucket(b2), want, &k, now, &f) {
+		if _, b2 := t.buckets(h); t.scanBucket(t.bucket(b2), want, k, now, &f) {
 			return f, true
 		}
 	}

@@ -58,13 +58,34 @@ func (t *Table) Pressure(now int64) {
 // UnderPressure reports whether the table is under pressure at now.
 func (t *Table) UnderPressure(now int64) bool { return now < t.pressureUntil.Load() }
 
+// protected reports whether eviction must spare the flow whose ctl is c:
+// an assured flow whose connection is still open. As the kernel's
+// early_drop (tcp_can_early_drop), an assured TCP flow in a closing state
+// (FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE) carries no more than
+// the end of a connection and may go: otherwise a small table fills with
+// TIME_WAIT flows, which live 120 s, and refuses every new flow until they
+// expire.
+func protected(c uint64) bool {
+	if ctlFlags(c)&flagAssured == 0 {
+		return false
+	}
+	if ctlProto(c) != nat.ProtoTCP {
+		return true
+	}
+	switch ctlState(c) {
+	case StateFinWait, StateCloseWait, StateLastAck, StateTimeWait, StateClose:
+		return false
+	}
+	return true
+}
+
 // Reclaim removes the flow one of whose tuples is k if it has been idle
-// for at least minIdle nanoseconds (ReclaimAge, usually) and is unassured, or a TCP connection that has
-// ended (TIME_WAIT or CLOSE: the kernel's NAT reuses those tuples for a
-// new SYN too), so that its tuple (a SNAT port) can be reused at once
-// instead of when a flood's half-open flow or a closed connection times
-// out. It reports whether it removed a flow; the removal counts as an
-// eviction.
+// for at least minIdle nanoseconds (ReclaimAge, usually) and is unassured,
+// or a TCP connection that has ended (TIME_WAIT or CLOSE: the kernel's NAT
+// reuses those tuples for a new SYN too), so that its tuple (a SNAT port)
+// can be reused at once instead of when a flood's half-open flow or a
+// closed connection times out. It reports whether it removed a flow; the
+// removal counts as an eviction.
 func (t *Table) Reclaim(k Tuple, minIdle, now int64) bool {
 	f, ok := t.Lookup(k, now)
 	if !ok {

@@ -102,3 +102,19 @@ func seqUpdate(ct *recCounters, c, nc uint64, d Dir, seg *Segment, inWin bool) {
 		}
 	}
 }
+
+// firstSeq is the tracking seqUpdate leaves after the first packet of a
+// flow, in the original direction, from empty tracking (both 0, so every
+// number is in the window), where nc is the ctl after the packet: what
+// InsertFirst publishes the flow with. TestInsertFirst compares it with
+// Insert followed by TouchTCP.
+func firstSeq(nc uint64, seg *Segment) (nxt [2]uint32) {
+	nxt[Original] = nonzero(seg.end())
+	if seg.Flags&(TCPSyn|TCPAck) == TCPSyn && ctlState(nc) == StateSynSent {
+		return nxt // a connection starts: the reply's numbers are unknown
+	}
+	if seg.Flags&TCPAck != 0 {
+		nxt[Reply] = nonzero(seg.Ack)
+	}
+	return nxt
+}

@@ -76,6 +76,9 @@ type Table struct {
 	cfg           Config
 
 	cursor atomic.Uint64 // Sweep position over [0, len(r4)+len(r6))
+	// hand is the eviction hand's position in r4 and r6 (hand.go): records
+	// examined so far, modulo the family's capacity.
+	hand [2]atomic.Uint64
 
 	stats [statStripes]statStripe
 	frags fragTable

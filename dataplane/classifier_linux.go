@@ -25,6 +25,7 @@ const (
 	cntRedirectICMPError
 	cntRedirectFragment
 	cntPassNodeTraffic
+	cntRedirectNoSocket
 	cntMax
 )
 
@@ -34,22 +35,6 @@ const (
 	addrSNAT     = 2
 	addrLocal    = 4
 )
-
-// ClassifierCounters are the classifier's per-decision packet counts, summed
-// over CPUs and over every interface it is attached to.
-type ClassifierCounters struct {
-	PassNotIP, PassNotOwned, PassFragment, PassTruncated, PassICMP uint64
-	RedirectFrontend, RedirectNodePort, RedirectEndpoint           uint64
-	RedirectSNAT, RedirectICMPError                                uint64
-	// RedirectFragment counts later fragments (no ports) redirected
-	// because their dst is a frontend address or their src an endpoint
-	// address.
-	RedirectFragment uint64
-	// PassNodeTraffic counts packets from an endpoint's address and port
-	// to an address of this node: the node's own connections to endpoints
-	// (the kubelet to the API server, probes, DNS), left to the kernel.
-	PassNodeTraffic uint64
-}
 
 // l4Key mirrors struct l4_key.
 type l4Key struct {
@@ -368,5 +353,6 @@ func (c *Classifier) Counters() (ClassifierCounters, error) {
 		RedirectNodePort: out[cntRedirectNodePort], RedirectEndpoint: out[cntRedirectEndpoint],
 		RedirectSNAT: out[cntRedirectSNAT], RedirectICMPError: out[cntRedirectICMPError],
 		RedirectFragment: out[cntRedirectFragment], PassNodeTraffic: out[cntPassNodeTraffic],
+		RedirectNoSocket: out[cntRedirectNoSocket],
 	}, nil
 }

@@ -308,7 +308,41 @@ func TestPrivClassifier(t *testing.T) {
 			if d := tc.counter(after) - tc.counter(before); d != 1 {
 				t.Errorf("classify(%s): expected counter moved by %d, want 1 (before %+v after %+v)", tc.name, d, before, after)
 			}
+			if after.RedirectNoSocket != before.RedirectNoSocket {
+				t.Errorf("classify(%s): RedirectNoSocket moved with a socket on the queue", tc.name)
+			}
 		})
+	}
+}
+
+// TestPrivClassifierNoSocket: a packet the classifier redirects to a queue
+// without an AF_XDP socket goes to the kernel and is counted as such, so
+// that metrics show frames that never reached xdpgate.
+func TestPrivClassifierNoSocket(t *testing.T) {
+	c, ci := newTestInstance(t)
+	if err := ci.xsks.Delete(uint32(0)); err != nil {
+		t.Fatalf("xsks delete: %v", err)
+	}
+	before, err := c.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := pkt{src: "198.18.9.9", dst: "198.18.1.1", proto: layers.IPProtocolTCP, sport: 1234, dport: 80}.frame(t)
+	if got := runProg(t, ci.prog, frame); got != xdpPass {
+		t.Errorf("classify(frontend, no socket) = %d, want %d (pass)", got, xdpPass)
+	}
+	after, err := c.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := after.RedirectNoSocket - before.RedirectNoSocket; d != 1 {
+		t.Errorf("RedirectNoSocket moved by %d, want 1", d)
+	}
+	if d := after.RedirectFrontend - before.RedirectFrontend; d != 0 {
+		t.Errorf("RedirectFrontend moved by %d, want 0 (not redirected)", d)
+	}
+	if after.Redirected() != before.Redirected() || after.Passed() != before.Passed()+1 {
+		t.Errorf("Redirected %d -> %d, Passed %d -> %d: want unchanged, +1", before.Redirected(), after.Redirected(), before.Passed(), after.Passed())
 	}
 }
 

@@ -47,6 +47,11 @@ func (*Classifier) Update(Rules) error { return errNotSupported() }
 // Close does nothing.
 func (*Classifier) Close() error { return nil }
 
+// Counters returns an error wrapping ErrNotSupported.
+func (*Classifier) Counters() (ClassifierCounters, error) {
+	return ClassifierCounters{}, errNotSupported()
+}
+
 // Limits returns the default sizes.
 func (*Classifier) Limits() ClassifierConfig { return ClassifierConfig{}.withDefaults() }
 

@@ -299,6 +299,10 @@ func (d *Dataplane) fold(qs *queueState) {
 	st := &d.departed
 	st.Ifname = "departed"
 	qs.c.addTo(st)
+	// The socket is still open: keep what the kernel counted for it too.
+	if k, err := qs.s.kernelStats(); err == nil {
+		st.Kernel.add(k)
+	}
 }
 
 // addTo adds the queue's counters to st (Stats reads one queue into a zero

@@ -216,13 +216,20 @@ func openXSK(ifindex, queue int, c xskConfig) (*xsk, error) {
 }
 
 func getsockopt(fd, opt int, p unsafe.Pointer, size uintptr) error {
+	_, err := getsockoptLen(fd, opt, p, size)
+	return err
+}
+
+// getsockoptLen is getsockopt returning the length the kernel wrote, which
+// is less than size when its struct is older (shorter) than ours.
+func getsockoptLen(fd, opt int, p unsafe.Pointer, size uintptr) (uintptr, error) {
 	l := uint32(size)
 	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_XDP, uintptr(opt),
 		uintptr(p), uintptr(unsafe.Pointer(&l)), 0)
 	if errno != 0 {
-		return errno
+		return 0, errno
 	}
-	return nil
+	return uintptr(l), nil
 }
 
 // mapRings finds the rings asavie mapped (unexported fields, read with
@@ -361,10 +368,15 @@ func recvfromKick(fd int) {
 	unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
 }
 
-// kernelStats reads XDP_STATISTICS.
+// kernelStats reads XDP_STATISTICS. Kernels before 5.9 know only the
+// first three fields (rx_dropped, rx_invalid_descs, tx_invalid_descs) and
+// write 24 bytes: the ring counters then stay 0 and RingCounters is false.
+// It costs one getsockopt: call it at scrape or stats time, never per
+// packet.
 func (s *xsk) kernelStats() (KernelXSKStats, error) {
 	var st unix.XDPStatistics
-	if err := getsockopt(s.fd, unix.XDP_STATISTICS, unsafe.Pointer(&st), unsafe.Sizeof(st)); err != nil {
+	n, err := getsockoptLen(s.fd, unix.XDP_STATISTICS, unsafe.Pointer(&st), unsafe.Sizeof(st))
+	if err != nil {
 		return KernelXSKStats{}, fmt.Errorf("getsockopt XDP_STATISTICS: %w", err)
 	}
 	return KernelXSKStats{
@@ -374,5 +386,6 @@ func (s *xsk) kernelStats() (KernelXSKStats, error) {
 		RxRingFull:      st.Rx_ring_full,
 		RxFillRingEmpty: st.Rx_fill_ring_empty_descs,
 		TxRingEmpty:     st.Tx_ring_empty_descs,
+		RingCounters:    n >= unsafe.Sizeof(st),
 	}, nil
 }

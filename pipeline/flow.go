@@ -129,11 +129,14 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 
 	orig := conntrack.MakeTuple(pk.Src, pk.Dst, pk.SrcPort, pk.DstPort, pk.Proto)
 	dnat := ep.AddrPort()
+	// The packet is applied by the insert itself (InsertFirst), also to the
+	// flow another poller inserted first (Exists).
+	first := packetOf(f.Data(), pk)
 	var res conntrack.InsertResult
 	// Hairpin: an endpoint reaching itself through the service must see
 	// another source, or it would answer itself directly.
 	if !d.Masquerade && ep.Addr != pk.Src {
-		fl, res = p.ct.Insert(orig, conntrack.MakeTranslation(dnat, netip.AddrPort{}), sp.ID, ep.ID, b.now)
+		fl, res = p.ct.InsertFirst(orig, conntrack.MakeTranslation(dnat, netip.AddrPort{}), sp.ID, ep.ID, first, b.now)
 	} else {
 		// Masquerade to the address this node uses towards the endpoint.
 		// conntrack is the port allocator: the reply tuple (endpoint ->
@@ -143,7 +146,7 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 			svc.drop(f, SvcNoSNATAddr)
 			return fl, hop, newFlowDone
 		}
-		fl, res = p.snatInsert(pq, &orig, dnat, hop.Src, hop.Ifindex, sp.ID, ep.ID, b.now)
+		fl, res = p.snatInsert(pq, &orig, dnat, hop.Src, hop.Ifindex, sp.ID, ep.ID, &first, b.now)
 		if res == conntrack.Conflict {
 			svc.drop(f, SvcSNATExhausted)
 			return fl, hop, newFlowDone
@@ -178,9 +181,7 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 		svc.drop(f, SvcConntrackInvalid)
 		return fl, hop, newFlowDone
 	}
-	n := int(pk.End - pk.L3Off)
-	p.touch(f.Data(), pk, fl.Handle, conntrack.Original, b.now)
-	svc.count(conntrack.Original, n)
+	svc.count(conntrack.Original, first.Bytes)
 	if st != dataplane.LookupOK {
 		return fl, hop, newFlowLookup
 	}
@@ -204,8 +205,8 @@ const snatReclaims = 8
 // range's reserved ports first. A flood of spoofed SYNs therefore cannot
 // hold the range against real clients for 120 s, and a real client gets a
 // port at its first retransmission.
-func (p *Pipeline) snatInsert(pq *pipeQueue, orig *conntrack.Tuple, dnat netip.AddrPort, src netip.Addr, ifindex int, svc, ep uint32, now int64) (conntrack.Flow, conntrack.InsertResult) {
-	fl, res := p.snatProbe(pq, orig, dnat, src, svc, ep, now)
+func (p *Pipeline) snatInsert(pq *pipeQueue, orig *conntrack.Tuple, dnat netip.AddrPort, src netip.Addr, ifindex int, svc, ep uint32, first *conntrack.Packet, now int64) (conntrack.Flow, conntrack.InsertResult) {
+	fl, res := p.snatProbe(pq, orig, dnat, src, svc, ep, first, now)
 	if res != conntrack.Conflict {
 		return fl, res
 	}
@@ -217,7 +218,7 @@ func (p *Pipeline) snatInsert(pq *pipeQueue, orig *conntrack.Tuple, dnat netip.A
 			if a == src {
 				continue
 			}
-			if fl, res = p.snatProbe(pq, orig, dnat, a, svc, ep, now); res != conntrack.Conflict {
+			if fl, res = p.snatProbe(pq, orig, dnat, a, svc, ep, first, now); res != conntrack.Conflict {
 				return fl, res
 			}
 		}
@@ -236,7 +237,7 @@ func (p *Pipeline) snatInsert(pq *pipeQueue, orig *conntrack.Tuple, dnat netip.A
 		}
 		x := conntrack.MakeTranslation(dnat, netip.AddrPortFrom(src, port))
 		if p.ct.Reclaim(x.Reply(*orig), minIdle, now) {
-			fl, res = p.ct.Insert(*orig, x, svc, ep, now)
+			fl, res = p.ct.InsertFirst(*orig, x, svc, ep, *first, now)
 		}
 	}
 	return fl, res
@@ -244,7 +245,7 @@ func (p *Pipeline) snatInsert(pq *pipeQueue, orig *conntrack.Tuple, dnat netip.A
 
 // snatProbe tries Config.SNATProbes ports of src at random offsets over
 // the range (all of it, in order, when the range is no larger).
-func (p *Pipeline) snatProbe(pq *pipeQueue, orig *conntrack.Tuple, dnat netip.AddrPort, src netip.Addr, svc, ep uint32, now int64) (conntrack.Flow, conntrack.InsertResult) {
+func (p *Pipeline) snatProbe(pq *pipeQueue, orig *conntrack.Tuple, dnat netip.AddrPort, src netip.Addr, svc, ep uint32, first *conntrack.Packet, now int64) (conntrack.Flow, conntrack.InsertResult) {
 	var fl conntrack.Flow
 	res := conntrack.Conflict
 	start := p.snatPort(pq)
@@ -255,7 +256,7 @@ func (p *Pipeline) snatProbe(pq *pipeQueue, orig *conntrack.Tuple, dnat netip.Ad
 			port = p.cfg.SNATPortMin + uint16((uint32(start-p.cfg.SNATPortMin)+uint32(i))%p.snatN)
 		}
 		x := conntrack.MakeTranslation(dnat, netip.AddrPortFrom(src, port))
-		if fl, res = p.ct.Insert(*orig, x, svc, ep, now); res == conntrack.Conflict {
+		if fl, res = p.ct.InsertFirst(*orig, x, svc, ep, *first, now); res == conntrack.Conflict {
 			pq.c.snatRetries++
 		}
 	}
@@ -297,15 +298,24 @@ func (pq *pipeQueue) random() uint32 {
 // sequence numbers for TCP (so that out-of-window RST and FIN change
 // nothing), Touch otherwise.
 func (p *Pipeline) touch(data []byte, pk *nat.Packet, h conntrack.Handle, dir conntrack.Dir, now int64) {
-	n := int(pk.End - pk.L3Off)
+	pkt := packetOf(data, pk)
+	if pkt.HasSeq {
+		p.ct.TouchTCP(h, dir, pkt.Seg, pkt.Bytes, now)
+		return
+	}
+	p.ct.Touch(h, dir, pkt.Seg.Flags, pkt.Bytes, now)
+}
+
+// packetOf is what conntrack applies of a packet: its TCP flags, for TCP
+// its sequence numbers (HasSeq), its length from the IP header on.
+func packetOf(data []byte, pk *nat.Packet) conntrack.Packet {
+	pkt := conntrack.Packet{Seg: conntrack.Segment{Flags: pk.TCPFlags}, Bytes: int(pk.End - pk.L3Off)}
 	if pk.Proto == nat.ProtoTCP && pk.HasPorts && !(pk.Fragment && pk.FragOffset != 0) && int(pk.L4Off)+20 <= len(data) {
 		tcp := data[pk.L4Off:]
 		doff := int(tcp[12]>>4) * 4
-		seg := conntrack.Segment{Flags: pk.TCPFlags,
-			Seq: binary.BigEndian.Uint32(tcp[4:]), Ack: binary.BigEndian.Uint32(tcp[8:]),
-			Len: uint32(max(int(pk.End)-int(pk.L4Off)-doff, 0))}
-		p.ct.TouchTCP(h, dir, seg, n, now)
-		return
+		pkt.Seg.Seq, pkt.Seg.Ack = binary.BigEndian.Uint32(tcp[4:]), binary.BigEndian.Uint32(tcp[8:])
+		pkt.Seg.Len = uint32(max(int(pk.End)-int(pk.L4Off)-doff, 0))
+		pkt.HasSeq = true
 	}
-	p.ct.Touch(h, dir, pk.TCPFlags, n, now)
+	return pkt
 }

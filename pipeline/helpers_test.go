@@ -112,7 +112,18 @@ type ptWorld struct {
 
 func newWorld(t testing.TB, s *snapshot.Snapshot, mutate func(*Config)) *ptWorld {
 	t.Helper()
-	ct, err := conntrack.New(conntrack.Config{MaxFlows: 1 << 14, Seed: 1})
+	return newWorldIn(t, s, mutate, 1<<14)
+}
+
+// newWorldSized is newWorld with a flow table of maxFlows IPv4 flows.
+func newWorldSized(t testing.TB, s *snapshot.Snapshot, maxFlows int) *ptWorld {
+	t.Helper()
+	return newWorldIn(t, s, nil, maxFlows)
+}
+
+func newWorldIn(t testing.TB, s *snapshot.Snapshot, mutate func(*Config), maxFlows int) *ptWorld {
+	t.Helper()
+	ct, err := conntrack.New(conntrack.Config{MaxFlows: maxFlows, Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ func TestJSONRoundTrip(t *testing.T) {
 			r := goodRun()
 			r.Results[0].PerEndpoint = []uint64{10, 20, 30, 40}
 			r.Results[0].Profile = "/tmp/profiles/udp64-1-flow-xdpgate.pprof"
+			r.Results[0].Gateway = testGateway()
 			r.Results = append(r.Results, makeResult(ScenarioConntrack1M, DataplaneXDPGate, 0, withError("prefill: timeout")))
 			return r
 		}()},
@@ -58,7 +59,7 @@ func TestJSONFieldNames(t *testing.T) {
 			t.Errorf("WriteJSON output lacks key %s", key)
 		}
 	}
-	for _, key := range []string{`"per_endpoint"`, `"profile"`, `"error"`} {
+	for _, key := range []string{`"per_endpoint"`, `"profile"`, `"error"`, `"gateway"`} {
 		if strings.Contains(b.String(), key) {
 			t.Errorf("WriteJSON output has empty optional key %s", key)
 		}

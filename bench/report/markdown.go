@@ -179,6 +179,65 @@ func writeScenario(b *bytes.Buffer, r *Run, sc, sweepLink string) {
 		fmt.Fprintf(b, "CPU profiles: %s.\n\n", strings.Join(profiles, "; "))
 	}
 	writeSweep(b, results, sweepLink)
+	writeGateway(b, results)
+}
+
+// writeGateway shows, for the results that have them, where the gateway's
+// own counters say the frames of the reported burst went: the classifier,
+// the kernel's side of the rings, the pollers, the transmit rings.
+func writeGateway(b *bytes.Buffer, results []*Result) {
+	if !slices.ContainsFunc(results, func(res *Result) bool { return res.Gateway != nil }) {
+		return
+	}
+	b.WriteString("Where the frames went, by the gateway's counters over the reported burst: redirected to AF_XDP by the classifier " +
+		"(passed to the kernel; offered frames neither redirected nor passed were lost before XDP, in veth); lost by the kernel before " +
+		"the pollers: dropped (of which for an empty fill ring: no free UMEM frame) and RX ring full; invalid descriptors; " +
+		"taken by the pollers; dropped by the dataplane (largest reasons); put on a TX ring (not sent: TX ring full):\n\n")
+	b.WriteString("| Dataplane | Offered | Redirected (passed) | Kernel dropped (fill ring empty) | RX ring full | Invalid descs | Polled | Dropped | TX (ring full) | Delivered |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, res := range results {
+		g := res.Gateway
+		if g == nil {
+			continue
+		}
+		ring := func(v uint64) string {
+			if !g.KernelRingStats {
+				return "n/a"
+			}
+			return fmt.Sprint(v)
+		}
+		fmt.Fprintf(b, "| %s | %d | %d (%d) | %d (%s) | %s | %d | %d | %s | %d (%d) | %d |\n",
+			cell(label(res)), res.Offered, g.Redirected, g.Passed, g.RxDropped, ring(g.FillRingEmpty), ring(g.RxRingFull),
+			g.InvalidDescs, g.RxFrames, cell(fmtDrops(g)), g.TxFrames, g.TxRingFull, res.Delivered)
+	}
+	b.WriteString("\n")
+}
+
+// fmtDrops is the dataplane's drop count with its three largest reasons:
+// "1200 (conntrack_full 1000, no_route 200)".
+func fmtDrops(g *GatewayCounters) string {
+	if g.Dropped == 0 || len(g.DropReasons) == 0 {
+		return fmt.Sprint(g.Dropped)
+	}
+	type reasonCount struct {
+		reason string
+		n      uint64
+	}
+	var rs []reasonCount
+	for r, n := range g.DropReasons {
+		rs = append(rs, reasonCount{r, n})
+	}
+	slices.SortFunc(rs, func(a, b reasonCount) int {
+		if c := cmp.Compare(b.n, a.n); c != 0 {
+			return c
+		}
+		return strings.Compare(a.reason, b.reason)
+	})
+	parts := make([]string, 0, 3)
+	for _, x := range rs[:min(3, len(rs))] {
+		parts = append(parts, fmt.Sprintf("%s %d", x.reason, x.n))
+	}
+	return fmt.Sprintf("%d (%s)", g.Dropped, strings.Join(parts, ", "))
 }
 
 // writeSweep lists every sweep point; the plot shows the shape, the table

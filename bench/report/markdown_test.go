@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -246,5 +247,43 @@ func TestFmtDelivered(t *testing.T) {
 	r.Repeats = []float64{498_000, 350_000, 412_000}
 	if got, want := fmtDelivered(r), "0.412 (0.350-0.498)"; got != want {
 		t.Errorf("repeats: %q, want %q", got, want)
+	}
+}
+
+func testGateway() *GatewayCounters {
+	return &GatewayCounters{Redirected: 39_000_000, Passed: 12, NoSocket: 2, RxRingFull: 700_000, FillRingEmpty: 300_000,
+		RxDropped: 300_001, InvalidDescs: 0, TxRingEmpty: 5, KernelRingStats: true, RxFrames: 38_000_000,
+		Dropped: 1200, TxFrames: 37_998_800, TxRingFull: 3,
+		DropReasons: map[string]uint64{"conntrack_full": 1000, "no_route": 150, "ttl_expired": 40, "malformed": 10}}
+}
+
+// TestMarkdownGateway: a result with the gateway's counters gets a row in
+// the scenario's "where the frames went" table, with the kernel's ring
+// losses and the largest drop reasons; results without counters get none,
+// and a kernel without ring counters shows n/a rather than 0.
+func TestMarkdownGateway(t *testing.T) {
+	r := goodRun()
+	edit(r, ScenarioTCPSYN, DataplaneXDPGate, true, func(res *Result) { res.Gateway = testGateway() })
+	var b bytes.Buffer
+	if err := WriteMarkdown(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	res := r.Lookup(ScenarioTCPSYN, DataplaneXDPGate)
+	row := fmt.Sprintf("| xdpgate | %d | 39000000 (12) | 300001 (300000) | 700000 | 0 | 38000000 | 1200 (conntrack_full 1000, no_route 150, ttl_expired 40) | 37998800 (3) | %d |",
+		res.Offered, res.Delivered)
+	if !strings.Contains(md, row) {
+		t.Errorf("markdown lacks the gateway row %q:\n%s", row, md)
+	}
+	if n := strings.Count(md, "| Dataplane | Offered | Redirected"); n != 1 {
+		t.Errorf("%d gateway tables, want 1 (only tcp-syn has counters)", n)
+	}
+	edit(r, ScenarioTCPSYN, DataplaneXDPGate, true, func(res *Result) { res.Gateway.KernelRingStats = false })
+	b.Reset()
+	if err := WriteMarkdown(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "| 39000000 (12) | 300001 (n/a) | n/a |") {
+		t.Errorf("without ring counters the row must say n/a:\n%s", b.String())
 	}
 }

@@ -78,6 +78,38 @@ type Result struct {
 	Repeats []float64 `json:"repeats,omitempty"`
 	Profile string    `json:"profile,omitempty"` // path of a pprof CPU profile taken during this result
 	Error   string    `json:"error,omitempty"`   // the scenario failed for this dataplane: why
+	// Gateway is what the AF_XDP dataplane's own counters (xdpgate's
+	// admin socket, the raw forwarder's Dataplane) counted during the
+	// reported burst: where frames were lost on the gateway. Absent for
+	// the kernel baselines.
+	Gateway *GatewayCounters `json:"gateway,omitempty"`
+}
+
+// GatewayCounters are the differences of an AF_XDP gateway's counters over
+// one burst, summed over its sockets, in the order a frame meets them: the
+// XDP classifier redirects it to a socket (or passes it to the kernel); the
+// kernel puts it on the socket's RX ring unless the ring is full or the
+// fill ring has no free frame; the poller takes it, the dataplane drops it
+// or puts it on a TX ring.
+type GatewayCounters struct {
+	Redirected uint64 `json:"redirected"` // classifier: to an AF_XDP socket
+	Passed     uint64 `json:"passed"`     // classifier: to the kernel (no_socket included)
+	NoSocket   uint64 `json:"no_socket"`  // classifier: chosen for redirect, but no socket on the queue
+	// The kernel's XDP_STATISTICS. RxDropped and RxRingFull are disjoint
+	// and together what the kernel lost after the classifier;
+	// FillRingEmpty is (in copy mode) part of RxDropped.
+	RxRingFull      uint64 `json:"rx_ring_full"`      // dropped: RX ring full (the poller did not keep up)
+	FillRingEmpty   uint64 `json:"fill_ring_empty"`   // dropped: no free UMEM frame in the fill ring
+	RxDropped       uint64 `json:"rx_dropped"`        // dropped by the kernel, fill ring empty included
+	InvalidDescs    uint64 `json:"invalid_descs"`     // invalid RX and TX descriptors
+	TxRingEmpty     uint64 `json:"tx_ring_empty"`     // the kernel found a TX ring empty when asked to send
+	KernelRingStats bool   `json:"kernel_ring_stats"` // false: the kernel reports no ring counters (before 5.9)
+	RxFrames        uint64 `json:"rx_frames"`         // taken from the RX rings by the pollers
+	Dropped         uint64 `json:"dropped"`           // dropped by the dataplane, every reason
+	TxFrames        uint64 `json:"tx_frames"`         // put on a TX ring
+	TxRingFull      uint64 `json:"tx_ring_full"`      // not sent: TX ring full
+	// DropReasons splits Dropped by the dataplane's reason names.
+	DropReasons map[string]uint64 `json:"drop_reasons,omitempty"`
 }
 
 // Point is one rate of a sweep: what was offered, what arrived.

@@ -29,6 +29,9 @@ type burster struct {
 	// replies, in reply scenarios, counts what comes back to the
 	// generator's interface; it then defines delivered.
 	replies *sink.Sink
+	// gw is the dataplane under test, whose own counters (if it has any)
+	// are read around each burst.
+	gw gateway
 }
 
 type burstSpec struct {
@@ -45,6 +48,7 @@ type measurement struct {
 	perEndpoint            []uint64
 	sampled, csum, xlat    uint64
 	clients, clientsMoved  uint64
+	gw                     *report.GatewayCounters // the gateway's counters over the burst
 }
 
 func (m measurement) offeredPPS() float64   { return float64(m.sent) / max(m.seconds, 1e-9) }
@@ -64,6 +68,7 @@ func (m measurement) fill(r *report.Result) {
 		r.CPUMsPerMpkt = 1e3 * m.cpuSeconds / (float64(m.delivered) / 1e6)
 	}
 	r.Sampled, r.ChecksumErrors, r.TranslationErrors = m.sampled, m.csum, m.xlat
+	r.Gateway = m.gw
 }
 
 // warmup sends small bounded bursts until the sink sees the dataplane
@@ -91,6 +96,15 @@ func (b *burster) warmup(ctx context.Context, gw gateway) error {
 	return fmt.Errorf("nothing delivered within 20s")
 }
 
+// counters reads the gateway's counters, nil when it has none (or during
+// warmup, before b.gw is set).
+func (b *burster) counters() (*report.GatewayCounters, error) {
+	if b.gw == nil {
+		return nil, nil
+	}
+	return b.gw.counters()
+}
+
 // burst sends one bounded burst and returns what the sink counted,
 // including frames that arrive within settle after the generator stops.
 func (b *burster) burst(ctx context.Context, spec burstSpec) (measurement, error) {
@@ -110,6 +124,10 @@ func (b *burster) burst(ctx context.Context, spec burstSpec) (measurement, error
 		if r0, err = b.replies.Counts(); err != nil {
 			return m, err
 		}
+	}
+	g0, err := b.counters()
+	if err != nil {
+		return m, err
 	}
 	cpu0, err := cpuBusy(b.o.GatewayCPU)
 	if err != nil {
@@ -137,6 +155,11 @@ func (b *burster) burst(ctx context.Context, spec burstSpec) (measurement, error
 	if err != nil {
 		return m, err
 	}
+	g1, err := b.counters()
+	if err != nil {
+		return m, err
+	}
+	m.gw = gatewayDelta(g0, g1)
 	c1, err := b.snk.Counts()
 	if err != nil {
 		return m, err

@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/xdpgate/xdpgate/bench/baseline"
+	"github.com/xdpgate/xdpgate/bench/report"
 	"github.com/xdpgate/xdpgate/dataplane"
+	"github.com/xdpgate/xdpgate/internal/admin"
 	"github.com/xdpgate/xdpgate/nat"
 )
 
@@ -25,6 +27,9 @@ type gateway interface {
 	stop() error
 	// profile is the CPU profile written at stop, if any.
 	profile() string
+	// counters reads the dataplane's own counters (cumulative), or nil for
+	// a dataplane without them (the kernel baselines, external commands).
+	counters() (*report.GatewayCounters, error)
 }
 
 // startGateway starts dataplane name for scenario sc in t's gateway
@@ -124,7 +129,24 @@ func startExternal(name, cmd string, t *topology, sc Scenario, o Options, dir, t
 
 type kernelGateway struct{ remove func() error }
 
-func (k kernelGateway) stop() error       { return k.remove() }
+func (k kernelGateway) stop() error                              { return k.remove() }
+func (kernelGateway) counters() (*report.GatewayCounters, error) { return nil, nil }
+func (f *forwarderGateway) counters() (*report.GatewayCounters, error) {
+	return forwarderCounters(f.dp)
+}
+
+// counters reads xdpgate's /v1/stats from its admin socket; an external
+// command has none.
+func (x *procGateway) counters() (*report.GatewayCounters, error) {
+	if x.admin == "" {
+		return nil, nil
+	}
+	st, err := admin.ReadStats(x.admin, 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("xdpgate counters: %w", err)
+	}
+	return adminCounters(st), nil
+}
 func (kernelGateway) profile() string     { return "" }
 func (x *procGateway) profile() string    { return x.prof }
 func (*forwarderGateway) profile() string { return "" }
@@ -138,6 +160,9 @@ type procGateway struct {
 	done chan error
 	prof string
 	log  string
+	// admin is xdpgate's admin socket ("" for an external command), in
+	// adminDir, removed at stop.
+	admin, adminDir string
 }
 
 func startXDPGate(t *topology, sc Scenario, o Options, dir, tag string) (*procGateway, error) {
@@ -154,15 +179,22 @@ func startXDPGate(t *topology, sc Scenario, o Options, dir, tag string) (*procGa
 		ctMax = 2 * int(sc.Prefill)
 	}
 	x := &procGateway{done: make(chan error, 1), log: filepath.Join(dir, sc.Name+tag+"-xdpgate.log")}
+	// The admin socket, from which the rig reads xdpgate's counters around
+	// each burst (a unix socket path is short: not under dir).
+	if x.adminDir, err = os.MkdirTemp("", "xdpgate-bench-"); err != nil {
+		return nil, err
+	}
+	x.admin = filepath.Join(x.adminDir, "admin.sock")
 	logf, err := os.Create(x.log)
 	if err != nil {
+		os.RemoveAll(x.adminDir)
 		return nil, err
 	}
 	defer logf.Close()
 	args := []string{"netns", "exec", t.gw, o.Binary, "run",
 		"--interfaces", strings.Join(t.gatewayIfaces(), ","), "--manifests", mpath, "--node-name", nodeName, "--state-dir", "off",
 		"--node-ips", t.nodeIPs(), "--cpus", strconv.Itoa(o.GatewayCPU),
-		"--metrics-bind-address", "off", "--healthz-bind-address", "off", "--admin-socket", "off",
+		"--metrics-bind-address", "off", "--healthz-bind-address", "off", "--admin-socket", x.admin,
 		// The gateway namespace's ephemeral ports are 10000-19999 (see
 		// newTopology), so SNAT may use the upper half of the port space:
 		// 32,768 ports per endpoint, as many flows as the kernel's
@@ -182,6 +214,7 @@ func startXDPGate(t *topology, sc Scenario, o Options, dir, tag string) (*procGa
 		x.cmd.Env = append(os.Environ(), "XDPGATE_CPUPROFILE="+x.prof)
 	}
 	if err := x.cmd.Start(); err != nil {
+		os.RemoveAll(x.adminDir)
 		return nil, fmt.Errorf("start xdpgate: %w", err)
 	}
 	go func() { x.done <- x.cmd.Wait() }()
@@ -200,6 +233,9 @@ func (x *procGateway) exited() (bool, error) {
 }
 
 func (x *procGateway) stop() error {
+	if x.adminDir != "" {
+		defer os.RemoveAll(x.adminDir)
+	}
 	name := x.name
 	if name == "" {
 		name = DataplaneXDPGate

@@ -209,6 +209,10 @@ func summary(r report.Result) string {
 	}
 	s := fmt.Sprintf("delivered %.3f Mpps of %.3f offered, loss %.1f%%, %.0f CPU-ms/Mpkt",
 		r.DeliveredPPS/1e6, r.OfferedPPS/1e6, r.LossPct, r.CPUMsPerMpkt)
+	if g := r.Gateway; g != nil {
+		s += fmt.Sprintf("; redirected %d, rx ring full %d, fill ring empty %d, polled %d, dropped %d, tx %d",
+			g.Redirected, g.RxRingFull, g.FillRingEmpty, g.RxFrames, g.Dropped, g.TxFrames)
+	}
 	if r.Retention != nil {
 		s += fmt.Sprintf(", retention %.4f over %d clients", *r.Retention, r.Clients)
 	}
@@ -302,6 +306,14 @@ func (r *scenarioRun) measure(ctx context.Context, dp string, steered bool) (res
 	if err := b.warmup(ctx, gw); err != nil {
 		return fail(err)
 	}
+	// Its counters, read around each burst. xdpgate serves them once it
+	// is set up, which the warmup does not always prove: in the reply
+	// scenarios the kernel's ICMP errors about frames sent before the
+	// gateway took over reach the generator's sink too.
+	if err := waitCounters(ctx, gw, 20*time.Second); err != nil {
+		return fail(err)
+	}
+	b.gw = gw
 	if steered {
 		if err := t.steer(); err != nil {
 			return fail(err)

@@ -129,6 +129,7 @@ enum {
 	CNT_REDIRECT_ICMP_ERROR,
 	CNT_REDIRECT_FRAGMENT,
 	CNT_PASS_NODE_TRAFFIC, // from an endpoint to a node address: the node's own
+	CNT_REDIRECT_NO_SOCKET, // chosen for redirect, but no AF_XDP socket on the queue: passed
 	CNT_MAX,
 };
 
@@ -369,8 +370,11 @@ static __always_inline int inner_owned(void *data, void *data_end, __u32 off, __
 
 static __always_inline int redirect(struct xdp_md *ctx, __u32 idx)
 {
-	count(idx);
-	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	int act = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	// The fallback (XDP_PASS): no AF_XDP socket on this queue. Counted
+	// instead of the reason, so that the counters add up to the packets.
+	count(act == XDP_REDIRECT ? idx : CNT_REDIRECT_NO_SOCKET);
+	return act;
 }
 
 SEC("xdp")

@@ -28,6 +28,10 @@ type Collector struct {
 	// (entries / capacity) is one PromQL division.
 	ctCapacity, affCapacity *prometheus.Desc
 	egressFrames            *prometheus.Desc
+	// The kernel's XDP_STATISTICS per socket, and the classifier's
+	// decisions: where frames are lost before a poller sees them.
+	xskRxDropped, xskRxRingFull, xskFillRingEmpty, xskTxRingEmpty, xskInvalid *prometheus.Desc
+	clsPackets                                                                *prometheus.Desc
 }
 
 // svcLabels are the labels of per-service-port metrics: kube-proxy's
@@ -78,6 +82,19 @@ func NewCollector(src Source) *Collector {
 		"Held frames sent once their next hop resolved (the others were dropped as neigh_failed).", q, nil)
 	c.ctCapacity = prometheus.NewDesc("xdpgate_conntrack_capacity", "Flow table capacity by IP family (--conntrack-max; IPv6 an eighth of it).", []string{"family"}, nil)
 	c.affCapacity = prometheus.NewDesc("xdpgate_affinity_capacity", "ClientIP affinity table capacity in clients (--affinity-max).", nil, nil)
+	c.xskRxDropped = prometheus.NewDesc("xdpgate_xsk_rx_dropped_total",
+		"Frames the kernel dropped for this AF_XDP socket: no free UMEM frame (also in xdpgate_xsk_fill_ring_empty_total) or too long for one; not those of a full RX ring (XDP_STATISTICS rx_dropped).", q, nil)
+	c.xskRxRingFull = prometheus.NewDesc("xdpgate_xsk_rx_ring_full_total",
+		"Frames the kernel dropped because this socket's RX ring was full: the poller did not keep up (XDP_STATISTICS rx_ring_full; kernel 5.9+).", q, nil)
+	c.xskFillRingEmpty = prometheus.NewDesc("xdpgate_xsk_fill_ring_empty_total",
+		"Times the kernel found this socket's fill ring empty when it needed a UMEM frame to receive into; in copy mode each is a dropped frame, also in xdpgate_xsk_rx_dropped_total (XDP_STATISTICS rx_fill_ring_empty_descs; kernel 5.9+).", q, nil)
+	c.xskTxRingEmpty = prometheus.NewDesc("xdpgate_xsk_tx_ring_empty_total",
+		"Times the kernel found this socket's TX ring empty when asked to send (XDP_STATISTICS tx_ring_empty_descs; kernel 5.9+).", q, nil)
+	c.xskInvalid = prometheus.NewDesc("xdpgate_xsk_invalid_descriptors_total",
+		"Invalid descriptors the kernel met on this socket's rings, by ring: rx, tx (XDP_STATISTICS).", append(q, "ring"), nil)
+	c.clsPackets = prometheus.NewDesc("xdpgate_classifier_packets_total",
+		"Packets the XDP classifier decided on, all interfaces: action redirect (to an AF_XDP socket) by reason frontend, nodeport, endpoint, snat, icmp_error, fragment; action pass (to the kernel) by reason not_ip, not_owned, fragment, truncated, icmp, node_traffic, no_socket (chosen for redirect, but no socket on the queue).",
+		[]string{"action", "reason"}, nil)
 	c.egressFrames = prometheus.NewDesc("xdpgate_egress_frames_total",
 		"Frames sent, by the kind of device they left on: other (a NIC), veth, bridge, vxlan, geneve.", []string{"kind"}, nil)
 	return c
@@ -86,7 +103,8 @@ func NewCollector(src Source) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rxFrames, c.rxBytes, c.txFrames, c.txBytes, c.drops, c.pipe, c.natDrops, c.ctEntries, c.ctOps, c.affEntries, c.affOps,
-		c.affSvcEntries, c.affSvcEvents, c.svcPackets, c.svcBytes, c.svcNew, c.svcDrops, c.clsRules, c.clsCapacity, c.clsSkipped, c.clsRefused, c.neighHeld, c.neighReleased, c.egressFrames} {
+		c.affSvcEntries, c.affSvcEvents, c.svcPackets, c.svcBytes, c.svcNew, c.svcDrops, c.clsRules, c.clsCapacity, c.clsSkipped, c.clsRefused, c.neighHeld, c.neighReleased, c.egressFrames,
+		c.xskRxDropped, c.xskRxRingFull, c.xskFillRingEmpty, c.xskTxRingEmpty, c.xskInvalid, c.clsPackets} {
 		ch <- d
 	}
 	ch <- c.ctCapacity
@@ -118,6 +136,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.txBytes, s.TxBytes, s.Ifname, q)
 			counter(c.neighHeld, s.NeighHeld, s.Ifname, q)
 			counter(c.neighReleased, s.NeighReleased, s.Ifname, q)
+			k := s.Kernel
+			counter(c.xskRxDropped, k.RxDropped, s.Ifname, q)
+			counter(c.xskInvalid, k.RxInvalidDescs, s.Ifname, q, "rx")
+			counter(c.xskInvalid, k.TxInvalidDescs, s.Ifname, q, "tx")
+			if k.RingCounters {
+				counter(c.xskRxRingFull, k.RxRingFull, s.Ifname, q)
+				counter(c.xskFillRingEmpty, k.RxFillRingEmpty, s.Ifname, q)
+				counter(c.xskTxRingEmpty, k.TxRingEmpty, s.Ifname, q)
+			}
 			for r, n := range s.Drops {
 				if n != 0 {
 					counter(c.drops, n, s.Ifname, q, dataplane.DropReason(r).String())
@@ -195,6 +222,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(c.clsRefused, refused)
 	}
+	if c.src.ClassifierCounters != nil {
+		if cc, err := c.src.ClassifierCounters(); err == nil {
+			for _, e := range classifierCounts(cc) {
+				counter(c.clsPackets, e.n, e.action, e.reason)
+			}
+		}
+	}
 	if c.src.Conntrack != nil {
 		v4, v6 := c.src.Conntrack.Capacity()
 		ch <- prometheus.MustNewConstMetric(c.ctCapacity, prometheus.GaugeValue, float64(v4), "IPv4")
@@ -270,5 +304,26 @@ func (c *Collector) collectServices(ch chan<- prometheus.Metric, svcs []pipeline
 				counter(c.svcDrops, n, pipeline.ServiceDropName(r))
 			}
 		}
+	}
+}
+
+// classifierCount is one series of xdpgate_classifier_packets_total.
+type classifierCount struct {
+	action, reason string
+	n              uint64
+}
+
+// classifierCounts names the classifier's counters as the metric labels
+// them; /v1/stats uses the same names. The reasons are exclusive: each
+// packet is counted once, so the series add up to every packet.
+func classifierCounts(c dataplane.ClassifierCounters) []classifierCount {
+	return []classifierCount{
+		{"redirect", "frontend", c.RedirectFrontend}, {"redirect", "nodeport", c.RedirectNodePort},
+		{"redirect", "endpoint", c.RedirectEndpoint}, {"redirect", "snat", c.RedirectSNAT},
+		{"redirect", "icmp_error", c.RedirectICMPError}, {"redirect", "fragment", c.RedirectFragment},
+		{"pass", "not_ip", c.PassNotIP}, {"pass", "not_owned", c.PassNotOwned},
+		{"pass", "fragment", c.PassFragment}, {"pass", "truncated", c.PassTruncated},
+		{"pass", "icmp", c.PassICMP}, {"pass", "node_traffic", c.PassNodeTraffic},
+		{"pass", "no_socket", c.RedirectNoSocket},
 	}
 }

@@ -130,6 +130,30 @@ type Queue struct {
 	NeighHeld     uint64            `json:"neighHeld"`
 	NeighReleased uint64            `json:"neighReleased"`
 	Drops         map[string]uint64 `json:"drops,omitempty"`
+	// Kernel is what the kernel counted for the socket (XDP_STATISTICS).
+	Kernel Kernel `json:"kernel"`
+}
+
+// Kernel is one socket's XDP_STATISTICS in /v1/stats: frames the kernel
+// lost before the poller saw them (dataplane.KernelXSKStats).
+type Kernel struct {
+	RxDropped      uint64 `json:"rxDropped"`
+	RxRingFull     uint64 `json:"rxRingFull"`
+	FillRingEmpty  uint64 `json:"fillRingEmpty"`
+	TxRingEmpty    uint64 `json:"txRingEmpty"`
+	RxInvalidDescs uint64 `json:"rxInvalidDescs"`
+	TxInvalidDescs uint64 `json:"txInvalidDescs"`
+	// RingCounters is false on kernels before 5.9, which report only
+	// rxDropped and the invalid descriptors.
+	RingCounters bool `json:"ringCounters"`
+}
+
+// Classifier is the XDP classifier's decisions in /v1/stats, packets by
+// reason, with the names of xdpgate_classifier_packets_total: Redirect to an
+// AF_XDP socket, Pass to the kernel. Each packet is counted once.
+type Classifier struct {
+	Redirect map[string]uint64 `json:"redirect"`
+	Pass     map[string]uint64 `json:"pass"`
 }
 
 // Stats is the /v1/stats answer.
@@ -140,6 +164,8 @@ type Stats struct {
 	Drops     map[string]uint64 `json:"drops"`
 	Conntrack *conntrack.Stats  `json:"conntrack,omitempty"`
 	Affinity  *affinity.Stats   `json:"affinity,omitempty"`
+	// Classifier is absent when the classifier's counters cannot be read.
+	Classifier *Classifier `json:"classifier,omitempty"`
 }
 
 // Handler returns the admin API's handler.
@@ -474,6 +500,10 @@ func statsOf(src Source) Stats {
 				TxCopied: q.TxCopied, TxRingFull: q.TxRingFull, FillRingEmpty: q.FillRingEmpty,
 				NeighHeld: q.NeighHeld, NeighReleased: q.NeighReleased,
 				Drops: dropMap(&q.Drops, nil),
+				Kernel: Kernel{RxDropped: q.Kernel.RxDropped, RxRingFull: q.Kernel.RxRingFull,
+					FillRingEmpty: q.Kernel.RxFillRingEmpty, TxRingEmpty: q.Kernel.TxRingEmpty,
+					RxInvalidDescs: q.Kernel.RxInvalidDescs, TxInvalidDescs: q.Kernel.TxInvalidDescs,
+					RingCounters: q.Kernel.RingCounters},
 			})
 			dropMap(&q.Drops, out.Drops)
 		}
@@ -488,6 +518,19 @@ func statsOf(src Source) Stats {
 	if src.Affinity != nil {
 		st := src.Affinity.Stats()
 		out.Affinity = &st
+	}
+	if src.ClassifierCounters != nil {
+		if cc, err := src.ClassifierCounters(); err == nil {
+			cls := &Classifier{Redirect: map[string]uint64{}, Pass: map[string]uint64{}}
+			for _, e := range classifierCounts(cc) {
+				if e.action == "redirect" {
+					cls.Redirect[e.reason] = e.n
+				} else {
+					cls.Pass[e.reason] = e.n
+				}
+			}
+			out.Classifier = cls
+		}
 	}
 	return out
 }

@@ -33,6 +33,9 @@ type Source struct {
 	// Classifier returns the outcome of the latest classifier programming
 	// (Applier.Status).
 	Classifier func() pipeline.ProgramStatus
+	// ClassifierCounters reads the XDP classifier's per-decision packet
+	// counters (Classifier.Counters: one map read per counter, per CPU).
+	ClassifierCounters func() (dataplane.ClassifierCounters, error)
 	// StartCapture starts a capture session (Pipeline.StartCapture).
 	StartCapture func(pipeline.CaptureConfig) (*pipeline.Capture, error)
 }
