@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"golang.org/x/sys/unix"
 
 	"github.com/xdpgate/xdpgate/internal/testnet"
 )
@@ -206,8 +207,36 @@ func TestPrivProgClients(t *testing.T) {
 	check("A moved after reset", tracked{4, 2, 1})
 }
 
+// onOneCPU keeps the calling goroutine on one OS thread pinned to one CPU
+// until the test ends: BPF_PROG_TEST_RUN runs the program on the caller's
+// CPU, and the sampler's tick is a per-CPU counter (a thread that migrates
+// between runs would count on two).
+func onOneCPU(t *testing.T) {
+	t.Helper()
+	runtime.LockOSThread()
+	var old unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		t.Fatal(err)
+	}
+	var one unix.CPUSet
+	for c := 0; c < 1024; c++ {
+		if old.IsSet(c) {
+			one.Set(c)
+			break
+		}
+	}
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		unix.SchedSetaffinity(0, &old)
+		runtime.UnlockOSThread()
+	})
+}
+
 func TestPrivProgSampleEvery(t *testing.T) {
 	s := loadTest(t, Config{Endpoints: testEndpoints, SampleEvery: 3, ExpectSrc: testExpectSrc})
+	onOneCPU(t)
 	good := pkt{src: "198.18.64.1", dst: "198.18.2.10", proto: udp, sport: 1, dport: 8080}.frame(t)
 	for i := range 10 {
 		run(t, s, good)
