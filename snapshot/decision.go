@@ -217,3 +217,25 @@ func (s *Snapshot) Usable(d Decision, id uint32) (*Endpoint, bool) {
 	}
 	return ep, ep.InCluster
 }
+
+// PickSessionBounded is PickSession with bounded loads
+// (ServicePort.AffinityMaxLoadPercent, maglev.RendezvousBounded): the
+// rendezvous choice unless that endpoint already holds its share of the
+// chain's load times maxLoadPercent/100, else the next endpoint in the
+// hash's preference order that does not. load(k) is the load (pinned
+// clients) of sp.Endpoints[k]. It returns nil when PickSession would.
+func (s *Snapshot) PickSessionBounded(d Decision, hash uint64, maxLoadPercent uint32, load func(k int32) uint64) *Endpoint {
+	sp := &s.ServicePorts[d.ServicePort]
+	eps, keys := sp.Cluster, sp.clusterKeys
+	if d.Local {
+		eps, keys = sp.Local, sp.localKeys
+	}
+	if len(keys) != len(eps) {
+		return nil
+	}
+	i := maglev.RendezvousBounded(keys, hash, maxLoadPercent, func(i int) uint64 { return load(eps[i]) })
+	if i < 0 {
+		return nil
+	}
+	return &sp.Endpoints[eps[i]]
+}
