@@ -25,9 +25,9 @@ func (t *Table) Sweep(now int64, budget int) (removed int) {
 			switch ctlState(c) {
 			case stLive:
 				s := &sh.slots[i]
-				if expired(s.seen.Load(), now, valTimeout(s.val.Load())) {
+				if v := s.val.Load(); expired(s.seen.Load(), now, valTimeout(v)) {
 					sh.remove(i)
-					sh.expired(ctlSvc(c))
+					sh.expired(ctlSvc(c), valEP(v), 0)
 					removed++
 				}
 			case stTomb:
@@ -96,9 +96,10 @@ func (t *Table) deleteWhere(match func(svcPort, ep uint32) bool) int {
 			for i := start; i < end; i++ {
 				s := &sh.slots[i]
 				c := s.ctl.Load()
-				if ctlState(c) == stLive && match(ctlSvc(c), valEP(s.val.Load())) {
+				if ep := valEP(s.val.Load()); ctlState(c) == stLive && match(ctlSvc(c), ep) {
 					sh.remove(i)
 					sh.deletes.Add(1)
+					sh.changed(ctlSvc(c), ep, 0, CauseDeleted)
 					removed++
 				}
 			}

@@ -19,6 +19,7 @@ func TestPipelineNoAllocs(t *testing.T) {
 	s := ptSnapshot(t, snapshot.Snapshot{NodePortAddrs: []netip.Addr{ptGW4}, ServicePorts: []snapshot.ServicePort{
 		ptPort(1, nat.ProtoTCP, ptVIP4, twoEndpoints4(), func(sp *snapshot.ServicePort) {
 			sp.AffinitySeconds = 100
+			sp.AffinityMaxLoadPercent = 125
 			sp.NodePort = 30000
 		}),
 		ptPort(2, nat.ProtoTCP, netip.MustParseAddr("198.18.100.2"), nil, nil),
@@ -49,6 +50,11 @@ func TestPipelineNoAllocs(t *testing.T) {
 			nf[34], nf[35] = byte(sport>>8), byte(sport)
 			return nf
 		}},
+		{"new client: bounded-load choice, heavy-client sketch", func() []byte {
+			sport++ // a new client each run: patch the source address's last byte and the port
+			nf[29], nf[34], nf[35] = byte(sport), byte(sport>>8), byte(sport)
+			return nf
+		}},
 	}
 	frames := make([]dataplane.Frame, 1)
 	buf := make([]byte, 2048)
@@ -64,8 +70,8 @@ func TestPipelineNoAllocs(t *testing.T) {
 			t.Errorf("Process(%s) allocs = %v, want 0", tc.name, allocs)
 		}
 	}
-	if st := w.p.Stats()[1]; st.NewFlows < 200 {
-		t.Errorf("NewFlows = %d, want >= 200 (the new-flow case must create flows)", st.NewFlows)
+	if st := w.p.Stats()[1]; st.NewFlows < 400 || st.AffinityMisses < 200 {
+		t.Errorf("NewFlows, AffinityMisses = %d, %d, want >= 400, 200 (the new-flow cases must create flows, the new-client case pins)", st.NewFlows, st.AffinityMisses)
 	}
 }
 
@@ -121,11 +127,34 @@ func BenchmarkPipelineEstablished(b *testing.B) {
 	stop()
 }
 
+// BenchmarkPipelineEstablishedClientIP: BenchmarkPipelineEstablished to
+// a ClientIP service (whose original-direction packets are sampled into
+// the heavy-client sketch).
+func BenchmarkPipelineEstablishedClientIP(b *testing.B) {
+	w, frames := benchWorld(b, 10000, 100)
+	b.ReportAllocs()
+	b.ResetTimer()
+	stop := benchcpu.Thread(b)
+	processBatches(b, w.p, &dataplane.Queue{Index: 0}, frames, b.N, 0)
+	stop()
+}
+
 // BenchmarkPipelineNewFlow: a new flow per packet to a ClientIP-affinity
-// service (frontend lookup, affinity lookup + pin, Maglev, conntrack insert).
-func BenchmarkPipelineNewFlow(b *testing.B) {
+// service (frontend lookup, affinity lookup + pin, session choice,
+// conntrack insert); 1024 clients, so most find their pin, and every 8192
+// packets every pin expires.
+func BenchmarkPipelineNewFlow(b *testing.B) { benchNewFlow(b, 0) }
+
+// BenchmarkPipelineNewFlowBounded is BenchmarkPipelineNewFlow with
+// bounded-load pinning (xdpgate.io/affinity-max-load: 1.25).
+func BenchmarkPipelineNewFlowBounded(b *testing.B) { benchNewFlow(b, 125) }
+
+func benchNewFlow(b *testing.B, maxLoadPercent uint32) {
 	s := ptSnapshot(b, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{
-		ptPort(1, nat.ProtoTCP, ptVIP4, twoEndpoints4(), func(sp *snapshot.ServicePort) { sp.AffinitySeconds = 100 }),
+		ptPort(1, nat.ProtoTCP, ptVIP4, twoEndpoints4(), func(sp *snapshot.ServicePort) {
+			sp.AffinitySeconds = 100
+			sp.AffinityMaxLoadPercent = maxLoadPercent
+		}),
 	}})
 	w := newWorld(b, s, nil)
 	// Enough distinct flows that each packet is new: 1024 clients x ports.

@@ -112,7 +112,12 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 			pq.c.affinityMisses++
 			svc.add(swAff + svcMisses)
 			epoch := maglev.Epoch(pk.Src, p.cfg.Wall(), sp.AffinitySeconds)
-			ep = s.PickSession(d, maglev.HashSession(pk.Src, epoch))
+			h := maglev.HashSession(pk.Src, epoch)
+			if sp.AffinityMaxLoadPercent > 0 {
+				ep = p.pickBounded(b, d, h)
+			} else {
+				ep = s.PickSession(d, h)
+			}
 		}
 	} else {
 		ep = s.Pick(d, maglev.HashFlow(pk.Src, pk.Dst, pk.SrcPort, pk.DstPort, uint8(pk.Proto)))
@@ -154,6 +159,8 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 		pq.c.newFlows++
 		svc.add(swNew)
 		if sp.AffinitySeconds > 0 {
+			p.load.conn(b.load, b.q.Index, ep.ID)
+			b.hb.conn(b.sq.lastJ, b.q.Index, pk.Src, b.now)
 			// Every new connection restarts the client's timer (recent --set).
 			switch p.aff.Pin(sp.ID, pk.Src, ep.ID, sp.AffinitySeconds, b.now) {
 			case affinity.PinInserted, affinity.PinRepinned:
@@ -185,6 +192,23 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 		return fl, hop, newFlowLookup
 	}
 	return fl, hop, newFlowHop
+}
+
+// pickBounded is the session choice with bounded loads
+// (snapshot.PickSessionBounded) over the endpoints' pinned clients.
+func (p *Pipeline) pickBounded(b *batch, d snapshot.Decision, h uint64) *snapshot.Endpoint {
+	s, l, ix := b.snap, &p.load, b.load
+	sp := &s.ServicePorts[d.ServicePort]
+	var slots []int32
+	if ix.snap == s {
+		slots = ix.bySP[d.ServicePort]
+	}
+	return s.PickSessionBounded(d, h, sp.AffinityMaxLoadPercent, func(k int32) uint64 {
+		if slots != nil {
+			return l.pins(slots[k])
+		}
+		return l.pins(l.slot(ix, sp.Endpoints[k].ID)) // a batch that began before Publish
+	})
 }
 
 // snatReclaims bounds the ports a new flow tries to take back from idle
@@ -253,11 +277,7 @@ func (p *Pipeline) snatProbe(pq *pipeQueue, orig *conntrack.Tuple, dnat netip.Ad
 // snatPort draws a port of the SNAT range (splitmix64 on the queue's state).
 func (p *Pipeline) snatPort(pq *pipeQueue) uint16 {
 	pq.rnd += 0x9e3779b97f4a7c15
-	z := pq.rnd
-	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
-	z = (z ^ z>>27) * 0x94d049bb133111eb
-	z ^= z >> 31
-	return p.cfg.SNATPortMin + uint16(uint32(z>>32)%p.snatN)
+	return p.cfg.SNATPortMin + uint16(uint32(mix(pq.rnd)>>32)%p.snatN)
 }
 
 // touch applies the packet to its flow: TouchTCP with the segment's
