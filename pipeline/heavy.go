@@ -17,7 +17,7 @@ import (
 // families of a port share it) gets, per queue, two topk sketches: one of
 // new connections per client address (every new flow, the flow's source)
 // and one of packets from the client (sampled: on average one original-
-// direction packet in heavySampleMean is counted, with the weight of the
+// direction packet in HeavySampleMean is counted, with the weight of the
 // packets since the previous sample). A sketch update costs a hash and at
 // most four compares on plain memory.
 //
@@ -34,8 +34,8 @@ const (
 	// HeavyWindow is the generation length of the sketches: they report
 	// the last one to two windows of traffic (topk).
 	HeavyWindow = 30 * time.Second
-	// heavySampleMean is the mean interval of the packet sampling.
-	heavySampleMean = 32
+	// HeavySampleMean is the mean interval of the packet sampling.
+	HeavySampleMean = 32
 )
 
 // Ownership of a queue's sketches.
@@ -164,7 +164,7 @@ func (hb *heavyBatch) packet(j int32, qi int, client netip.Addr, now int64, rnd 
 	}
 	w := max(hs.sampled, 1)
 	*rnd += 0x9e3779b97f4a7c15
-	hs.sampled = 1 + uint32(mix(*rnd)%(2*heavySampleMean-1)) // mean heavySampleMean
+	hs.sampled = 1 + uint32(mix(*rnd)%(2*HeavySampleMean-1)) // mean HeavySampleMean
 	hs.sampleLeft = hs.sampled
 	if hp := hb.pair(j, qi); hp != nil {
 		hp.pkts.Update(client, uint64(w), now)
@@ -182,20 +182,22 @@ func mix(z uint64) uint64 {
 // lies in [Count-Err, Count+Spill+Lost] (topk.Entry; Lost counts updates
 // made while a reader held a queue's sketches).
 type HeavyClient struct {
-	Client     netip.Addr
-	Count, Err uint64
-	Spill      uint64
+	Client netip.Addr `json:"client"`
+	Count  uint64     `json:"count"`
+	Err    uint64     `json:"err"`
+	Spill  uint64     `json:"spill"`
 }
 
 // HeavyClients are the top clients of one service port over the last one
 // to two HeavyWindow.
 type HeavyClients struct {
 	// Connections are ranked by new connections, Packets by packets from
-	// the client (sampled, 1 in heavySampleMean on average).
-	Connections, Packets []HeavyClient
+	// the client (sampled, 1 in HeavySampleMean on average).
+	Connections []HeavyClient `json:"connections"`
+	Packets     []HeavyClient `json:"packets"`
 	// Lost counts sketch updates of any service port skipped because a
 	// reader held the queue's sketches at the time.
-	Lost uint64
+	Lost uint64 `json:"lost"`
 }
 
 // HeavyClients returns the top k clients (k <= 0: every counter) of the

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sync/atomic"
 
@@ -73,7 +74,12 @@ type epLoad struct {
 	movedIn  []atomic.Uint64
 	movedOut []atomic.Uint64
 	conns    []atomic.Uint64
+	// rate is per slot the new connections per second over the last
+	// SampleLoad interval (float64 bits).
+	rate []atomic.Uint64
 	// Guarded by the Pipeline's pubMu.
+	prevConns  []uint64 // per slot, at the last SampleLoad
+	sampledAt  int64
 	free       []int32
 	departures map[uint32]*departure
 	full       bool // the last Publish found no free slot (logged once)
@@ -85,6 +91,8 @@ func (l *epLoad) init(n, queues int) {
 	l.movedIn = make([]atomic.Uint64, n)
 	l.movedOut = make([]atomic.Uint64, n)
 	l.conns = make([]atomic.Uint64, n*queues)
+	l.rate = make([]atomic.Uint64, n)
+	l.prevConns = make([]uint64, n)
 	l.free = make([]int32, n)
 	for i := range l.free {
 		l.free[i] = int32(n - 1 - i) // pop from the end: slot 0 first
@@ -218,6 +226,8 @@ func (p *Pipeline) assignLoad(s *snapshot.Snapshot) {
 				l.words[j].Store(uint64(id) << 32)
 				l.movedIn[j].Store(0)
 				l.movedOut[j].Store(0)
+				l.rate[j].Store(0)
+				l.prevConns[j] = 0
 				for q := range p.queues {
 					l.conns[q*l.n+int(j)].Store(0)
 				}
@@ -350,6 +360,35 @@ func (p *Pipeline) ReportDepartures() {
 	}
 }
 
+// connsOf sums slot j's new connections over the queues.
+func (l *epLoad) connsOf(j int32, queues int) uint64 {
+	var n uint64
+	for q := range queues {
+		n += l.conns[q*l.n+int(j)].Load()
+	}
+	return n
+}
+
+// SampleLoad updates every endpoint's new connections per second
+// (EndpointLoad.ConnectionsPerSecond) over the time since its previous
+// call, at now (the pipeline's clock). Housekeeping calls it every
+// LoadSampleEvery.
+func (p *Pipeline) SampleLoad(now int64) {
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
+	l := &p.load
+	secs := float64(now-l.sampledAt) / 1e9
+	first := l.sampledAt == 0
+	l.sampledAt = now
+	for _, j := range l.index.Load().byID {
+		n := l.connsOf(j, len(p.queues))
+		if !first && secs > 0 && n >= l.prevConns[j] {
+			l.rate[j].Store(math.Float64bits(float64(n-l.prevConns[j]) / secs))
+		}
+		l.prevConns[j] = n
+	}
+}
+
 // EndpointLoad is one endpoint's load (Pipeline.EndpointLoads).
 type EndpointLoad struct {
 	ID uint32
@@ -361,8 +400,11 @@ type EndpointLoad struct {
 	// they are swept, within AffinitySweepPeriod).
 	Pins uint64
 	// NewConnections counts the flows this gateway sent to it since it
-	// got its slot (this process, or since it joined).
-	NewConnections uint64
+	// got its slot (this process, or since it joined);
+	// ConnectionsPerSecond is their rate between the last two SampleLoad
+	// calls.
+	NewConnections       uint64
+	ConnectionsPerSecond float64
 	// MovedIn counts clients that came to it from departed endpoints;
 	// MovedOut, for a departed endpoint, those that left it.
 	MovedIn, MovedOut uint64
@@ -408,9 +450,8 @@ func (p *Pipeline) EndpointLoads() []ServicePortLoad {
 		}
 		e.Pins, e.Departed = v&loadPinsMask, v&loadDeparted != 0
 		e.MovedIn, e.MovedOut = l.movedIn[j].Load(), l.movedOut[j].Load()
-		for q := range p.queues {
-			e.NewConnections += l.conns[q*l.n+int(j)].Load()
-		}
+		e.NewConnections = l.connsOf(j, len(p.queues))
+		e.ConnectionsPerSecond = math.Float64frombits(l.rate[j].Load())
 		return e
 	}
 	var out []ServicePortLoad

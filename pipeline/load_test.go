@@ -43,6 +43,7 @@ func TestEndpointLoad(t *testing.T) {
 	const clients = 300
 	w := newWorld(t, ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{loadPort(3, 0)}}), nil)
 	wantPins, wantConns := map[string]uint64{}, map[string]uint64{}
+	w.p.SampleLoad(w.clock.t)
 	for i := range clients {
 		c := testaddr.V4(uint32(0x100 + i))
 		for k := range 1 + i%3 { // 1 to 3 connections per client
@@ -56,6 +57,13 @@ func TestEndpointLoad(t *testing.T) {
 	pins, conns := loads(t, w)
 	if fmt.Sprint(pins) != fmt.Sprint(wantPins) || fmt.Sprint(conns) != fmt.Sprint(wantConns) {
 		t.Errorf("pins, connections = %v, %v; want %v, %v", pins, conns, wantPins, wantConns)
+	}
+	w.clock.t += 4 * second
+	w.p.SampleLoad(w.clock.t)
+	for _, e := range w.p.EndpointLoads()[0].Endpoints {
+		if want := float64(wantConns[e.Endpoint]) / 4; e.ConnectionsPerSecond != want {
+			t.Errorf("%s: %v connections per second, want %v", e.Endpoint, e.ConnectionsPerSecond, want)
+		}
 	}
 	w.clock.t += 11 * second
 	w.p.Housekeep(w.clock.t, 1<<16, 1<<16)
