@@ -78,7 +78,8 @@ func run(args []string, stderr io.Writer) error {
 	applier := pipeline.NewApplier(pl, pipeline.ApplierConfig{Classifier: dp.Classifier(), Addrs: eg, Health: ctrl.SetDataplaneHealth})
 	ctrl.Subscribe(applier.Apply)
 	state := admin.Source{Snapshot: pl.Snapshot, Conntrack: ct, Affinity: aff, Now: pl.Now,
-		Queues: dp.Stats, Devices: dp.Devices, Pipeline: pl.Stats, Services: pl.ServiceStats, Classifier: applier.Status, StartCapture: pl.StartCapture}
+		Queues: dp.Stats, Devices: dp.Devices, Pipeline: pl.Stats, Services: pl.ServiceStats, Classifier: applier.Status, StartCapture: pl.StartCapture,
+		Loads: pl.EndpointLoads, Heavy: pl.HeavyClients, MaxEndpointSeries: o.metricsMaxEPs}
 	closeAdmin, err := serveState(ctrl, state, o.adminSocket, log)
 	if err != nil {
 		return err
