@@ -1,5 +1,7 @@
 package affinity
 
+import "net/netip"
+
 // Sweep examines up to budget slots, continuing where the previous call
 // stopped and wrapping around the table, and removes entries that have
 // expired at now under the timeout in force at their last Pin. It returns
@@ -107,4 +109,39 @@ func (t *Table) deleteWhere(match func(svcPort, ep uint32) bool) int {
 		}
 	}
 	return removed
+}
+
+// Unpin removes the entry of client on service port svcPort if it still
+// names endpoint ep, and reports whether it did (counted as a delete): the
+// client's next connection chooses afresh. Pipeline's rebalance-on-scale
+// uses it to expire chosen pins early. It takes the shard lock.
+func (t *Table) Unpin(svcPort uint32, client netip.Addr, ep uint32) bool {
+	if !client.IsValid() {
+		return false
+	}
+	k := makeKey(svcPort, client)
+	sh, i := t.locate(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for range t.window {
+		s := &sh.slots[i]
+		c := s.ctl.Load()
+		switch ctlState(c) {
+		case stEmpty:
+			return false
+		case stLive:
+			v := s.val.Load()
+			if ctlSvc(c) == k.svc && s.a0.Load() == k.a0 && s.a1.Load() == k.a1 && valIsV4(v) == k.is4 {
+				if valEP(v) != ep {
+					return false
+				}
+				sh.remove(i)
+				sh.deletes.Add(1)
+				sh.changed(k.svc, ep, 0, CauseDeleted)
+				return true
+			}
+		}
+		i = sh.next(i)
+	}
+	return false
 }

@@ -497,3 +497,29 @@ func TestOnChangeCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestUnpin: Unpin removes a client's entry only while it names the given
+// endpoint, and reports the change.
+func TestUnpin(t *testing.T) {
+	tb := newTable(t, Config{Capacity: 64, Seed: 1})
+	var got []Change
+	tb.OnChange(func(c Change) { got = append(got, c) })
+	c1 := testaddr.V4(1)
+	tb.Pin(1, c1, 11, 60, 0)
+	if tb.Unpin(1, c1, 12) || tb.Unpin(2, c1, 11) || tb.Unpin(1, testaddr.V4(2), 11) {
+		t.Fatalf("Unpin of another endpoint, service port or client removed the entry")
+	}
+	if !tb.Unpin(1, c1, 11) {
+		t.Fatalf("Unpin(1, c1, 11) = false, want true")
+	}
+	if _, ok := tb.Lookup(1, c1, 60, 1); ok {
+		t.Errorf("Lookup after Unpin hit")
+	}
+	want := []Change{{ServicePort: 1, To: 11, Cause: CausePinned}, {ServicePort: 1, From: 11, Cause: CauseDeleted}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("changes = %+v, want %+v", got, want)
+	}
+	if st := tb.Stats(); st.Deletes != 1 || st.Entries != 0 {
+		t.Errorf("Stats = %+v, want 1 delete, 0 entries", st)
+	}
+}
