@@ -289,6 +289,15 @@ func TestBadObjectsAreSkipped(t *testing.T) {
 			errPart: "metadata.annotations[xdpgate.io/affinity-max-load]", check: maxLoadIs("bad", "svc", 60, 0)},
 		{name: "affinity-max-load without ClientIP", svc: makeService("bad", "svc", clusterIPs("198.18.100.2"), annotate(AnnotationAffinityMaxLoad, "1.25")),
 			errPart: "needs sessionAffinity ClientIP", check: maxLoadIs("bad", "svc", 0, 0)},
+		{name: "bad affinity-rebalance-on-scale", svc: makeService("bad", "svc", clusterIPs("198.18.100.2"), clientIPAffinity(60), annotate(AnnotationAffinityRebalanceOnScale, "sure")),
+			errPart: "Service bad/svc: metadata.annotations[xdpgate.io/affinity-rebalance-on-scale]: invalid value: \"sure\"",
+			check: func(t *testing.T, s *snapshot.Snapshot) {
+				if sp := portOf(t, s, "bad", "svc", false); sp.AffinityRebalanceOnScale || sp.AffinitySeconds != 60 {
+					t.Errorf("rebalance %t, affinity %d; want off, 60", sp.AffinityRebalanceOnScale, sp.AffinitySeconds)
+				}
+			}},
+		{name: "affinity-rebalance-on-scale without ClientIP", svc: makeService("bad", "svc", clusterIPs("198.18.100.2"), annotate(AnnotationAffinityRebalanceOnScale, "true")),
+			errPart: "needs sessionAffinity ClientIP", check: maxLoadIs("bad", "svc", 0, 0)},
 		{name: "slice without service-name label", slice: makeSlice("ok", "orphan", "", []endpointSpec{ep("198.19.2.7", "")}),
 			errPart: "EndpointSlice ok/orphan: metadata.labels[kubernetes.io/service-name]"},
 	}
@@ -381,6 +390,19 @@ func TestAffinityMaxLoad(t *testing.T) {
 				t.Errorf("errors %v, want some only for a refused value", res.NewErrors)
 			}
 		})
+	}
+}
+
+func TestAffinityRebalanceOnScale(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  bool
+	}{{"true", true}, {"false", false}, {"1", true}} {
+		objs := objects{services: []*v1.Service{makeService("ns", "svc", clusterIPs("198.18.100.1"), clientIPAffinity(60), annotate(AnnotationAffinityRebalanceOnScale, tc.value))}}
+		_, res := build(t, testOpts(), objs)
+		if got := portOf(t, res.Snapshot, "ns", "svc", false).AffinityRebalanceOnScale; got != tc.want || len(res.NewErrors) > 0 {
+			t.Errorf("%q: rebalance %t, errors %v; want %t, none", tc.value, got, res.NewErrors, tc.want)
+		}
 	}
 }
 

@@ -53,9 +53,11 @@ type svcSpec struct {
 	internalPolicyLocal bool
 	healthCheckNodePort uint16
 	affinitySeconds     uint32
-	// affinityMaxLoad is AnnotationAffinityMaxLoad in percent (0: none).
-	affinityMaxLoad uint32
-	ports           []portSpec
+	// affinityMaxLoad is AnnotationAffinityMaxLoad in percent (0: none);
+	// affinityRebalance AnnotationAffinityRebalanceOnScale.
+	affinityMaxLoad   uint32
+	affinityRebalance bool
+	ports             []portSpec
 }
 
 type portSpec struct {
@@ -102,6 +104,15 @@ func parseProto(p v1.Protocol) (nat.Proto, bool) {
 // order (snapshot.ServicePort.AffinityMaxLoadPercent). A bad value is
 // reported and ignored: the Service keeps Kubernetes' choice.
 const AnnotationAffinityMaxLoad = "xdpgate.io/affinity-max-load"
+
+// AnnotationAffinityRebalanceOnScale ("true") makes a ClientIP Service
+// re-balance pinned clients when endpoints are added: pins above the bound
+// (AnnotationAffinityMaxLoad's factor times the new mean, or the mean)
+// expire early, the oldest first, so the new endpoints receive sessions at
+// once instead of after timeoutSeconds
+// (snapshot.ServicePort.AffinityRebalanceOnScale). A bad value is reported
+// and ignored.
+const AnnotationAffinityRebalanceOnScale = "xdpgate.io/affinity-rebalance-on-scale"
 
 // parseMaxLoad parses AnnotationAffinityMaxLoad's value into percent.
 func parseMaxLoad(v string) (uint32, error) {
@@ -207,6 +218,17 @@ func parseService(svc *v1.Service) (spec svcSpec, errs []error, ok bool) {
 			bad(field, invalidf("%q: needs sessionAffinity ClientIP", v))
 		default:
 			spec.affinityMaxLoad = pct
+		}
+	}
+	if v, ok := svc.Annotations[AnnotationAffinityRebalanceOnScale]; ok {
+		field := "metadata.annotations[" + AnnotationAffinityRebalanceOnScale + "]"
+		switch on, err := strconv.ParseBool(strings.TrimSpace(v)); {
+		case err != nil:
+			bad(field, invalidf("%q: want true or false", v))
+		case on && spec.affinitySeconds == 0:
+			bad(field, invalidf("%q: needs sessionAffinity ClientIP", v))
+		default:
+			spec.affinityRebalance = on
 		}
 	}
 
