@@ -113,7 +113,7 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 			svc.add(swAff + svcMisses)
 			epoch := maglev.Epoch(pk.Src, p.cfg.Wall(), sp.AffinitySeconds)
 			h := maglev.HashSession(pk.Src, epoch)
-			if sp.AffinityMaxLoadPercent > 0 {
+			if sp.AffinityMaxLoadPercent > 0 || sp.AffinityRebalanceOnScale {
 				ep = p.pickBounded(b, d, h)
 			} else {
 				ep = s.PickSession(d, h)

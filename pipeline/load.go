@@ -415,8 +415,10 @@ type ServicePortLoad struct {
 	ServicePortLabels
 	ID uint32
 	// AffinitySeconds and MaxLoadPercent are the port's affinity timeout
-	// and bounded-load setting (0: none).
+	// and bounded-load setting (0: none), RebalanceOnScale its
+	// AffinityRebalanceOnScale.
 	AffinitySeconds, MaxLoadPercent uint32
+	RebalanceOnScale                bool
 	// Endpoints are the port's endpoints in snapshot order, then its
 	// departed endpoints that still hold pins.
 	Endpoints []EndpointLoad
@@ -461,7 +463,8 @@ func (p *Pipeline) EndpointLoads() []ServicePortLoad {
 			continue
 		}
 		o := ServicePortLoad{ServicePortLabels: ServicePortLabels{sp.Namespace, sp.Name, sp.PortName, sp.Protocol.String()},
-			ID: sp.ID, AffinitySeconds: sp.AffinitySeconds, MaxLoadPercent: sp.AffinityMaxLoadPercent}
+			ID: sp.ID, AffinitySeconds: sp.AffinitySeconds, MaxLoadPercent: sp.AffinityMaxLoadPercent,
+			RebalanceOnScale: sp.AffinityRebalanceOnScale}
 		for k := range sp.Endpoints {
 			o.Endpoints = append(o.Endpoints, read(sp.Endpoints[k].ID, sp.Endpoints[k].AddrPort().String()))
 		}

@@ -294,3 +294,78 @@ func TestHeavyClients(t *testing.T) {
 		t.Errorf("HeavyClients of an unknown service port answered")
 	}
 }
+
+// TestRebalanceOnScale: with xdpgate.io/affinity-rebalance-on-scale, when
+// an endpoint is added, the old endpoints keep at most ceil(total/n)
+// pins, the least recently pinned clients lose theirs (no more than the
+// excess), and on their next connection exactly those clients move, all
+// to the new endpoint; every other client keeps its endpoint.
+func TestRebalanceOnScale(t *testing.T) {
+	const clients = 400
+	port := func(n int) snapshot.ServicePort {
+		sp := loadPort(n, 0)
+		sp.AffinityRebalanceOnScale = true
+		return sp
+	}
+	w := newWorld(t, ptSnapshot(t, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{port(4)}}), nil)
+	client := func(i int) netip.Addr { return testaddr.V4(uint32(0x4000 + i)) }
+	first := make([]netip.Addr, clients)
+	for i := range clients {
+		w.clock.t += second / 1000 // client i is the i-th oldest pin
+		first[i] = w.dst(t, tcpPkt(client(i), 1, ptVIP4, 80, "S"))
+	}
+	before, _ := loads(t, w)
+	w.clock.t += second
+	w.p.Publish(ptSnapshot(t, snapshot.Snapshot{Generation: 2, ServicePorts: []snapshot.ServicePort{port(5)}}))
+	after, _ := loads(t, w)
+	limit := uint64((clients + 4) / 5) // ceil(400/5)
+	var expired uint64
+	for ep, n := range before {
+		want := min(n, limit)
+		if after[ep] != want {
+			t.Errorf("%s: %d pins after the scale-up, want %d (had %d)", ep, after[ep], want, n)
+		}
+		expired += n - want
+	}
+	if st := w.p.AffinityStats()[0]; st.ScaleExpiries != expired || expired == 0 {
+		t.Fatalf("ScaleExpiries = %d, want %d (> 0)", st.ScaleExpiries, expired)
+	}
+	// Which pins went: per endpoint, its oldest.
+	freed := map[netip.Addr]bool{}
+	for i := range clients {
+		if _, ok := w.aff.Lookup(1, client(i), 10, w.clock.t); !ok {
+			freed[client(i)] = true
+		}
+	}
+	lastFreed := map[netip.Addr]int{} // endpoint -> index of its youngest freed client
+	firstKept := map[netip.Addr]int{} // endpoint -> index of its oldest kept client
+	for i := range clients {
+		if freed[client(i)] {
+			lastFreed[first[i]] = i
+		} else if _, ok := firstKept[first[i]]; !ok {
+			firstKept[first[i]] = i
+		}
+	}
+	for ep, i := range lastFreed {
+		if k, ok := firstKept[ep]; ok && k < i {
+			t.Errorf("%v: client %d kept its pin while the younger client %d lost it", ep, k, i)
+		}
+	}
+	newEP := sessionEndpoints(5)[4]
+	moved := 0
+	for i := range clients {
+		got := w.dst(t, tcpPkt(client(i), 2, ptVIP4, 80, "S"))
+		switch {
+		case !freed[client(i)] && got != first[i]:
+			t.Fatalf("client %d kept its pin but moved %v -> %v", i, first[i], got)
+		case freed[client(i)] && got != newEP:
+			t.Errorf("freed client %d went to %v, want the new endpoint %v", i, got, newEP)
+		case got != first[i]:
+			moved++
+		}
+	}
+	t.Logf("4 -> 5 endpoints, %d clients: %d pins expired early, %d clients moved, all to the new endpoint", clients, expired, moved)
+	if uint64(moved) != expired {
+		t.Errorf("%d clients moved, want the %d freed", moved, expired)
+	}
+}

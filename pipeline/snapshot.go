@@ -39,6 +39,7 @@ func (p *Pipeline) Publish(s *snapshot.Snapshot) SnapshotChange {
 	ch := p.OnSnapshot(old, s)
 	if s != nil {
 		p.departLoad(old, s)
+		p.rebalanceOnScale(old, s)
 	}
 	return ch
 }

@@ -128,9 +128,10 @@ type svcIndex struct {
 // Per-service-port counters outside the queues, an index into
 // svcIndex.shared.
 const (
-	svcExpiries     = iota // pins that expired
-	svcRebalanced          // clients of a departed endpoint pinned anew
-	svcDepartedPins        // clients pinned to endpoints when they left
+	svcExpiries      = iota // pins that expired
+	svcRebalanced           // clients of a departed endpoint pinned anew
+	svcDepartedPins         // clients pinned to endpoints when they left
+	svcScaleExpiries        // pins expired early by rebalance-on-scale
 	numSvcShared
 )
 
@@ -361,6 +362,9 @@ type AffinityCounters struct {
 	// endpoints that left while xdpgate was down) that were pinned to
 	// another endpoint on their next connection.
 	DepartedPins, Rebalanced uint64
+	// ScaleExpiries counts pins expired early because endpoints were
+	// added to a port with AffinityRebalanceOnScale (rebalance.go).
+	ScaleExpiries uint64
 }
 
 // ServicePortStats are the counters of one service port, summed over
@@ -438,7 +442,8 @@ func (p *Pipeline) ServiceStats() []ServicePortStats {
 		copy(o.Drops[:], w[swDrops:])
 		o.AffinityCounters = AffinityCounters{Hits: w[swAff+svcHits], Misses: w[swAff+svcMisses],
 			NewPins: w[swAff+svcNewPins], Evictions: w[swAff+svcEvictions], Expiries: ix.shared[j][svcExpiries].Load(),
-			DepartedPins: ix.shared[j][svcDepartedPins].Load(), Rebalanced: ix.shared[j][svcRebalanced].Load()}
+			DepartedPins: ix.shared[j][svcDepartedPins].Load(), Rebalanced: ix.shared[j][svcRebalanced].Load(),
+			ScaleExpiries: ix.shared[j][svcScaleExpiries].Load()}
 		out = append(out, o)
 	}
 	return out

@@ -427,8 +427,12 @@ func printLoad(w io.Writer, body []byte) error {
 		if s.AffinityMaxLoadPercent != 0 {
 			bound = strconv.FormatFloat(float64(s.AffinityMaxLoadPercent)/100, 'f', -1, 64)
 		}
-		fmt.Fprintf(w, "%s/%s  affinity %v  max-load %s  imbalance %.2f (max/mean pinned)  departed pins %d, re-balanced %d\n",
-			name, s.Protocol, time.Duration(s.AffinitySeconds)*time.Second, bound, s.Imbalance, s.DepartedPins, s.Rebalanced)
+		scale := ""
+		if s.RebalanceOnScale {
+			scale = fmt.Sprintf("  rebalance-on-scale (%d pins expired early)", s.ScaleExpiries)
+		}
+		fmt.Fprintf(w, "%s/%s  affinity %v  max-load %s  imbalance %.2f (max/mean pinned)  departed pins %d, re-balanced %d%s\n",
+			name, s.Protocol, time.Duration(s.AffinitySeconds)*time.Second, bound, s.Imbalance, s.DepartedPins, s.Rebalanced, scale)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ENDPOINT\tPINNED\tFLOWS\tNEW CONNS\tCONNS/S\tMOVED IN\tMOVED OUT")
 		for _, e := range s.Endpoints {

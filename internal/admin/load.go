@@ -59,6 +59,10 @@ type ServiceLoad struct {
 	// Rebalanced those pinned to another endpoint since.
 	DepartedPins uint64 `json:"departedPins"`
 	Rebalanced   uint64 `json:"rebalanced"`
+	// RebalanceOnScale is the port's xdpgate.io/affinity-rebalance-on-scale;
+	// ScaleExpiries counts the pins it expired early.
+	RebalanceOnScale bool   `json:"rebalanceOnScale,omitempty"`
+	ScaleExpiries    uint64 `json:"scaleExpiries"`
 	// Heavy is present when asked for (top > 0).
 	Heavy *pipeline.HeavyClients `json:"heavy,omitempty"`
 }
@@ -111,6 +115,7 @@ func loadsOf(src Source, services map[uint32]bool, flows bool, top int) []Servic
 		s.IDs = append(s.IDs, l.ID)
 		s.AffinitySeconds = max(s.AffinitySeconds, l.AffinitySeconds)
 		s.AffinityMaxLoadPercent = max(s.AffinityMaxLoadPercent, l.MaxLoadPercent)
+		s.RebalanceOnScale = s.RebalanceOnScale || l.RebalanceOnScale
 		for _, e := range l.Endpoints {
 			s.Endpoints = append(s.Endpoints, EndpointLoad{ID: e.ID, Endpoint: e.Endpoint, Departed: e.Departed, Pinned: e.Pins,
 				NewConnections: e.NewConnections, ConnectionsPerSecond: e.ConnectionsPerSecond, MovedIn: e.MovedIn, MovedOut: e.MovedOut})
@@ -119,7 +124,7 @@ func loadsOf(src Source, services map[uint32]bool, flows bool, top int) []Servic
 	if src.Services != nil {
 		for _, st := range src.Services() {
 			if i, ok := at[st.ServicePortLabels]; ok {
-				out[i].DepartedPins, out[i].Rebalanced = st.DepartedPins, st.Rebalanced
+				out[i].DepartedPins, out[i].Rebalanced, out[i].ScaleExpiries = st.DepartedPins, st.Rebalanced, st.ScaleExpiries
 			}
 		}
 	}

@@ -67,7 +67,7 @@ func NewCollector(src Source) *Collector {
 		affSvcEntries: prometheus.NewDesc("xdpgate_affinity_service_entries",
 			"Live ClientIP affinity entries per service port (counted at scrape time by a walk of the table).", svcLabels, nil),
 		affSvcEvents: prometheus.NewDesc("xdpgate_affinity_service_events_total",
-			"ClientIP affinity events per service port: hit (a new connection found its client's pin), miss (a fresh choice), new_pin (an affinity started), eviction (a new pin evicted the least recently pinned entry), expiry (a pin expired: timeoutSeconds without a new connection), departed_pin (a client was pinned to an endpoint when it left), rebalanced (a client of a departed endpoint was pinned to another one).",
+			"ClientIP affinity events per service port: hit (a new connection found its client's pin), miss (a fresh choice), new_pin (an affinity started), eviction (a new pin evicted the least recently pinned entry), expiry (a pin expired: timeoutSeconds without a new connection), departed_pin (a client was pinned to an endpoint when it left), rebalanced (a client of a departed endpoint was pinned to another one), scale_expiry (a pin expired early by xdpgate.io/affinity-rebalance-on-scale when endpoints were added).",
 			append(svcLabels, "event"), nil),
 	}
 	ep := append(slices.Clip(svcLabels), "endpoint")
@@ -267,7 +267,7 @@ func (c *Collector) collectAffinityServices(ch chan<- prometheus.Metric, all []p
 			name string
 			v    uint64
 		}{{"hit", s.Hits}, {"miss", s.Misses}, {"new_pin", s.NewPins}, {"eviction", s.Evictions}, {"expiry", s.Expiries},
-			{"departed_pin", s.DepartedPins}, {"rebalanced", s.Rebalanced}} {
+			{"departed_pin", s.DepartedPins}, {"rebalanced", s.Rebalanced}, {"scale_expiry", s.ScaleExpiries}} {
 			ch <- prometheus.MustNewConstMetric(c.affSvcEvents, prometheus.CounterValue, float64(e.v), append(l, e.name)...)
 		}
 	}

@@ -59,6 +59,7 @@ xdpgate_affinity_service_events_total{event="hit",namespace="default",port="http
 xdpgate_affinity_service_events_total{event="miss",namespace="default",port="http",protocol="TCP",service="web"} 1
 xdpgate_affinity_service_events_total{event="new_pin",namespace="default",port="http",protocol="TCP",service="web"} 1
 xdpgate_affinity_service_events_total{event="rebalanced",namespace="default",port="http",protocol="TCP",service="web"} 0
+xdpgate_affinity_service_events_total{event="scale_expiry",namespace="default",port="http",protocol="TCP",service="web"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"xdpgate_service_packets_total", "xdpgate_service_bytes_total", "xdpgate_service_new_connections_total",
