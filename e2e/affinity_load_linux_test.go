@@ -13,10 +13,14 @@ import (
 	"time"
 )
 
-// withAnnotation adds a Service annotation to a manifest made by svc.yaml.
-func withAnnotation(yaml, k, v string) string {
-	return strings.Replace(yaml, "  namespace: e2e\nspec:",
-		fmt.Sprintf("  namespace: e2e\n  annotations:\n    %s: %q\nspec:", k, v), 1)
+// withAnnotations adds Service annotations (key, value, ...) to a
+// manifest made by svc.yaml.
+func withAnnotations(yaml string, kv ...string) string {
+	var b strings.Builder
+	for i := 0; i+1 < len(kv); i += 2 {
+		fmt.Fprintf(&b, "    %s: %q\n", kv[i], kv[i+1])
+	}
+	return strings.Replace(yaml, "  namespace: e2e\nspec:", "  namespace: e2e\n  annotations:\n"+b.String()+"spec:", 1)
 }
 
 // loadEndpoint is an endpoint of `xdpgate inspect affinity --service ...
@@ -37,6 +41,7 @@ type loadAnswer struct {
 		Endpoints              []loadEndpoint
 		DepartedPins           uint64
 		Rebalanced             uint64
+		ScaleExpiries          uint64
 		Heavy                  *struct {
 			Connections, Packets []struct {
 				Client     netip.Addr
@@ -59,6 +64,9 @@ type loadAnswer struct {
 //     clients per endpoint stay within ceil(mean) (plus one for the second
 //     queue), where the same clients on the plain service are spread
 //     wider, and every client keeps its endpoint on its next connection;
+//   - "bounded" also has xdpgate.io/affinity-rebalance-on-scale: a
+//     seventh endpoint joins, the pins above the new mean expire, and
+//     exactly those clients move, all to the new endpoint;
 //   - an endpoint of "sticky" is removed: the gateway logs and counts its
 //     pinned clients, and, once they have connected again, that all of
 //     them re-balanced over the remaining endpoints.
@@ -69,11 +77,14 @@ func TestPrivAffinityLoad(t *testing.T) {
 		natConns = 100
 		eps      = 6
 	)
-	w := newWorld(t, clients+nats, eps, 2)
+	w := newWorld(t, clients+nats, eps+1, 2) // endpoint eps joins "bounded" later
 	sticky := svc{name: "sticky", family: "IPv4", clusterIP: vip4, endpoints: endpoints4(eps), affinity: 3600, withoutUDPPort: true}
 	bounded := svc{name: "bounded", family: "IPv4", clusterIP: netip.MustParseAddr("198.18.100.2"), endpoints: endpoints4(eps), affinity: 3600, withoutUDPPort: true}
 	warm := svc{name: "warm", family: "IPv4", clusterIP: netip.MustParseAddr("198.18.100.3"), endpoints: endpoints4(eps), withoutUDPPort: true}
-	boundedYAML := withAnnotation(bounded.yaml(), "xdpgate.io/affinity-max-load", "1.0")
+	boundedManifest := func(s svc) string {
+		return withAnnotations(s.yaml(), "xdpgate.io/affinity-max-load", "1.0", "xdpgate.io/affinity-rebalance-on-scale", "true")
+	}
+	boundedYAML := boundedManifest(bounded)
 	w.writeManifest(manifest(sticky, warm) + "---\n" + boundedYAML)
 	w.start()
 	w.waitTCP(client4(0), ap(warm.clusterIP, 80), 20*time.Second) // not a ClientIP service: counts nowhere below
@@ -241,6 +252,47 @@ func TestPrivAffinityLoad(t *testing.T) {
 	drive(ap(bounded.clusterIP, 80), clients+nats, one, b) // fails on any client that moves
 	t.Logf("bounded at 1.0: imbalance %.3f (plain: %.3f), busiest endpoint %d (plain: %d); %d of %d clients placed past their first choice",
 		bl.Services[0].Imbalance, sl.Imbalance, most, plainMost, movedByBound, total)
+
+	// Scale "bounded" out by one endpoint (rebalance-on-scale): the pins
+	// above ceil(total/(eps+1)) expire, and on their next connection
+	// exactly those clients move, all to the new endpoint.
+	bounded.endpoints = endpoints4(eps + 1)
+	boundedYAML = boundedManifest(bounded)
+	w.writeManifest(manifest(sticky, warm) + "---\n" + boundedYAML)
+	if err := within(context.Background(), 15*time.Second, func() error {
+		if !strings.Contains(w.xdpgateLog(), "endpoints added: pins above the bound expired early") {
+			return fmt.Errorf("no rebalance line")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w.inspect(&bl, "affinity", "--service", "e2e/bounded", "--top", "1")
+	expired := bl.Services[0].ScaleExpiries
+	scaleLimit := (total + eps) / (eps + 1) // ceil(total/(eps+1))
+	for _, e := range bl.Services[0].Endpoints {
+		if e.Pinned > scaleLimit {
+			t.Errorf("after the scale-out %s holds %d pins, above %d", e.Endpoint, e.Pinned, scaleLimit)
+		}
+	}
+	if expired == 0 {
+		t.Fatalf("no pin expired on the scale-out")
+	}
+	scaled := drive(ap(bounded.clusterIP, 80), clients+nats, one, nil)
+	movedOnScale := 0
+	for c, ep := range scaled.firstEP {
+		if ep != b.firstEP[c] {
+			movedOnScale++
+			if ep != endpoint4(eps) {
+				t.Errorf("client %v moved %v -> %v, not to the new endpoint %v", c, b.firstEP[c], ep, endpoint4(eps))
+			}
+		}
+	}
+	if uint64(movedOnScale) != expired {
+		t.Errorf("%d clients moved on the scale-out, want the %d whose pins expired", movedOnScale, expired)
+	}
+	t.Logf("scale-out %d -> %d endpoints: %d pins expired early, %d clients moved, all to the new endpoint (%d now pinned there)",
+		eps, eps+1, expired, movedOnScale, len(scaled.pinned[endpoint4(eps)]))
 
 	// Remove sticky's endpoint with the most pinned clients.
 	var gone loadEndpoint
