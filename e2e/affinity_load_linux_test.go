@@ -184,6 +184,7 @@ func TestPrivAffinityLoad(t *testing.T) {
 	if err != nil {
 		t.Fatalf("inspect affinity table: %v: %s", err, out)
 	}
+	t.Logf("xdpgate inspect affinity --service e2e/sticky --top 5 --limit 3:\n%s", out)
 	lines := strings.Split(string(out), "\n")
 	i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "TOP CLIENTS BY CONNECTIONS") })
 	if i < 0 || i+nats >= len(lines) {

@@ -460,7 +460,8 @@ func printLoad(w io.Writer, body []byte) error {
 					return err
 				}
 			}
-			fmt.Fprintf(w, "(over the last %v-%v; packets sampled 1 in %d; the true count lies in RANGE)\n",
+			fmt.Fprintf(w, "(over the last %v-%v; RANGE bounds the sketch's error: connections lie in it; packets are\n"+
+				" estimated from 1 in %d sampled, so their RANGE holds the sampled estimate, not the exact count)\n",
 				pipeline.HeavyWindow, 2*pipeline.HeavyWindow, pipeline.HeavySampleMean)
 		}
 		fmt.Fprintln(w)
