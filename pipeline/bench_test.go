@@ -118,20 +118,15 @@ func processBatches(b *testing.B, p *Pipeline, q *dataplane.Queue, frames [][]by
 
 // BenchmarkPipelineEstablished: one established-flow packet among 10k
 // flows, in batches of 64 (includes copying the frame back in).
-func BenchmarkPipelineEstablished(b *testing.B) {
-	w, frames := benchWorld(b, 10000, 0)
-	b.ReportAllocs()
-	b.ResetTimer()
-	stop := benchcpu.Thread(b)
-	processBatches(b, w.p, &dataplane.Queue{Index: 0}, frames, b.N, 0)
-	stop()
-}
+func BenchmarkPipelineEstablished(b *testing.B) { benchEstablished(b, 0) }
 
 // BenchmarkPipelineEstablishedClientIP: BenchmarkPipelineEstablished to
 // a ClientIP service (whose original-direction packets are sampled into
 // the heavy-client sketch).
-func BenchmarkPipelineEstablishedClientIP(b *testing.B) {
-	w, frames := benchWorld(b, 10000, 100)
+func BenchmarkPipelineEstablishedClientIP(b *testing.B) { benchEstablished(b, 100) }
+
+func benchEstablished(b *testing.B, affinitySeconds uint32) {
+	w, frames := benchWorld(b, 10000, affinitySeconds)
 	b.ReportAllocs()
 	b.ResetTimer()
 	stop := benchcpu.Thread(b)
