@@ -258,7 +258,7 @@ func (p *Pipeline) departLoad(old, s *snapshot.Snapshot) {
 	l := &p.load
 	byID := l.index.Load().byID
 	for id, j := range byID {
-		if e, spi, ok := s.Endpoint(id); ok && s.ServicePorts[spi].AffinitySeconds > 0 && e != nil {
+		if _, spi, ok := s.Endpoint(id); ok && s.ServicePorts[spi].AffinitySeconds > 0 {
 			continue
 		}
 		w := &l.words[j]
@@ -303,7 +303,7 @@ func (p *Pipeline) depart(old *snapshot.Snapshot, id uint32, j int32, pins uint6
 // 198.18.1.2:80 removed: 412 pinned clients, 400 re-balanced over 3
 // endpoints, 12 still pinned"), when that changed, and frees the slots of
 // those that hold no pin any more (a last line then). Housekeeping calls it
-// every RetainedEvery.
+// every LoadSampleEvery.
 func (p *Pipeline) ReportDepartures() {
 	p.pubMu.Lock()
 	defer p.pubMu.Unlock()
