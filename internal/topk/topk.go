@@ -20,8 +20,10 @@
 // With a balanced hash N_b is about N/Buckets, so the error bound is about
 // N/(Buckets*Ways) = N/128. Space-saving's classic single list needs a
 // heap or linked buckets to find the smallest counter; here a bucket of
-// four is scanned, so an update is one hash and at most four compares,
-// with no pointers and no allocation.
+// four is scanned, so an update is one hash and at most four compares on
+// one cache line (fingerprints and counts; the addresses are stored apart
+// and written only when a counter changes hands), with no pointers and no
+// allocation.
 //
 // # Windows
 //
@@ -44,6 +46,7 @@ package topk
 
 import (
 	"encoding/binary"
+	"math"
 	"net/netip"
 	"slices"
 )
@@ -54,55 +57,73 @@ const (
 	Ways    = 4
 )
 
-// counter is one address's count. fam is 0 for a free counter, 4 for IPv4
-// and 6 for IPv6 (so 1.2.3.4 and ::ffff:1.2.3.4 differ).
-type counter struct {
-	a0, a1, fam uint64
-	count, err  uint64
+// bucket is one bucket's hot part, one 64-byte cache line: per counter
+// the address's 64-bit fingerprint (0: free), its count and its error. The
+// addresses themselves, needed only to report, are in generation.addrs.
+// Counts are 32-bit: a client would need 4 billion connections or sampled
+// packets within one window to saturate (they saturate, never wrap).
+type bucket struct {
+	fp    [Ways]uint64
+	count [Ways]uint32
+	err   [Ways]uint32
 }
 
-type bucket [Ways]counter
+// addr is a counter's address: its 16 bytes and family (4: IPv4, so that
+// 1.2.3.4 and ::ffff:1.2.3.4 differ).
+type addr struct {
+	a0, a1 uint64
+	fam    uint64
+}
 
 type generation struct {
-	start   int64
 	buckets [Buckets]bucket
+	addrs   [Buckets][Ways]addr
+	start   int64
 }
 
 // Sketch is a windowed top-k sketch of client addresses (see the package
 // comment). The zero value is not usable: call New.
 type Sketch struct {
+	gen    [2]generation
 	window int64
 	seed   uint64
 	cur    int // the current generation
-	gen    [2]generation
 }
 
 // New returns a sketch whose generations last window (nanoseconds of the
-// caller's clock), with hash seed seed. It is pointer-free: 10 KiB.
+// caller's clock), with hash seed seed. It is pointer-free: 9 KiB.
 func New(window int64, seed uint64) *Sketch {
 	s := &Sketch{window: max(window, 1), seed: seed}
 	s.gen[0].start, s.gen[1].start = -1<<62, -1<<62
 	return s
 }
 
-func words(a netip.Addr) (a0, a1, fam uint64) {
+func words(a netip.Addr) addr {
 	b := a.As16()
-	fam = 6
+	fam := uint64(6)
 	if a.Is4() {
 		fam = 4
 	}
-	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), fam
+	return addr{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), fam}
 }
 
-// bucketOf hashes an address to a bucket: a multiply-xorshift mix of the
-// seeded words (not a contract between processes, unlike maglev's hashes).
-func (s *Sketch) bucketOf(a0, a1, fam uint64) int {
-	h := (a0 ^ s.seed) * 0x9e3779b97f4a7c15
-	h ^= a1 + fam + h>>29
+// hash is an address's 64-bit fingerprint, never 0: a multiply-xorshift
+// mix of the seeded words (not a contract between processes, unlike
+// maglev's hashes). Its low bits choose the bucket; counters match by the
+// whole fingerprint (two addresses sharing one, odds 2^-64 per compare,
+// would share a counter).
+func (s *Sketch) hash(a addr) uint64 {
+	h := (a.a0 ^ s.seed) * 0x9e3779b97f4a7c15
+	h ^= a.a1 + a.fam + h>>29
 	h *= 0xbf58476d1ce4e5b9
 	h ^= h >> 32
-	return int(h % Buckets)
+	h *= 0x94d049bb133111eb
+	h ^= h >> 29
+	return h | 1<<63
 }
+
+// bucketOf returns the bucket of client.
+func (s *Sketch) bucketOf(client netip.Addr) int { return int(s.hash(words(client)) % Buckets) }
 
 // Update adds weight to client's count at now. It does not allocate.
 func (s *Sketch) Update(client netip.Addr, weight uint64, now int64) {
@@ -115,21 +136,31 @@ func (s *Sketch) Update(client netip.Addr, weight uint64, now int64) {
 		g = &s.gen[s.cur]
 		*g = generation{start: now}
 	}
-	a0, a1, fam := words(client)
-	b := &g.buckets[s.bucketOf(a0, a1, fam)]
+	a := words(client)
+	fp := s.hash(a)
+	bi := int(fp % Buckets)
+	b := &g.buckets[bi]
+	w := uint32(min(weight, math.MaxUint32))
 	low := 0
-	for i := range b {
-		c := &b[i]
-		if c.a0 == a0 && c.a1 == a1 && c.fam == fam {
-			c.count += weight
+	for i := range b.fp {
+		if b.fp[i] == fp {
+			b.count[i] = satAdd(b.count[i], w)
 			return
 		}
-		if c.count < b[low].count {
+		if b.count[i] < b.count[low] {
 			low = i
 		}
 	}
-	c := &b[low]
-	*c = counter{a0: a0, a1: a1, fam: fam, err: c.count, count: c.count + weight}
+	base := b.count[low]
+	b.fp[low], b.err[low], b.count[low] = fp, base, satAdd(base, w)
+	g.addrs[bi][low] = a
+}
+
+func satAdd(a, b uint32) uint32 {
+	if a > math.MaxUint32-b {
+		return math.MaxUint32
+	}
+	return a + b
 }
 
 // Entry is one address's estimate: its true weight lies in
@@ -150,19 +181,20 @@ type view struct {
 	full uint64
 }
 
-// readBucket appends a bucket's counters to out and returns the most an
+// readBucket appends bucket bi's counters to out and returns the most an
 // address without a counter can have had: the smallest count if the bucket
 // is full, else 0 (nothing was ever replaced).
-func readBucket(b *bucket, out []Entry) ([]Entry, uint64) {
-	minCount := ^uint64(0)
-	for i := range b {
-		c := &b[i]
-		if c.fam == 0 {
+func (g *generation) readBucket(bi int, out []Entry) ([]Entry, uint64) {
+	b := &g.buckets[bi]
+	minCount := uint64(math.MaxUint64)
+	for i := range b.fp {
+		if b.fp[i] == 0 {
 			minCount = 0
 			continue
 		}
-		minCount = min(minCount, c.count)
-		out = append(out, Entry{Client: addrOf(c.a0, c.a1, c.fam), Count: c.count, Err: c.err})
+		minCount = min(minCount, uint64(b.count[i]))
+		a := g.addrs[bi][i]
+		out = append(out, Entry{Client: addrOf(a.a0, a.a1, a.fam), Count: uint64(b.count[i]), Err: uint64(b.err[i])})
 	}
 	return out, minCount
 }
@@ -191,7 +223,7 @@ func (s *Sketch) Read(now int64) Reading {
 		}
 		for bi := range g.buckets {
 			var spill uint64
-			scratch, spill = readBucket(&g.buckets[bi], scratch[:0])
+			scratch, spill = g.readBucket(bi, scratch[:0])
 			r.add(bi, scratch, spill)
 		}
 	}
