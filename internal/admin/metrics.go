@@ -308,8 +308,22 @@ func (c *Collector) collectLoad(ch chan<- prometheus.Metric) {
 		l := []string{s.Namespace, s.Name, s.PortName, s.Protocol}
 		gauge(c.affImbalance, s.Imbalance, l...)
 		if len(s.Endpoints) <= limit {
+			// One series per address: an endpoint that left with pinned
+			// clients and came back (a new ID, the same ip:port) is
+			// listed twice and is one endpoint to an operator.
+			var order []string
+			byAddr := map[string]*EndpointLoad{}
 			for _, e := range s.Endpoints {
-				el := append(slices.Clip(l), e.Endpoint)
+				if m, ok := byAddr[e.Endpoint]; ok {
+					m.Pinned, m.Flows, m.NewConnections = m.Pinned+e.Pinned, m.Flows+e.Flows, m.NewConnections+e.NewConnections
+					continue
+				}
+				byAddr[e.Endpoint] = &e
+				order = append(order, e.Endpoint)
+			}
+			for _, a := range order {
+				e := byAddr[a]
+				el := append(slices.Clip(l), a)
 				gauge(c.epPinned, float64(e.Pinned), el...)
 				gauge(c.epFlows, float64(e.Flows), el...)
 				ch <- prometheus.MustNewConstMetric(c.epNew, prometheus.CounterValue, float64(e.NewConnections), el...)

@@ -68,6 +68,39 @@ xdpgate_affinity_service_events_total{event="scale_expiry",namespace="default",p
 	}
 }
 
+// TestCollectorLoadEndpointBack: an endpoint that left with pinned clients
+// and came back (a new ID, the same address) is one series, summed, not
+// two with the same labels (which would fail the whole scrape).
+func TestCollectorLoadEndpointBack(t *testing.T) {
+	src := testSource(t)
+	src.MaxEndpointSeries = config.DefaultMetricsMaxEndpoints
+	src.Loads = func() []pipeline.ServicePortLoad {
+		return []pipeline.ServicePortLoad{{
+			ServicePortLabels: pipeline.ServicePortLabels{Namespace: "default", Name: "web", PortName: "http", Protocol: "TCP"},
+			ID:                1, AffinitySeconds: 600,
+			Endpoints: []pipeline.EndpointLoad{
+				{ID: 14, Endpoint: "198.19.1.10:8080", Pins: 3, NewConnections: 5},
+				{ID: 11, Endpoint: "198.19.1.10:8080", Departed: true, Pins: 2, NewConnections: 40},
+			},
+		}}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(src))
+	if _, err := reg.Gather(); err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	got, err := testutil.CollectAndFormat(NewCollector(src), expfmt.TypeTextPlain, "xdpgate_affinity_endpoint_pinned_clients", "xdpgate_affinity_endpoint_new_connections_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{`xdpgate_affinity_endpoint_pinned_clients{endpoint="198.19.1.10:8080",namespace="default",port="http",protocol="TCP",service="web"} 5`,
+		`xdpgate_affinity_endpoint_new_connections_total{endpoint="198.19.1.10:8080",namespace="default",port="http",protocol="TCP",service="web"} 45`} {
+		if !strings.Contains(string(got), w) {
+			t.Errorf("metrics lack %s:\n%s", w, got)
+		}
+	}
+}
+
 // TestCollectorLoad: per-endpoint series up to MaxEndpointSeries
 // endpoints, quantiles over the endpoints beyond, the imbalance always.
 func TestCollectorLoad(t *testing.T) {
