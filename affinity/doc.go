@@ -136,6 +136,16 @@
 // since every store above leaves the table consistent, a crash at any
 // instant does too, and adoption only checks and recounts (NewShared).
 //
+// # Observing changes
+//
+// OnChange registers one hook told of every change to the live entries
+// (pin, re-pin, expiry, eviction, delete) with the endpoint before and
+// after, under the shard lock: summed per endpoint it gives each
+// endpoint's pinned clients exactly, which is how package pipeline keeps
+// per-endpoint load without a field in the slot (the state file's format
+// is unchanged). Unpin removes one client's entry while it still names a
+// given endpoint (pipeline's rebalance-on-scale).
+//
 // Counters are per shard: writer counters are updated under the shard lock,
 // hit and miss counters by readers with atomic adds on a cache line of
 // their own; Stats sums them without locking.

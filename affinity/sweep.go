@@ -1,5 +1,7 @@
 package affinity
 
+import "net/netip"
+
 // Sweep examines up to budget slots, continuing where the previous call
 // stopped and wrapping around the table, and removes entries that have
 // expired at now under the timeout in force at their last Pin. It returns
@@ -25,9 +27,9 @@ func (t *Table) Sweep(now int64, budget int) (removed int) {
 			switch ctlState(c) {
 			case stLive:
 				s := &sh.slots[i]
-				if expired(s.seen.Load(), now, valTimeout(s.val.Load())) {
+				if v := s.val.Load(); expired(s.seen.Load(), now, valTimeout(v)) {
 					sh.remove(i)
-					sh.expired(ctlSvc(c))
+					sh.expired(ctlSvc(c), valEP(v), 0)
 					removed++
 				}
 			case stTomb:
@@ -96,9 +98,10 @@ func (t *Table) deleteWhere(match func(svcPort, ep uint32) bool) int {
 			for i := start; i < end; i++ {
 				s := &sh.slots[i]
 				c := s.ctl.Load()
-				if ctlState(c) == stLive && match(ctlSvc(c), valEP(s.val.Load())) {
+				if ep := valEP(s.val.Load()); ctlState(c) == stLive && match(ctlSvc(c), ep) {
 					sh.remove(i)
 					sh.deletes.Add(1)
+					sh.changed(ctlSvc(c), ep, 0, CauseDeleted)
 					removed++
 				}
 			}
@@ -106,4 +109,39 @@ func (t *Table) deleteWhere(match func(svcPort, ep uint32) bool) int {
 		}
 	}
 	return removed
+}
+
+// Unpin removes the entry of client on service port svcPort if it still
+// names endpoint ep, and reports whether it did (counted as a delete): the
+// client's next connection chooses afresh. Pipeline's rebalance-on-scale
+// uses it to expire chosen pins early. It takes the shard lock.
+func (t *Table) Unpin(svcPort uint32, client netip.Addr, ep uint32) bool {
+	if !client.IsValid() {
+		return false
+	}
+	k := makeKey(svcPort, client)
+	sh, i := t.locate(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for range t.window {
+		s := &sh.slots[i]
+		c := s.ctl.Load()
+		switch ctlState(c) {
+		case stEmpty:
+			return false
+		case stLive:
+			v := s.val.Load()
+			if ctlSvc(c) == k.svc && s.a0.Load() == k.a0 && s.a1.Load() == k.a1 && valIsV4(v) == k.is4 {
+				if valEP(v) != ep {
+					return false
+				}
+				sh.remove(i)
+				sh.deletes.Add(1)
+				sh.changed(k.svc, ep, 0, CauseDeleted)
+				return true
+			}
+		}
+		i = sh.next(i)
+	}
+	return false
 }

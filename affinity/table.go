@@ -117,8 +117,8 @@ type Table struct {
 	sweepShard int
 	sweepSlot  uint64
 
-	// onExpire is OnExpire's hook; every shard points to it.
-	onExpire atomic.Pointer[func(svcPort uint32)]
+	// onChange is OnChange's hook; every shard points to it.
+	onChange atomic.Pointer[func(Change)]
 }
 
 // shard is one independently locked part of the table. Its fields are on
@@ -127,8 +127,8 @@ type Table struct {
 type shard struct {
 	slots []slot // the array is pointer-free; fixed after New
 	n     uint64 // len(slots)
-	// onExpire is the table's OnExpire hook (nil inside: none).
-	onExpire *atomic.Pointer[func(svcPort uint32)]
+	// onChange is the table's OnChange hook (nil inside: none).
+	onChange *atomic.Pointer[func(Change)]
 	_        [64 - 40]byte
 
 	// mu serialises writers of this shard: every store to slots and to
@@ -182,30 +182,70 @@ func newShardedTable(cfg Config, slots []slot) *Table {
 	for i := range t.shards {
 		t.shards[i].slots = slots[uint64(i)*perShard : uint64(i+1)*perShard : uint64(i+1)*perShard]
 		t.shards[i].n = perShard
-		t.shards[i].onExpire = &t.onExpire
+		t.shards[i].onChange = &t.onChange
 	}
 	return t
 }
 
-// OnExpire sets a function called with the service port of every entry
-// that expires (in Lookup, Pin or Sweep; with the shard's lock held, so it
-// must be quick and must not call the table), for per-service-port expiry
-// counts. nil removes it. It costs one atomic load per expiry, none per
-// lookup.
-func (t *Table) OnExpire(fn func(svcPort uint32)) {
-	if fn == nil {
-		t.onExpire.Store(nil)
-		return
-	}
-	t.onExpire.Store(&fn)
+// ChangeCause says why an entry changed (Change).
+type ChangeCause uint8
+
+// Change causes.
+const (
+	// CausePinned: Pin started an affinity (From is 0), in a free slot or
+	// over an entry of another client, which was reported first.
+	CausePinned ChangeCause = iota
+	// CauseRepinned: Pin re-pointed a live entry whose endpoint the caller
+	// found unusable.
+	CauseRepinned
+	// CauseExpired: the entry expired and was removed (To is 0) by Lookup,
+	// Pin or Sweep, or, when the same client pinned again, replaced (To is
+	// the new endpoint, possibly From).
+	CauseExpired
+	// CauseEvicted: Pin replaced the least recently pinned entry of a full
+	// probe window (To is 0; the new entry follows as CausePinned).
+	CauseEvicted
+	// CauseDeleted: DeleteServicePort(s) or DeleteEndpoint removed it.
+	CauseDeleted
+)
+
+// Change is one change to the table's live entries: the entry of a client
+// of ServicePort named endpoint From (0: there was none) and now names To
+// (0: it is gone). Endpoint IDs are never 0. A Pin that only restarts an
+// entry's timer is not a change.
+type Change struct {
+	ServicePort, From, To uint32
+	Cause                 ChangeCause
 }
 
-// expired counts an expiry of an entry of service port svc. sh.mu is held.
-func (sh *shard) expired(svc uint32) {
-	sh.expiries.Add(1)
-	if fn := sh.onExpire.Load(); fn != nil {
-		(*fn)(svc)
+// OnChange sets a function called with every change to the live entries
+// (from Lookup, Pin, Sweep and the Delete methods, with the shard's lock
+// held, so it must be quick, must not block and must not call the table).
+// Summing +1 for To and -1 for From per endpoint gives each endpoint's
+// pinned clients exactly, expired entries included until they are removed.
+// nil removes it. It costs one atomic load per change, none per lookup or
+// refresh.
+func (t *Table) OnChange(fn func(Change)) {
+	if fn == nil {
+		t.onChange.Store(nil)
+		return
 	}
+	t.onChange.Store(&fn)
+}
+
+// changed reports a change. sh.mu is held.
+func (sh *shard) changed(svc, from, to uint32, cause ChangeCause) {
+	if fn := sh.onChange.Load(); fn != nil {
+		(*fn)(Change{ServicePort: svc, From: from, To: to, Cause: cause})
+	}
+}
+
+// expired counts and reports the removal of an expired entry (of service
+// port svc, naming ep) or, when to is not 0, its replacement by the same
+// client's new pin. sh.mu is held.
+func (sh *shard) expired(svc, ep, to uint32) {
+	sh.expiries.Add(1)
+	sh.changed(svc, ep, to, CauseExpired)
 }
 
 // Config returns the table's configuration with defaults applied.
@@ -322,8 +362,9 @@ func (sh *shard) expire(i, c uint64, now int64, timeoutSeconds uint32) {
 	}
 	s := &sh.slots[i]
 	if s.ctl.Load() == c && expired(s.seen.Load(), now, timeoutSeconds) {
+		ep := valEP(s.val.Load())
 		sh.remove(i)
-		sh.expired(ctlSvc(c))
+		sh.expired(ctlSvc(c), ep, 0)
 	}
 	sh.mu.Unlock()
 }
@@ -424,14 +465,19 @@ scan:
 		s.ctl.Store(nextCtl(c, k.svc, stLive)) // publish
 		sh.entries.Add(1)
 	case stale >= 0:
-		staleSvc := ctlSvc(sh.slots[stale].ctl.Load())
-		sh.replace(&sh.slots[stale], k, val, now)
-		sh.expired(staleSvc)
+		s := &sh.slots[stale]
+		staleSvc, staleEP := ctlSvc(s.ctl.Load()), valEP(s.val.Load())
+		sh.replace(s, k, val, now)
+		sh.expired(staleSvc, staleEP, 0)
 	default:
-		sh.replace(&sh.slots[oldest], k, val, now)
+		s := &sh.slots[oldest]
+		oldSvc, oldEP := ctlSvc(s.ctl.Load()), valEP(s.val.Load())
+		sh.replace(s, k, val, now)
 		sh.evictions.Add(1)
+		sh.changed(oldSvc, oldEP, 0, CauseEvicted)
 		r = PinEvicted
 	}
+	sh.changed(k.svc, 0, ep, CausePinned)
 	sh.inserts.Add(1)
 	sh.mu.Unlock()
 	return r
@@ -442,7 +488,7 @@ scan:
 func (sh *shard) update(s *slot, v uint64, seen int64, k key, val uint64, timeoutSeconds uint32, now int64) PinResult {
 	switch {
 	case expired(seen, now, timeoutSeconds):
-		sh.expired(k.svc)
+		sh.expired(k.svc, valEP(v), valEP(val))
 		sh.inserts.Add(1)
 		if valEP(v) != valEP(val) {
 			sh.replace(s, k, val, now)
@@ -454,6 +500,7 @@ func (sh *shard) update(s *slot, v uint64, seen int64, k key, val uint64, timeou
 	case valEP(v) != valEP(val):
 		sh.repins.Add(1)
 		sh.replace(s, k, val, now)
+		sh.changed(k.svc, valEP(v), valEP(val), CauseRepinned)
 		return PinRepinned
 	default:
 		// Same endpoint: only the timer (and perhaps the timeout) moves.

@@ -402,12 +402,17 @@ func TestRange(t *testing.T) {
 	}
 }
 
-// TestOnExpire: the hook is told the service port of every expiry, whether
-// the sweep, a lookup or a pin over the stale entry removes it.
-func TestOnExpire(t *testing.T) {
+// TestOnChangeExpiries: the hook is told of every expiry, whether the
+// sweep, a lookup or a pin over the stale entry removes it, with the
+// endpoint it named.
+func TestOnChangeExpiries(t *testing.T) {
 	tb := newTable(t, Config{Capacity: 64, Seed: 1})
-	got := map[uint32]int{}
-	tb.OnExpire(func(svc uint32) { got[svc]++ })
+	got := map[Change]int{}
+	tb.OnChange(func(c Change) {
+		if c.Cause == CauseExpired {
+			got[c]++
+		}
+	})
 	c1, c2, c3 := testaddr.V4(1), testaddr.V4(2), testaddr.V4(3)
 	tb.Pin(1, c1, 11, 1, 0)
 	tb.Pin(2, c2, 21, 1, 0)
@@ -418,16 +423,103 @@ func TestOnExpire(t *testing.T) {
 	}
 	tb.Pin(2, c2, 23, 1, later) // over its own stale entry
 	tb.Sweep(later, 1<<10)      // c3's
-	if want := map[uint32]int{1: 1, 2: 2}; !maps.Equal(got, want) {
-		t.Errorf("expiries per service port = %v, want %v", got, want)
+	want := map[Change]int{
+		{ServicePort: 1, From: 11, Cause: CauseExpired}:         1,
+		{ServicePort: 2, From: 21, To: 23, Cause: CauseExpired}: 1,
+		{ServicePort: 2, From: 22, Cause: CauseExpired}:         1,
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("expiries = %v, want %v", got, want)
 	}
 	if st := tb.Stats(); st.Expiries != 3 {
 		t.Errorf("Stats().Expiries = %d, want 3", st.Expiries)
 	}
-	tb.OnExpire(nil)
+	tb.OnChange(nil)
 	tb.Pin(1, c1, 11, 1, later)
 	tb.Sweep(sec(10), 1<<10)
-	if got[1] != 1 {
-		t.Errorf("the hook ran after OnExpire(nil)")
+	if len(got) != 3 {
+		t.Errorf("the hook ran after OnChange(nil)")
+	}
+}
+
+// TestOnChangeCounts: summing the changes per endpoint gives the live
+// entries per endpoint, through inserts, refreshes, repins, evictions
+// (a tiny probe window), expiries and deletes (oracle: a walk of the table
+// once every expired entry is swept).
+func TestOnChangeCounts(t *testing.T) {
+	tb := newTable(t, Config{Capacity: 64, Shards: 1, ProbeWindow: 4, Seed: 3})
+	sum := map[uint32]int{}
+	causes := map[ChangeCause]int{}
+	tb.OnChange(func(c Change) {
+		if c.From != 0 {
+			sum[c.From]--
+		}
+		if c.To != 0 {
+			sum[c.To]++
+		}
+		causes[c.Cause]++
+	})
+	rnd := uint64(7)
+	next := func(n uint64) uint64 {
+		rnd = rnd*6364136223846793005 + 1442695040888963407
+		return (rnd >> 33) % n
+	}
+	now := int64(0)
+	for i := range 5000 {
+		now += sec(0.01)
+		svc := uint32(1 + next(3))
+		client := testaddr.V4(uint32(next(120)))
+		ep := svc*100 + uint32(next(4))
+		switch op := next(100); {
+		case op < 70:
+			tb.Pin(svc, client, ep, uint32(1+next(3)), now)
+		case op < 90:
+			tb.Lookup(svc, client, 1, now)
+		case op < 97:
+			tb.Sweep(now, 16)
+		case op < 98:
+			tb.DeleteEndpoint(ep)
+		default:
+			tb.DeleteServicePort(svc)
+		}
+		if i%1000 == 999 {
+			live := map[uint32]int{}
+			tb.Range(now-sec(1000), func(e Entry) bool { live[e.Endpoint]++; return true }) // every live slot
+			maps.DeleteFunc(sum, func(_ uint32, n int) bool { return n == 0 })
+			if !maps.Equal(sum, live) {
+				t.Fatalf("after %d operations: summed changes = %v, live entries = %v", i+1, sum, live)
+			}
+		}
+	}
+	for _, c := range []ChangeCause{CausePinned, CauseRepinned, CauseExpired, CauseEvicted, CauseDeleted} {
+		if causes[c] == 0 {
+			t.Errorf("no change with cause %d: the test does not cover it", c)
+		}
+	}
+}
+
+// TestUnpin: Unpin removes a client's entry only while it names the given
+// endpoint, and reports the change.
+func TestUnpin(t *testing.T) {
+	tb := newTable(t, Config{Capacity: 64, Seed: 1})
+	var got []Change
+	tb.OnChange(func(c Change) { got = append(got, c) })
+	c1 := testaddr.V4(1)
+	tb.Pin(1, c1, 11, 60, 0)
+	if tb.Unpin(1, c1, 12) || tb.Unpin(2, c1, 11) || tb.Unpin(1, testaddr.V4(2), 11) {
+		t.Fatalf("Unpin of another endpoint, service port or client removed the entry")
+	}
+	if !tb.Unpin(1, c1, 11) {
+		t.Fatalf("Unpin(1, c1, 11) = false, want true")
+	}
+	if _, ok := tb.Lookup(1, c1, 60, 1); ok {
+		t.Errorf("Lookup after Unpin hit")
+	}
+	want := []Change{{ServicePort: 1, To: 11, Cause: CausePinned}, {ServicePort: 1, From: 11, Cause: CauseDeleted}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("changes = %+v, want %+v", got, want)
+	}
+	if st := tb.Stats(); st.Deletes != 1 || st.Entries != 0 {
+		t.Errorf("Stats = %+v, want 1 delete, 0 entries", st)
 	}
 }

@@ -282,6 +282,22 @@ func TestBadObjectsAreSkipped(t *testing.T) {
 		{name: "endpoint port out of range", slice: makeSlice("ok", "good-b", "good", []endpointSpec{ep("198.19.2.7", "")}, func(s *discoveryv1.EndpointSlice) {
 			s.Ports[0].Port = ptr.To[int32](65536)
 		}), errPart: "EndpointSlice ok/good-b: ports[0].port"},
+		{name: "bad affinity-max-load keeps the Service, plain choice", svc: makeService("bad", "svc", clusterIPs("198.18.100.2"), clientIPAffinity(60), annotate(AnnotationAffinityMaxLoad, "0.5")),
+			errPart: "Service bad/svc: metadata.annotations[xdpgate.io/affinity-max-load]: invalid value: \"0.5\"",
+			check:   maxLoadIs("bad", "svc", 60, 0)},
+		{name: "affinity-max-load not a number", svc: makeService("bad", "svc", clusterIPs("198.18.100.2"), clientIPAffinity(60), annotate(AnnotationAffinityMaxLoad, "lots")),
+			errPart: "metadata.annotations[xdpgate.io/affinity-max-load]", check: maxLoadIs("bad", "svc", 60, 0)},
+		{name: "affinity-max-load without ClientIP", svc: makeService("bad", "svc", clusterIPs("198.18.100.2"), annotate(AnnotationAffinityMaxLoad, "1.25")),
+			errPart: "needs sessionAffinity ClientIP", check: maxLoadIs("bad", "svc", 0, 0)},
+		{name: "bad affinity-rebalance-on-scale", svc: makeService("bad", "svc", clusterIPs("198.18.100.2"), clientIPAffinity(60), annotate(AnnotationAffinityRebalanceOnScale, "sure")),
+			errPart: "Service bad/svc: metadata.annotations[xdpgate.io/affinity-rebalance-on-scale]: invalid value: \"sure\"",
+			check: func(t *testing.T, s *snapshot.Snapshot) {
+				if sp := portOf(t, s, "bad", "svc", false); sp.AffinityRebalanceOnScale || sp.AffinitySeconds != 60 {
+					t.Errorf("rebalance %t, affinity %d; want off, 60", sp.AffinityRebalanceOnScale, sp.AffinitySeconds)
+				}
+			}},
+		{name: "affinity-rebalance-on-scale without ClientIP", svc: makeService("bad", "svc", clusterIPs("198.18.100.2"), annotate(AnnotationAffinityRebalanceOnScale, "true")),
+			errPart: "needs sessionAffinity ClientIP", check: maxLoadIs("bad", "svc", 0, 0)},
 		{name: "slice without service-name label", slice: makeSlice("ok", "orphan", "", []endpointSpec{ep("198.19.2.7", "")}),
 			errPart: "EndpointSlice ok/orphan: metadata.labels[kubernetes.io/service-name]"},
 	}
@@ -347,6 +363,46 @@ func TestAffinitySeconds(t *testing.T) {
 				t.Errorf("AffinitySeconds = %d, want %d", got, tc.want)
 			}
 		})
+	}
+}
+
+// maxLoadIs checks a Service kept its port with the given affinity
+// timeout and bounded-load percentage.
+func maxLoadIs(ns, name string, seconds, pct uint32) func(t *testing.T, s *snapshot.Snapshot) {
+	return func(t *testing.T, s *snapshot.Snapshot) {
+		sp := portOf(t, s, ns, name, false)
+		if sp.AffinitySeconds != seconds || sp.AffinityMaxLoadPercent != pct {
+			t.Errorf("%s/%s: AffinitySeconds, AffinityMaxLoadPercent = %d, %d, want %d, %d", ns, name, sp.AffinitySeconds, sp.AffinityMaxLoadPercent, seconds, pct)
+		}
+	}
+}
+
+func TestAffinityMaxLoad(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  uint32
+	}{{"1.25", 125}, {"1", 100}, {" 2.5 ", 250}, {"100", 10000}, {"1.005", 0}, {"0.99", 0}, {"101", 0}, {"NaN", 0}, {"", 0}} {
+		t.Run(tc.value, func(t *testing.T) {
+			objs := objects{services: []*v1.Service{makeService("ns", "svc", clusterIPs("198.18.100.1"), clientIPAffinity(60), annotate(AnnotationAffinityMaxLoad, tc.value))}}
+			_, res := build(t, testOpts(), objs)
+			maxLoadIs("ns", "svc", 60, tc.want)(t, res.Snapshot)
+			if bad := len(res.NewErrors) > 0; bad != (tc.want == 0) {
+				t.Errorf("errors %v, want some only for a refused value", res.NewErrors)
+			}
+		})
+	}
+}
+
+func TestAffinityRebalanceOnScale(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  bool
+	}{{"true", true}, {"false", false}, {"1", true}} {
+		objs := objects{services: []*v1.Service{makeService("ns", "svc", clusterIPs("198.18.100.1"), clientIPAffinity(60), annotate(AnnotationAffinityRebalanceOnScale, tc.value))}}
+		_, res := build(t, testOpts(), objs)
+		if got := portOf(t, res.Snapshot, "ns", "svc", false).AffinityRebalanceOnScale; got != tc.want || len(res.NewErrors) > 0 {
+			t.Errorf("%q: rebalance %t, errors %v; want %t, none", tc.value, got, res.NewErrors, tc.want)
+		}
 	}
 }
 

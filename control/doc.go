@@ -49,6 +49,11 @@
 //     PreferSameTrafficDistribution gate is treated as on), and the cluster
 //     chain kept for externally accessible ports under
 //     externalTrafficPolicy Local (pod short-circuit).
+//   - xdpgate's own annotations, on ClientIP Services only:
+//     xdpgate.io/affinity-max-load (bounded-load pinning, a factor from 1
+//     to 100) and xdpgate.io/affinity-rebalance-on-scale ("true"). A bad
+//     value is reported naming the Service and the annotation and ignored;
+//     the Service keeps Kubernetes' behaviour.
 //   - LoadBalancer ingress IPs with ipMode Proxy are not frontends.
 //     loadBalancerSourceRanges are filtered per family, a /0 range means
 //     "allow all", and SourceRangesAllowVIP is set when a range contains a

@@ -171,6 +171,15 @@ func clientIPAffinity(timeout int32) func(*v1.Service) {
 	}
 }
 
+func annotate(k, v string) func(*v1.Service) {
+	return func(s *v1.Service) {
+		if s.Annotations == nil {
+			s.Annotations = map[string]string{}
+		}
+		s.Annotations[k] = v
+	}
+}
+
 func protocol(p v1.Protocol) func(*v1.Service) {
 	return func(s *v1.Service) { s.Spec.Ports[0].Protocol = p }
 }

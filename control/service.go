@@ -2,7 +2,9 @@ package control
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -51,7 +53,11 @@ type svcSpec struct {
 	internalPolicyLocal bool
 	healthCheckNodePort uint16
 	affinitySeconds     uint32
-	ports               []portSpec
+	// affinityMaxLoad is AnnotationAffinityMaxLoad in percent (0: none);
+	// affinityRebalance AnnotationAffinityRebalanceOnScale.
+	affinityMaxLoad   uint32
+	affinityRebalance bool
+	ports             []portSpec
 }
 
 type portSpec struct {
@@ -89,6 +95,36 @@ func parseProto(p v1.Protocol) (nat.Proto, bool) {
 		return nat.ProtoSCTP, true
 	}
 	return 0, false
+}
+
+// AnnotationAffinityMaxLoad bounds the pinned clients of each endpoint of
+// a ClientIP Service: a new pin never goes to an endpoint that would then
+// hold more than this factor times the mean ("1.25"; 1 to 100, in
+// hundredths), but to the next endpoint in the client's consistent-hash
+// order (snapshot.ServicePort.AffinityMaxLoadPercent). A bad value is
+// reported and ignored: the Service keeps Kubernetes' choice.
+const AnnotationAffinityMaxLoad = "xdpgate.io/affinity-max-load"
+
+// AnnotationAffinityRebalanceOnScale ("true") makes a ClientIP Service
+// re-balance pinned clients when endpoints are added: pins above the bound
+// (AnnotationAffinityMaxLoad's factor times the new mean, or the mean)
+// expire early, the oldest first, so the new endpoints receive sessions at
+// once instead of after timeoutSeconds
+// (snapshot.ServicePort.AffinityRebalanceOnScale). A bad value is reported
+// and ignored.
+const AnnotationAffinityRebalanceOnScale = "xdpgate.io/affinity-rebalance-on-scale"
+
+// parseMaxLoad parses AnnotationAffinityMaxLoad's value into percent.
+func parseMaxLoad(v string) (uint32, error) {
+	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil || math.IsNaN(f) || f < 1 || f > 100 {
+		return 0, invalidf("%q: want a factor from 1 to 100, such as 1.25", v)
+	}
+	pct := math.Round(f * 100)
+	if math.Abs(pct-f*100) > 1e-6 {
+		return 0, invalidf("%q: want at most two decimals", v)
+	}
+	return uint32(pct), nil
 }
 
 // parseService checks a Service and returns its spec. A fatal problem
@@ -172,6 +208,28 @@ func parseService(svc *v1.Service) (spec svcSpec, errs []error, ok bool) {
 			return spec, errs, false
 		}
 		spec.affinitySeconds = uint32(t)
+	}
+	if v, ok := svc.Annotations[AnnotationAffinityMaxLoad]; ok {
+		field := "metadata.annotations[" + AnnotationAffinityMaxLoad + "]"
+		switch pct, err := parseMaxLoad(v); {
+		case err != nil:
+			bad(field, err)
+		case spec.affinitySeconds == 0:
+			bad(field, invalidf("%q: needs sessionAffinity ClientIP", v))
+		default:
+			spec.affinityMaxLoad = pct
+		}
+	}
+	if v, ok := svc.Annotations[AnnotationAffinityRebalanceOnScale]; ok {
+		field := "metadata.annotations[" + AnnotationAffinityRebalanceOnScale + "]"
+		switch on, err := strconv.ParseBool(strings.TrimSpace(v)); {
+		case err != nil:
+			bad(field, invalidf("%q: want true or false", v))
+		case on && spec.affinitySeconds == 0:
+			bad(field, invalidf("%q: needs sessionAffinity ClientIP", v))
+		default:
+			spec.affinityRebalance = on
+		}
 	}
 
 	seen := make(map[portSpec]bool, len(svc.Spec.Ports))

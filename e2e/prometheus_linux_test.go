@@ -228,6 +228,13 @@ func TestPrivPrometheus(t *testing.T) {
 			return nil
 		},
 	}
+	// sticky's pinned clients over its two endpoints: at least the mean.
+	expect["Affinity imbalance per service/A"] = func(v float64, _ map[string]string) error {
+		if v < 1 || v > 2 {
+			return fmt.Errorf("imbalance %v, want 1 to 2 (two endpoints)", v)
+		}
+		return nil
+	}
 	// The snapshot holds every service port, served or not: 2+2+1.
 	expect["Snapshot size/A"] = equal(5)
 	var sawSNATDrops bool
@@ -236,6 +243,7 @@ func TestPrivPrometheus(t *testing.T) {
 	sawService := map[string]bool{
 		"Service throughput/A": false, "Service packets/s/A": false, "Service new connections/s/A": false,
 		"Service drops/s by reason/A": false, "Affinity entries per service/A": false, "Affinity events/s per service/A": false,
+		"Affinity imbalance per service/A": false,
 	}
 	for _, q := range dash {
 		res, err := p.query(q.expr)

@@ -58,6 +58,14 @@
 // ARCHITECTURE.md ("ClientIP choice") says what this guarantees across
 // gateways and where it cannot.
 //
+// RendezvousBounded is the same choice with bounded loads (Mirrokni,
+// Thorup and Zadimoghaddam, "Consistent Hashing with Bounded Loads", SODA
+// 2018): the highest-scoring backend whose load stays within
+// ceil(c·(m+1)/n), which is Rendezvous's answer whenever that backend has
+// room and otherwise the next in the hash's preference order. The loads
+// are the caller's (pinned clients per endpoint, one gateway's view), so
+// gateways agree on a bounded choice only while their loads do.
+//
 // Consistency across gateways needs the same IDs, weights and size, and
 // the fixed seeds of HashClientIP, HashFlow, HashSession and the
 // permutation, which TestHashGolden, TestSessionGolden and

@@ -20,6 +20,9 @@ func TestNoAllocs(t *testing.T) {
 		{"Maglev Pick", func() { sink += uint64(m.Pick(sink)) }},
 		{"HashSession", func() { sink += HashSession(c6, Epoch(c6, 1e18, 10800)) }},
 		{"Rendezvous", func() { sink += uint64(Rendezvous(ids, sink)) }},
+		{"RendezvousBounded", func() {
+			sink += uint64(RendezvousBounded(ids, sink, 125, func(i int) uint64 { return uint64(i) + sink&7 }))
+		}},
 	} {
 		if got := testing.AllocsPerRun(200, tc.f); got != 0 {
 			t.Errorf("%s: AllocsPerRun = %v, want 0", tc.name, got)

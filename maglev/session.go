@@ -74,3 +74,46 @@ func Rendezvous(ids []uint64, hash uint64) int {
 	}
 	return best
 }
+
+// RendezvousBounded is Rendezvous with bounded loads ("consistent hashing
+// with bounded loads", Mirrokni, Thorup and Zadimoghaddam, SODA 2018): it
+// returns the index of the highest-scoring backend for hash whose load,
+// with one more, stays within ceil(c·(m+1)/n), where load(i) is backend
+// i's current load, m the sum over the n backends and c = maxLoadPercent/100
+// (at least 1). It returns -1 when ids is empty.
+//
+// Backends are tried in the order of their scores, so the answer is
+// Rendezvous's whenever that backend has room, and otherwise the next
+// backend in hash's preference order that has. Some backend always has
+// room: with m = qn + r (0 <= r < n) the least loaded holds at most q,
+// and q+1 <= ceil((m+1)/n) <= ceil(c·(m+1)/n). It calls load 2n times and
+// does not allocate (load must not let its closure escape).
+func RendezvousBounded(ids []uint64, hash uint64, maxLoadPercent uint32, load func(i int) uint64) int {
+	var m uint64
+	for i := range ids {
+		m += load(i)
+	}
+	limit := BoundedLimit(m, len(ids), maxLoadPercent)
+	best, bestScore := -1, uint64(0)
+	for i, id := range ids {
+		if load(i) >= limit {
+			continue
+		}
+		if s := mix64(hash ^ id); best < 0 || s > bestScore {
+			best, bestScore = i, s
+		}
+	}
+	return best
+}
+
+// BoundedLimit is RendezvousBounded's bound: a backend may take one more
+// client while its load is below ceil(c·(m+1)/n), m the total load of n
+// backends and c = maxLoadPercent/100, at least 1.
+func BoundedLimit(m uint64, n int, maxLoadPercent uint32) uint64 {
+	if n == 0 {
+		return 0
+	}
+	c := uint64(max(maxLoadPercent, 100))
+	d := 100 * uint64(n)
+	return (c*(m+1) + d - 1) / d
+}

@@ -243,3 +243,41 @@ func TestRendezvousBalance(t *testing.T) {
 		})
 	}
 }
+
+// TestRendezvousBounded: the answer has room under the bound, every
+// backend the hash prefers to it is full, some backend always has room
+// (c >= 1), and with room everywhere it is Rendezvous's answer.
+func TestRendezvousBounded(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		n := 1 + r.IntN(12)
+		ids := make([]uint64, n)
+		loads := make([]uint64, n)
+		for i := range ids {
+			ids[i] = r.Uint64()
+			loads[i] = uint64(r.IntN(40))
+		}
+		pct := uint32(100 + r.IntN(150))
+		h := r.Uint64()
+		got := RendezvousBounded(ids, h, pct, func(i int) uint64 { return loads[i] })
+		var m uint64
+		for _, l := range loads {
+			m += l
+		}
+		limit := BoundedLimit(m, n, pct)
+		if got < 0 || loads[got] >= limit {
+			t.Fatalf("ids %v loads %v pct %d: got %d, which has no room under %d", ids, loads, pct, got, limit)
+		}
+		for i := range ids {
+			if mix64(h^ids[i]) > mix64(h^ids[got]) && loads[i] < limit {
+				t.Fatalf("loads %v pct %d: got %d, but %d scores higher and has room", loads, pct, got, i)
+			}
+		}
+		if RendezvousBounded(ids, h, pct, func(int) uint64 { return 0 }) != Rendezvous(ids, h) {
+			t.Fatalf("with no load the answer differs from Rendezvous")
+		}
+	}
+	if RendezvousBounded(nil, 1, 125, func(int) uint64 { return 0 }) != -1 {
+		t.Errorf("RendezvousBounded(nil) != -1")
+	}
+}

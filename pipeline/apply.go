@@ -31,6 +31,10 @@ const (
 	// checked for remaining flows (PruneRetained reads the whole flow
 	// table).
 	RetainedEvery = 10 * time.Second
+	// LoadSampleEvery is how often the per-endpoint new-connection rates
+	// are sampled (SampleLoad) and departed endpoints' clients reported
+	// (ReportDepartures).
+	LoadSampleEvery = 5 * time.Second
 	// minSweepBudget is the least a tick sweeps, so small tables are
 	// covered well within their period.
 	minSweepBudget = 1024
@@ -249,9 +253,10 @@ func (a *Applier) pruneRetained() {
 }
 
 // Run follows the node's addresses and sweeps expired flows and affinity
-// entries every HousekeepTick and, every RetainedEvery, forgets removed
-// endpoints whose last flow ended and re-programs the classifier without
-// them. It returns when ctx ends.
+// entries every HousekeepTick; every LoadSampleEvery, samples the
+// per-endpoint connection rates and reports departed endpoints' clients;
+// and, every RetainedEvery, forgets removed endpoints whose last flow ended
+// and re-programs the classifier without them. It returns when ctx ends.
 func (a *Applier) Run(ctx context.Context) {
 	v4, v6 := a.p.ct.Capacity()
 	ticksPer := func(d time.Duration) int { return int(d / HousekeepTick) }
@@ -261,7 +266,7 @@ func (a *Applier) Run(ctx context.Context) {
 	defer a.log.Info("housekeeping stopped")
 	t := time.NewTicker(HousekeepTick)
 	defer t.Stop()
-	lastPrune := time.Now()
+	lastPrune, lastLoad := time.Now(), time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -269,6 +274,11 @@ func (a *Applier) Run(ctx context.Context) {
 		case now := <-t.C:
 			a.followAddrs()
 			a.p.Housekeep(a.p.Now(), ctBudget, affBudget)
+			if now.Sub(lastLoad) >= LoadSampleEvery {
+				lastLoad = now
+				a.p.SampleLoad(a.p.Now())
+				a.p.ReportDepartures()
+			}
 			if now.Sub(lastPrune) >= RetainedEvery {
 				lastPrune = now
 				a.pruneRetained()

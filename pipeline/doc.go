@@ -62,4 +62,17 @@
 // one-entry cache, and published for the service ports a batch touched
 // (ServiceStats; svcstats.go). Capture costs one atomic load per batch
 // while off.
+//
+// # Affinity and load
+//
+// For ClientIP service ports the pipeline also keeps (load.go) each
+// endpoint's pinned clients, exact through the affinity table's OnChange
+// hook, its new connections (per queue) and the clients that moved to it
+// from departed endpoints; an endpoint that leaves with pinned clients is
+// logged and followed until they have moved (ReportDepartures). A port with
+// AffinityMaxLoadPercent or AffinityRebalanceOnScale chooses new pins with
+// bounded loads (snapshot.PickSessionBounded); rebalance-on-scale also
+// expires the excess pins when endpoints are added (rebalance.go). Heavy
+// clients per port come from topk sketches per queue (heavy.go), handed to
+// readers by an ownership word, never blocking the poller.
 package pipeline

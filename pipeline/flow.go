@@ -112,7 +112,12 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 			pq.c.affinityMisses++
 			svc.add(swAff + svcMisses)
 			epoch := maglev.Epoch(pk.Src, p.cfg.Wall(), sp.AffinitySeconds)
-			ep = s.PickSession(d, maglev.HashSession(pk.Src, epoch))
+			h := maglev.HashSession(pk.Src, epoch)
+			if sp.AffinityMaxLoadPercent > 0 || sp.AffinityRebalanceOnScale {
+				ep = p.pickBounded(b, d, h)
+			} else {
+				ep = s.PickSession(d, h)
+			}
 		}
 	} else {
 		ep = s.Pick(d, maglev.HashFlow(pk.Src, pk.Dst, pk.SrcPort, pk.DstPort, uint8(pk.Proto)))
@@ -157,6 +162,8 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 		pq.c.newFlows++
 		svc.add(swNew)
 		if sp.AffinitySeconds > 0 {
+			p.load.conn(b.load, b.q.Index, ep.ID)
+			b.hb.conn(b.sq.lastJ, b.q.Index, pk.Src, b.now)
 			// Every new connection restarts the client's timer (recent --set).
 			switch p.aff.Pin(sp.ID, pk.Src, ep.ID, sp.AffinitySeconds, b.now) {
 			case affinity.PinInserted, affinity.PinRepinned:
@@ -186,6 +193,23 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 		return fl, hop, newFlowLookup
 	}
 	return fl, hop, newFlowHop
+}
+
+// pickBounded is the session choice with bounded loads
+// (snapshot.PickSessionBounded) over the endpoints' pinned clients.
+func (p *Pipeline) pickBounded(b *batch, d snapshot.Decision, h uint64) *snapshot.Endpoint {
+	s, l, ix := b.snap, &p.load, b.load
+	sp := &s.ServicePorts[d.ServicePort]
+	var slots []int32
+	if ix.snap == s {
+		slots = ix.bySP[d.ServicePort]
+	}
+	return s.PickSessionBounded(d, h, sp.AffinityMaxLoadPercent, func(k int32) uint64 {
+		if slots != nil {
+			return l.pins(slots[k])
+		}
+		return l.pins(l.slot(ix, sp.Endpoints[k].ID)) // a batch that began before Publish
+	})
 }
 
 // snatReclaims bounds the ports a new flow tries to take back from idle

@@ -73,6 +73,11 @@ type Config struct {
 	Wall func() int64
 	// Logger defaults to slog.Default(); never used per packet.
 	Logger *slog.Logger
+	// LoadEndpoints bounds the endpoints of ClientIP service ports whose
+	// load (pinned clients, new connections) is tracked at once, departed
+	// endpoints that still hold pins included (DefaultLoadEndpoints; 8
+	// bytes each, plus 8 per queue).
+	LoadEndpoints int
 }
 
 func (c Config) withDefaults() Config {
@@ -90,6 +95,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.LoadEndpoints == 0 {
+		c.LoadEndpoints = DefaultLoadEndpoints
 	}
 	return c
 }
@@ -152,6 +160,11 @@ type Pipeline struct {
 	capture atomic.Pointer[Capture]
 	// svc are the per-service-port counters (svcstats.go).
 	svc svcStats
+	// load is the per-endpoint load of ClientIP service ports (load.go).
+	load epLoad
+	// heavy are the heavy-client sketches of ClientIP service ports
+	// (heavy.go).
+	heavy heavyStats
 }
 
 // New checks cfg and allocates every per-queue buffer.
@@ -166,6 +179,8 @@ func New(cfg Config) (*Pipeline, error) {
 		return nil, fmt.Errorf("snat ports %d-%d: %w", cfg.SNATPortMin, cfg.SNATPortMax, ErrBadConfig)
 	case cfg.SNATProbes < 1:
 		return nil, fmt.Errorf("snat probes %d: %w", cfg.SNATProbes, ErrBadConfig)
+	case cfg.LoadEndpoints < 1 || cfg.LoadEndpoints > 1<<24:
+		return nil, fmt.Errorf("load endpoints %d: want 1-%d: %w", cfg.LoadEndpoints, 1<<24, ErrBadConfig)
 	}
 	p := &Pipeline{
 		cfg: cfg, ct: cfg.Conntrack, aff: cfg.Affinity, hops: cfg.Hops, log: cfg.Logger,
@@ -174,7 +189,10 @@ func New(cfg Config) (*Pipeline, error) {
 		retained: make(map[dataplane.L4Addr]uint32),
 	}
 	p.svc.init(cfg.NumQueues)
-	p.aff.OnExpire(p.svc.expired)
+	p.load.init(cfg.LoadEndpoints, cfg.NumQueues)
+	p.heavy.init(cfg.NumQueues)
+	p.load.adopt(p.aff) // before the hook: nothing else uses the table yet
+	p.aff.OnChange(p.onAffinityChange)
 	p.flowHops, _ = cfg.Hops.(dataplane.FlowNextHopper)
 	p.snatAddrs, _ = cfg.Hops.(dataplane.SNATAddrSource)
 	p.retry = newRetryFilter(rand.Uint64())
@@ -219,11 +237,15 @@ type batch struct {
 	sq   *svcQueue
 	snap *snapshot.Snapshot
 	now  int64
+	// load is the per-endpoint load index, hb the heavy-client sketches.
+	load *loadIndex
+	hb   heavyBatch
 }
 
 // Process implements dataplane.Processor.
 func (p *Pipeline) Process(q *dataplane.Queue, frames []dataplane.Frame) {
-	b := batch{q: q, pq: &p.queues[q.Index], sq: &p.svc.queues[q.Index], snap: p.snap.Load(), now: p.cfg.Now()}
+	b := batch{q: q, pq: &p.queues[q.Index], sq: &p.svc.queues[q.Index], snap: p.snap.Load(), now: p.cfg.Now(),
+		load: p.load.index.Load(), hb: heavyBatch{ix: p.heavy.index.Load(), q: &p.heavy.queues[q.Index]}}
 	b.sq.begin(p.svc.index.Load())
 	capt := p.capture.Load()
 	if capt != nil {
@@ -240,6 +262,7 @@ func (p *Pipeline) Process(q *dataplane.Queue, frames []dataplane.Frame) {
 	}
 	b.pq.publish()
 	b.sq.publish()
+	b.hb.end()
 }
 
 // chunk parses up to pipelineChunk frames, looks all their tuples up in one
@@ -319,6 +342,7 @@ func (p *Pipeline) frame(b *batch, f *dataplane.Frame, pk *nat.Packet, r nat.Dro
 			pq.c.replies++
 		} else {
 			pq.c.established++
+			b.hb.packet(b.sq.lastJ, b.q.Index, pk.Src, b.now, &pq.rnd)
 		}
 	} else {
 		var h dataplane.Hop

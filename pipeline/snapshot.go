@@ -31,10 +31,32 @@ func (p *Pipeline) Publish(s *snapshot.Snapshot) SnapshotChange {
 	p.pubMu.Lock()
 	defer p.pubMu.Unlock()
 	if s != nil {
-		p.svc.update(s) // before the snapshot: its ClientIP ports need counters
+		p.svc.update(s)    // before the snapshot: its ClientIP ports need counters,
+		p.assignLoad(s)    // their endpoints load slots
+		p.heavySketches(s) // and sketches
 	}
 	old := p.snap.Swap(s)
-	return p.OnSnapshot(old, s)
+	ch := p.OnSnapshot(old, s)
+	if s != nil {
+		p.departLoad(old, s)
+		p.rebalanceOnScale(old, s)
+	}
+	return ch
+}
+
+// heavySketches gives every ClientIP service port of s heavy-client
+// sketches. The caller holds pubMu, after svc.update(s).
+func (p *Pipeline) heavySketches(s *snapshot.Snapshot) {
+	ix := p.svc.index.Load()
+	aff := map[int32]bool{}
+	for i := range s.ServicePorts {
+		if sp := &s.ServicePorts[i]; sp.AffinitySeconds > 0 {
+			if j, ok := ix.lookup(sp.ID); ok {
+				aff[j] = true
+			}
+		}
+	}
+	p.heavy.update(ix, aff)
 }
 
 // OnSnapshot reconciles conntrack and affinity state with a snapshot

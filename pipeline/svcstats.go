@@ -118,12 +118,22 @@ type svcIndex struct {
 	dense  []int32
 	byID   map[uint32]int32
 	labels []ServicePortLabels // index -> labels
-	// expiries counts, per index, pins that expired (affinity.Table's
-	// OnExpire hook, from pollers and housekeeping alike). The counters
-	// are shared by every later index, so no count is lost to a
-	// replacement.
-	expiries []*atomic.Uint64
+	// shared are, per index, the counters any goroutine adds to
+	// (svcShared: the affinity table's OnChange hook, from pollers and
+	// housekeeping alike, and Publish). They are shared by every later
+	// index, so no count is lost to a replacement.
+	shared []*[numSvcShared]atomic.Uint64
 }
+
+// Per-service-port counters outside the queues, an index into
+// svcIndex.shared.
+const (
+	svcExpiries      = iota // pins that expired
+	svcRebalanced           // clients of a departed endpoint pinned anew
+	svcDepartedPins         // clients pinned to endpoints when they left
+	svcScaleExpiries        // pins expired early by rebalance-on-scale
+	numSvcShared
+)
 
 // lookup returns id's index.
 func (ix *svcIndex) lookup(id uint32) (int32, bool) {
@@ -166,6 +176,7 @@ type svcQueue struct {
 	// belong to one service port. ID 0 is never assigned.
 	lastID uint32
 	last   *svcLocal
+	lastJ  int32 // last's dense index
 	_      [64]byte
 }
 
@@ -196,14 +207,14 @@ func (s *svcStats) update(snap *snapshot.Snapshot) {
 			continue
 		}
 		if nx == nil {
-			nx = &svcIndex{byID: maps.Clone(old.byID), labels: slices.Clip(old.labels), expiries: slices.Clip(old.expiries)}
+			nx = &svcIndex{byID: maps.Clone(old.byID), labels: slices.Clip(old.labels), shared: slices.Clip(old.shared)}
 		}
 		k := ServicePortLabels{sp.Namespace, sp.Name, sp.PortName, sp.Protocol.String()}
 		j, ok := s.byKey[k]
 		if !ok {
 			j = int32(len(nx.labels))
 			nx.labels = append(nx.labels, k)
-			nx.expiries = append(nx.expiries, new(atomic.Uint64))
+			nx.shared = append(nx.shared, new([numSvcShared]atomic.Uint64))
 			s.byKey[k] = j
 		}
 		nx.byID[sp.ID] = j
@@ -234,19 +245,21 @@ func (s *svcStats) update(snap *snapshot.Snapshot) {
 	s.index.Store(nx)
 }
 
-// expired counts an expired pin of service port id (affinity.Table's
-// OnExpire hook: any goroutine, the table's shard lock held).
-func (s *svcStats) expired(id uint32) {
+// add adds n to shared counter w of service port id (any goroutine).
+func (s *svcStats) add(id uint32, w int, n uint64) {
 	ix := s.index.Load()
 	if j, ok := ix.lookup(id); ok {
-		ix.expiries[j].Add(1)
+		ix.shared[j][w].Add(n)
 	}
 }
+
+// count adds one to shared counter w of service port id.
+func (s *svcStats) count(id uint32, w int) { s.add(id, w, 1) }
 
 // begin starts a batch: it loads the index and, when the index has
 // outgrown the counter arrays, moves to the spare ones.
 func (q *svcQueue) begin(ix *svcIndex) {
-	q.ix, q.lastID, q.last = ix, 0, nil
+	q.ix, q.lastID, q.last, q.lastJ = ix, 0, nil, -1
 	q.gen++
 	q.dirty = q.dirty[:0]
 	if len(ix.labels) <= len(q.local) {
@@ -276,6 +289,7 @@ func (q *svcQueue) of(id uint32) *svcLocal {
 	}
 	j, ok := q.ix.lookup(id)
 	if !ok || int(j) >= len(q.local) {
+		q.lastID, q.last, q.lastJ = id, nil, -1
 		return nil
 	}
 	c := &q.local[j]
@@ -286,7 +300,7 @@ func (q *svcQueue) of(id uint32) *svcLocal {
 		c.gen = q.gen
 		q.dirty = append(q.dirty, j)
 	}
-	q.lastID, q.last = id, c
+	q.lastID, q.last, q.lastJ = id, c, j
 	return c
 }
 
@@ -306,7 +320,7 @@ func (q *svcQueue) publish() {
 	}
 	q.dirty = q.dirty[:0]
 	q.gen++
-	q.lastID, q.last = 0, nil
+	q.lastID, q.last, q.lastJ = 0, nil, -1
 }
 
 // count counts a packet of n bytes in direction dir.
@@ -343,6 +357,14 @@ type AffinityCounters struct {
 	// Expiries counts pins that expired (timeoutSeconds without a new
 	// connection), removed by a lookup, a pin or the sweep.
 	Expiries uint64
+	// DepartedPins counts the clients that were pinned to endpoints when
+	// they left the service port; Rebalanced those of them (and of
+	// endpoints that left while xdpgate was down) that were pinned to
+	// another endpoint on their next connection.
+	DepartedPins, Rebalanced uint64
+	// ScaleExpiries counts pins expired early because endpoints were
+	// added to a port with AffinityRebalanceOnScale (rebalance.go).
+	ScaleExpiries uint64
 }
 
 // ServicePortStats are the counters of one service port, summed over
@@ -419,7 +441,9 @@ func (p *Pipeline) ServiceStats() []ServicePortStats {
 		o.NewConnections = w[swNew]
 		copy(o.Drops[:], w[swDrops:])
 		o.AffinityCounters = AffinityCounters{Hits: w[swAff+svcHits], Misses: w[swAff+svcMisses],
-			NewPins: w[swAff+svcNewPins], Evictions: w[swAff+svcEvictions], Expiries: ix.expiries[j].Load()}
+			NewPins: w[swAff+svcNewPins], Evictions: w[swAff+svcEvictions], Expiries: ix.shared[j][svcExpiries].Load(),
+			DepartedPins: ix.shared[j][svcDepartedPins].Load(), Rebalanced: ix.shared[j][svcRebalanced].Load(),
+			ScaleExpiries: ix.shared[j][svcScaleExpiries].Load()}
 		out = append(out, o)
 	}
 	return out

@@ -189,15 +189,27 @@ func (s *Snapshot) Pick(d Decision, hash uint64) *Endpoint {
 // the same endpoints. It returns nil when the chain is empty or the
 // service port has no ClientIP affinity. It costs O(chain length).
 func (s *Snapshot) PickSession(d Decision, hash uint64) *Endpoint {
-	sp := &s.ServicePorts[d.ServicePort]
-	eps, keys := sp.Cluster, sp.clusterKeys
+	sp, eps, keys := s.sessionChain(d)
+	return sp.chainEndpoint(eps, maglev.Rendezvous(keys, hash))
+}
+
+// sessionChain returns the decision's service port, its chain (indices
+// into Endpoints) and the chain's rendezvous keys; eps is nil when the
+// keys do not match the chain (no ClientIP affinity).
+func (s *Snapshot) sessionChain(d Decision) (sp *ServicePort, eps []int32, keys []uint64) {
+	sp = &s.ServicePorts[d.ServicePort]
+	eps, keys = sp.Cluster, sp.clusterKeys
 	if d.Local {
 		eps, keys = sp.Local, sp.localKeys
 	}
 	if len(keys) != len(eps) {
-		return nil
+		return sp, nil, nil
 	}
-	i := maglev.Rendezvous(keys, hash)
+	return sp, eps, keys
+}
+
+// chainEndpoint returns the endpoint at chain position i, nil for i < 0.
+func (sp *ServicePort) chainEndpoint(eps []int32, i int) *Endpoint {
 	if i < 0 {
 		return nil
 	}
@@ -216,4 +228,15 @@ func (s *Snapshot) Usable(d Decision, id uint32) (*Endpoint, bool) {
 		return ep, ep.InLocal
 	}
 	return ep, ep.InCluster
+}
+
+// PickSessionBounded is PickSession with bounded loads
+// (ServicePort.AffinityMaxLoadPercent, maglev.RendezvousBounded): the
+// rendezvous choice unless that endpoint already holds its share of the
+// chain's load times maxLoadPercent/100, else the next endpoint in the
+// hash's preference order that does not. load(k) is the load (pinned
+// clients) of sp.Endpoints[k]. It returns nil when PickSession would.
+func (s *Snapshot) PickSessionBounded(d Decision, hash uint64, maxLoadPercent uint32, load func(k int32) uint64) *Endpoint {
+	sp, eps, keys := s.sessionChain(d)
+	return sp.chainEndpoint(eps, maglev.RendezvousBounded(keys, hash, maxLoadPercent, func(i int) uint64 { return load(eps[i]) }))
 }

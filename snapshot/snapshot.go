@@ -69,6 +69,21 @@ type ServicePort struct {
 	// AffinitySeconds is the ClientIP affinity timeout; 0 means no
 	// affinity (sessionAffinity: None).
 	AffinitySeconds uint32
+	// AffinityMaxLoadPercent, when not 0, bounds the pinned clients of
+	// each endpoint of a ClientIP chain: a new pin goes to the session
+	// choice only while that endpoint holds less than this percentage of
+	// the chain's mean (with the new client counted), else to the next
+	// endpoint in the client's rendezvous order (PickSessionBounded).
+	// Existing pins never move. At least 100; 0 means Kubernetes' plain
+	// choice. From the xdpgate.io/affinity-max-load annotation.
+	AffinityMaxLoadPercent uint32
+	// AffinityRebalanceOnScale: when endpoints are added, pins on
+	// endpoints above the bound (AffinityMaxLoadPercent of the new mean,
+	// or the mean itself when that is 0) expire early, the oldest first,
+	// at most the excess; new pins are then bounded the same way, so the
+	// freed clients go to the endpoints with room. From the
+	// xdpgate.io/affinity-rebalance-on-scale annotation.
+	AffinityRebalanceOnScale bool
 
 	// Endpoints are all endpoints of the port, usable or not, sorted by
 	// "IP:port" like kube-proxy.

@@ -37,6 +37,7 @@ type options struct {
 	xdpMode           dataplane.AttachMode
 	conntrackMax      int
 	affinityMax       int
+	metricsMaxEPs     int
 	snatMin, snatMax  uint16
 	metricsAddr       string // control.Disabled turns it off
 	healthzAddr       string // control.Disabled turns it off
@@ -98,6 +99,7 @@ func optionsFrom(c config.Configuration) (options, error) {
 		cpus:              r.CPUs,
 		conntrackMax:      c.XDP.ConntrackMax,
 		affinityMax:       c.XDP.AffinityMax,
+		metricsMaxEPs:     c.XDP.MetricsMaxEndpoints,
 		snatMin:           r.SNATPortMin,
 		snatMax:           r.SNATPortMax,
 		metricsAddr:       serverAddr(c.MetricsBindAddress),

@@ -79,7 +79,8 @@ func run(args []string, stderr io.Writer) error {
 	ctrl.Subscribe(applier.Apply)
 	state := admin.Source{Snapshot: pl.Snapshot, Conntrack: ct, Affinity: aff, Now: pl.Now,
 		Queues: dp.Stats, Devices: dp.Devices, Pipeline: pl.Stats, Services: pl.ServiceStats, Classifier: applier.Status, StartCapture: pl.StartCapture,
-		ClassifierCounters: dp.Classifier().Counters}
+		ClassifierCounters: dp.Classifier().Counters,
+		Loads:              pl.EndpointLoads, Heavy: pl.HeavyClients, MaxEndpointSeries: o.metricsMaxEPs}
 	closeAdmin, err := serveState(ctrl, state, o.adminSocket, log)
 	if err != nil {
 		return err

@@ -4,6 +4,11 @@
 // (`xdpgate inspect`, `xdpgate top` and `xdpgate capture`; the demo draws
 // its gateway view with top's RenderTop), the JSON types both sides
 // share, and the Prometheus collector of the dataplane's counters.
+// /v1/load (load.go) answers for ClientIP services: per endpoint its
+// pinned clients, live flows and new connections, the imbalance, and the
+// heaviest clients (`xdpgate inspect affinity --service NS/NAME --top N`);
+// the collector exports the same per endpoint up to
+// Source.MaxEndpointSeries endpoints and as a distribution beyond.
 //
 // Everything reads published state only (Source: the snapshot pointer,
 // lock-free table walks, counters the pollers publish once per batch), so an

@@ -18,6 +18,7 @@ import (
 
 	"github.com/xdpgate/xdpgate/dataplane"
 	"github.com/xdpgate/xdpgate/internal/config"
+	"github.com/xdpgate/xdpgate/pipeline"
 )
 
 // inspectUsage is printed for -h and bad arguments.
@@ -25,7 +26,10 @@ const inspectUsage = `usage: xdpgate inspect services|conntrack|affinity|stats|d
 
   services   frontends, endpoints (local/ready/terminating), policies, affinity timeout
   conntrack  flows like conntrack -L (--host, --port, --proto, --service, --limit)
-  affinity   ClientIP entries: client -> endpoint, remaining time (--host, --service, --limit)
+  affinity   ClientIP entries: client -> endpoint, remaining time (--host, --service, --limit);
+             with --service, first its endpoints' load (pinned clients, flows, new connections,
+             imbalance) and with --top N its N heaviest client addresses by connections and by
+             packets (-o json: with --top, the load answer instead of the entries)
   stats      per-queue counters and drops by reason
   devices    devices in use (managed interfaces, pod veths, bridges, overlays) and why
 
@@ -39,6 +43,9 @@ type inspectOptions struct {
 	output  string
 	query   url.Values
 	timeout time.Duration
+	// service and top ask affinity for the service's load first.
+	service string
+	top     int
 }
 
 func parseInspectFlags(args []string, stderr io.Writer) (inspectOptions, error) {
@@ -53,6 +60,7 @@ func parseInspectFlags(args []string, stderr io.Writer) (inspectOptions, error) 
 	proto := fs.String("proto", "", "only flows of this protocol: tcp, udp, sctp, icmp, icmpv6")
 	service := fs.String("service", "", "only flows/entries of this service (namespace/name)")
 	limit := fs.Int("limit", defaultConntrackLimit, "at most this many flows/entries (0: no limit)")
+	fs.IntVar(&o.top, "top", 0, "affinity --service: also its N heaviest client addresses (by connections, by packets)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "give up after this long")
 	// Accept the command before or after the flags.
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -90,6 +98,15 @@ func parseInspectFlags(args []string, stderr io.Writer) (inspectOptions, error) 
 	}
 	if *limit < 0 {
 		return bad("--limit %d: want >= 0", *limit)
+	}
+	if o.top < 0 || o.top > 1000 {
+		return bad("--top %d: want 0-1000", o.top)
+	}
+	if o.top > 0 && (o.what != "affinity" || *service == "") {
+		return bad("--top needs affinity --service NS/NAME")
+	}
+	if o.what == "affinity" {
+		o.service = *service
 	}
 	if o.timeout <= 0 {
 		return bad("--timeout must be positive")
@@ -173,6 +190,22 @@ func Inspect(args []string, stdout, stderr io.Writer) error {
 		q = nil
 	}
 	c := newClient(o.socket, o.timeout)
+	if o.service != "" {
+		lq := url.Values{"service": {o.service}, "top": {strconv.Itoa(o.top)}}
+		b, err := get(c, o.socket, "load", lq)
+		if err != nil {
+			return err
+		}
+		if o.output == "json" && o.top > 0 {
+			_, err := stdout.Write(b)
+			return err
+		}
+		if o.output == "table" {
+			if err := printLoad(stdout, b); err != nil {
+				return fmt.Errorf("decode load answer: %w", err)
+			}
+		}
+	}
 	if o.what == "conntrack" || o.what == "affinity" {
 		c.Timeout = 0 // o.timeout bounds the answer's start (ResponseHeaderTimeout), not its length
 	}
@@ -376,6 +409,64 @@ func printAffinity(tw *tabwriter.Writer, body io.Reader) error {
 		}
 		return nil
 	})
+}
+
+// printLoad prints, per service port, its endpoints' load and its
+// heaviest clients.
+func printLoad(w io.Writer, body []byte) error {
+	var v Load
+	if err := json.Unmarshal(body, &v); err != nil {
+		return err
+	}
+	for _, s := range v.Services {
+		name := s.Namespace + "/" + s.Name
+		if s.PortName != "" {
+			name += ":" + s.PortName
+		}
+		bound := "off"
+		if s.AffinityMaxLoadPercent != 0 {
+			bound = strconv.FormatFloat(float64(s.AffinityMaxLoadPercent)/100, 'f', -1, 64)
+		}
+		scale := ""
+		if s.RebalanceOnScale {
+			scale = fmt.Sprintf("  rebalance-on-scale (%d pins expired early)", s.ScaleExpiries)
+		}
+		fmt.Fprintf(w, "%s/%s  affinity %v  max-load %s  imbalance %.2f (max/mean pinned)  departed pins %d, re-balanced %d%s\n",
+			name, s.Protocol, time.Duration(s.AffinitySeconds)*time.Second, bound, s.Imbalance, s.DepartedPins, s.Rebalanced, scale)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ENDPOINT\tPINNED\tFLOWS\tNEW CONNS\tCONNS/S\tMOVED IN\tMOVED OUT")
+		for _, e := range s.Endpoints {
+			ep := e.Endpoint
+			if e.Departed {
+				ep += " (departed)"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f\t%d\t%d\n", ep, e.Pinned, e.Flows, e.NewConnections, e.ConnectionsPerSecond, e.MovedIn, e.MovedOut)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if h := s.Heavy; h != nil {
+			for _, list := range []struct {
+				what string
+				cs   []pipeline.HeavyClient
+			}{{"CONNECTIONS", h.Connections}, {"PACKETS", h.Packets}} {
+				fmt.Fprintln(w)
+				tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintf(tw, "TOP CLIENTS BY %s\t%s\tRANGE\n", list.what, list.what)
+				for _, c := range list.cs {
+					fmt.Fprintf(tw, "%s\t%d\t%d-%d\n", c.Client, c.Count, c.Count-c.Err, c.Count+c.Spill+h.Lost)
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(w, "(over the last %v-%v; RANGE bounds the sketch's error: connections lie in it; packets are\n"+
+				" estimated from 1 in %d sampled, so their RANGE holds the sampled estimate, not the exact count)\n",
+				pipeline.HeavyWindow, 2*pipeline.HeavyWindow, pipeline.HeavySampleMean)
+		}
+		fmt.Fprintln(w)
+	}
+	return nil
 }
 
 func printStats(tw *tabwriter.Writer, body []byte) error {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,7 +33,12 @@ type Collector struct {
 	// decisions: where frames are lost before a poller sees them.
 	xskRxDropped, xskRxRingFull, xskFillRingEmpty, xskTxRingEmpty, xskInvalid *prometheus.Desc
 	clsPackets                                                                *prometheus.Desc
+	// Per-endpoint load of ClientIP service ports (load.go).
+	epPinned, epFlows, epNew, epDist, affImbalance *prometheus.Desc
 }
+
+// loadQuantiles are the quantiles of xdpgate_affinity_endpoint_load_distribution.
+var loadQuantiles = []float64{0, 0.5, 0.9, 1}
 
 // svcLabels are the labels of per-service-port metrics: kube-proxy's
 // ServicePortName, a set bounded by the cluster's Services (both IP
@@ -65,9 +71,21 @@ func NewCollector(src Source) *Collector {
 		affSvcEntries: prometheus.NewDesc("xdpgate_affinity_service_entries",
 			"Live ClientIP affinity entries per service port (counted at scrape time by a walk of the table).", svcLabels, nil),
 		affSvcEvents: prometheus.NewDesc("xdpgate_affinity_service_events_total",
-			"ClientIP affinity events per service port: hit (a new connection found its client's pin), miss (a fresh choice), new_pin (an affinity started), eviction (a new pin evicted the least recently pinned entry), expiry (a pin expired: timeoutSeconds without a new connection).",
+			"ClientIP affinity events per service port: hit (a new connection found its client's pin), miss (a fresh choice), new_pin (an affinity started), eviction (a new pin evicted the least recently pinned entry), expiry (a pin expired: timeoutSeconds without a new connection), departed_pin (a client was pinned to an endpoint when it left), rebalanced (a client of a departed endpoint was pinned to another one), scale_expiry (a pin expired early by xdpgate.io/affinity-rebalance-on-scale when endpoints were added).",
 			append(svcLabels, "event"), nil),
 	}
+	ep := append(slices.Clip(svcLabels), "endpoint")
+	c.epPinned = prometheus.NewDesc("xdpgate_affinity_endpoint_pinned_clients",
+		"Clients pinned to an endpoint of a ClientIP service port (expired pins included until swept), for ports with at most --metrics-max-endpoints endpoints.", ep, nil)
+	c.epFlows = prometheus.NewDesc("xdpgate_affinity_endpoint_flows",
+		"Live flows to an endpoint of a ClientIP service port (a walk of the flow table at scrape time), for ports with at most --metrics-max-endpoints endpoints.", ep, nil)
+	c.epNew = prometheus.NewDesc("xdpgate_affinity_endpoint_new_connections_total",
+		"Flows this gateway sent to an endpoint of a ClientIP service port since the endpoint joined, for ports with at most --metrics-max-endpoints endpoints.", ep, nil)
+	c.epDist = prometheus.NewDesc("xdpgate_affinity_endpoint_load_distribution",
+		"For ClientIP service ports with more than --metrics-max-endpoints endpoints: quantiles (0 min, 0.5, 0.9, 1 max) over the endpoints of a load measure: pinned (clients), flows (live), connections_per_second (new, over the last 5 s sample).",
+		append(slices.Clip(svcLabels), "measure", "quantile"), nil)
+	c.affImbalance = prometheus.NewDesc("xdpgate_affinity_imbalance",
+		"Pinned clients of a ClientIP service port's busiest endpoint over the mean of its endpoints (1: balanced; 0: no pins).", svcLabels, nil)
 	c.svcPackets = prometheus.NewDesc("xdpgate_service_packets_total",
 		"Packets of a service port's flows, by direction: original (client to endpoint), reply (endpoint to client).", append(svcLabels, "direction"), nil)
 	c.svcBytes = prometheus.NewDesc("xdpgate_service_bytes_total",
@@ -104,7 +122,9 @@ func NewCollector(src Source) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rxFrames, c.rxBytes, c.txFrames, c.txBytes, c.drops, c.pipe, c.natDrops, c.ctEntries, c.ctOps, c.affEntries, c.affOps,
 		c.affSvcEntries, c.affSvcEvents, c.svcPackets, c.svcBytes, c.svcNew, c.svcDrops, c.clsRules, c.clsCapacity, c.clsSkipped, c.clsRefused, c.neighHeld, c.neighReleased, c.egressFrames,
-		c.xskRxDropped, c.xskRxRingFull, c.xskFillRingEmpty, c.xskTxRingEmpty, c.xskInvalid, c.clsPackets} {
+		c.xskRxDropped, c.xskRxRingFull, c.xskFillRingEmpty, c.xskTxRingEmpty, c.xskInvalid, c.clsPackets,
+
+		c.epPinned, c.epFlows, c.epNew, c.epDist, c.affImbalance} {
 		ch <- d
 	}
 	ch <- c.ctCapacity
@@ -203,6 +223,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		c.collectServices(ch, svcs)
 		c.collectAffinityServices(ch, svcs)
 	}
+	c.collectLoad(ch)
 	if c.src.Classifier != nil {
 		st := c.src.Classifier()
 		gauge := func(d *prometheus.Desc, v int, labels ...string) {
@@ -280,7 +301,8 @@ func (c *Collector) collectAffinityServices(ch chan<- prometheus.Metric, all []p
 		for _, e := range []struct {
 			name string
 			v    uint64
-		}{{"hit", s.Hits}, {"miss", s.Misses}, {"new_pin", s.NewPins}, {"eviction", s.Evictions}, {"expiry", s.Expiries}} {
+		}{{"hit", s.Hits}, {"miss", s.Misses}, {"new_pin", s.NewPins}, {"eviction", s.Evictions}, {"expiry", s.Expiries},
+			{"departed_pin", s.DepartedPins}, {"rebalanced", s.Rebalanced}, {"scale_expiry", s.ScaleExpiries}} {
 			ch <- prometheus.MustNewConstMetric(c.affSvcEvents, prometheus.CounterValue, float64(e.v), append(l, e.name)...)
 		}
 	}
@@ -325,5 +347,66 @@ func classifierCounts(c dataplane.ClassifierCounters) []classifierCount {
 		{"pass", "fragment", c.PassFragment}, {"pass", "truncated", c.PassTruncated},
 		{"pass", "icmp", c.PassICMP}, {"pass", "node_traffic", c.PassNodeTraffic},
 		{"pass", "no_socket", c.RedirectNoSocket},
+	}
+}
+
+// collectLoad exports the per-endpoint load of the ClientIP service ports
+// (one walk of the flow table for live flows, at scrape time only): one
+// series per endpoint for ports with at most MaxEndpointSeries endpoints,
+// else the quantiles over their endpoints, so the series stay bounded by
+// the Services, not their scale; and every port's imbalance.
+func (c *Collector) collectLoad(ch chan<- prometheus.Metric) {
+	limit := c.src.MaxEndpointSeries
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for _, s := range loadsOf(c.src, nil, true, 0) {
+		l := []string{s.Namespace, s.Name, s.PortName, s.Protocol}
+		gauge(c.affImbalance, s.Imbalance, l...)
+		if len(s.Endpoints) <= limit {
+			// One series per address: an endpoint that left with pinned
+			// clients and came back (a new ID, the same ip:port) is
+			// listed twice and is one endpoint to an operator.
+			var order []string
+			byAddr := map[string]*EndpointLoad{}
+			for _, e := range s.Endpoints {
+				if m, ok := byAddr[e.Endpoint]; ok {
+					m.Pinned, m.Flows, m.NewConnections = m.Pinned+e.Pinned, m.Flows+e.Flows, m.NewConnections+e.NewConnections
+					continue
+				}
+				byAddr[e.Endpoint] = &e
+				order = append(order, e.Endpoint)
+			}
+			for _, a := range order {
+				e := byAddr[a]
+				el := append(slices.Clip(l), a)
+				gauge(c.epPinned, float64(e.Pinned), el...)
+				gauge(c.epFlows, float64(e.Flows), el...)
+				ch <- prometheus.MustNewConstMetric(c.epNew, prometheus.CounterValue, float64(e.NewConnections), el...)
+			}
+			continue
+		}
+		for _, m := range []struct {
+			name string
+			of   func(EndpointLoad) float64
+		}{
+			{"pinned", func(e EndpointLoad) float64 { return float64(e.Pinned) }},
+			{"flows", func(e EndpointLoad) float64 { return float64(e.Flows) }},
+			{"connections_per_second", func(e EndpointLoad) float64 { return e.ConnectionsPerSecond }},
+		} {
+			vs := make([]float64, 0, len(s.Endpoints))
+			for _, e := range s.Endpoints {
+				if !e.Departed {
+					vs = append(vs, m.of(e))
+				}
+			}
+			if len(vs) == 0 {
+				continue
+			}
+			slices.Sort(vs)
+			for _, q := range loadQuantiles {
+				gauge(c.epDist, vs[int(q*float64(len(vs)-1)+0.5)], append(slices.Clip(l), m.name, strconv.FormatFloat(q, 'g', -1, 64))...)
+			}
+		}
 	}
 }

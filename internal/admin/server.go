@@ -190,6 +190,23 @@ func Handler(src Source) http.Handler {
 		}
 		streamAffinity(w, src, f)
 	})
+	mux.HandleFunc("GET /v1/load", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		var ids map[uint32]bool
+		if v := q.Get("service"); v != "" {
+			var err error
+			if ids, err = serviceIDs(src.snap(), v); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
+		top, ok := parseTop(q.Get("top"))
+		if !ok {
+			http.Error(w, fmt.Sprintf("top %q: want 0-1000", q.Get("top")), http.StatusBadRequest)
+			return
+		}
+		writeJSON(w, Load{Services: loadsOf(src, ids, true, top)})
+	})
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, statsOf(src))
 	})

@@ -83,6 +83,26 @@ func testSource(t *testing.T) Source {
 			return []dataplane.QueueStats{q, {Ifname: "eth1", QueueID: 1, RxFrames: 1}}
 		},
 		Pipeline: func() []pipeline.QueueStats { return []pipeline.QueueStats{{NewFlows: 3}, {Forwarded: 1}} },
+		Loads: func() []pipeline.ServicePortLoad {
+			return []pipeline.ServicePortLoad{{
+				ServicePortLabels: pipeline.ServicePortLabels{Namespace: "default", Name: "web", PortName: "http", Protocol: "TCP"},
+				ID:                1, AffinitySeconds: 600, MaxLoadPercent: 125,
+				Endpoints: []pipeline.EndpointLoad{
+					{ID: 11, Endpoint: "198.19.1.10:8080", Pins: 3, NewConnections: 40, ConnectionsPerSecond: 2.5, MovedIn: 1},
+					{ID: 12, Endpoint: "198.19.1.11:8080", Pins: 1, NewConnections: 7},
+					{ID: 13, Endpoint: "198.19.1.12:8080", Departed: true, Pins: 2, MovedOut: 1},
+				},
+			}}
+		},
+		Heavy: func(id uint32, k int) (pipeline.HeavyClients, bool) {
+			if id != 1 {
+				return pipeline.HeavyClients{}, false
+			}
+			return pipeline.HeavyClients{
+				Connections: []pipeline.HeavyClient{{Client: testOther, Count: 30, Err: 2}, {Client: testClient, Count: 5}}[:min(k, 2)],
+				Packets:     []pipeline.HeavyClient{{Client: testOther, Count: 900, Spill: 10}}, Lost: 1,
+			}, true
+		},
 	}
 }
 
@@ -230,6 +250,13 @@ func TestAdminSocketInspect(t *testing.T) {
 		{[]string{"affinity"}, []string{"198.18.0.5", "198.19.1.10:8080", "8m20s"}},
 		{[]string{"stats"}, []string{"eth1", "new flows 3", pipeline.DropParseL2.String()}},
 		{[]string{"-o", "json", "stats"}, []string{`"rxFrames": 10`}},
+		{[]string{"affinity", "--service", "default/web", "--top", "2"}, []string{
+			"default/web:http/TCP  affinity 10m0s  max-load 1.25  imbalance 1.50 (max/mean pinned)",
+			"198.19.1.10:8080             3       2      40         2.5      1         0",
+			"198.19.1.12:8080 (departed)", "TOP CLIENTS BY CONNECTIONS", "198.18.0.6                  30           28-31",
+			"TOP CLIENTS BY PACKETS", "198.18.0.6              900      900-911",
+			"SERVICE", "198.18.0.5", "8m20s"}},
+		{[]string{"-o", "json", "affinity", "--service", "default/web", "--top", "1"}, []string{`"imbalance": 1.5`, `"flows": 2`, `"connections": [`, `"client": "198.18.0.6"`}},
 	} {
 		args := append(tc.args, "--socket", path)
 		var out, errb bytes.Buffer
@@ -270,6 +297,10 @@ func TestParseInspectFlags(t *testing.T) {
 		{[]string{"stats", "-o", "yaml"}, false},
 		{[]string{"conntrack", "--port", "70000"}, false},
 		{[]string{"stats", "extra"}, false},
+		{[]string{"affinity", "--service", "ns/svc", "--top", "20"}, true},
+		{[]string{"affinity", "--top", "20"}, false},
+		{[]string{"conntrack", "--service", "ns/svc", "--top", "20"}, false},
+		{[]string{"affinity", "--service", "ns/svc", "--top", "-1"}, false},
 	} {
 		_, err := parseInspectFlags(tc.args, &bytes.Buffer{})
 		if (err == nil) != tc.ok {

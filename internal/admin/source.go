@@ -30,6 +30,16 @@ type Source struct {
 	// Services returns the per-service-port counters, affinity's
 	// included (Pipeline.ServiceStats).
 	Services func() []pipeline.ServicePortStats
+	// Loads returns the per-endpoint load of the ClientIP service ports
+	// (Pipeline.EndpointLoads); Heavy their heaviest clients
+	// (Pipeline.HeavyClients).
+	Loads func() []pipeline.ServicePortLoad
+	Heavy func(id uint32, k int) (pipeline.HeavyClients, bool)
+	// MaxEndpointSeries: per-endpoint metric series only for ClientIP
+	// service ports with at most this many endpoints, a distribution
+	// otherwise (--metrics-max-endpoints, config.DefaultMetricsMaxEndpoints;
+	// 0: always the distribution).
+	MaxEndpointSeries int
 	// Classifier returns the outcome of the latest classifier programming
 	// (Applier.Status).
 	Classifier func() pipeline.ProgramStatus

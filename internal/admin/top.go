@@ -48,6 +48,21 @@ type TopService struct {
 	Affinity int `json:"affinity"`
 	// AffinitySeconds is the service port's ClientIP timeout (0: none).
 	AffinitySeconds uint32 `json:"affinityTimeoutSeconds,omitempty"`
+	// Load is, for a ClientIP service port, its endpoints' load
+	// (and its departed endpoints that still have pinned clients).
+	Load []TopEndpoint `json:"endpointLoad,omitempty"`
+}
+
+// TopEndpoint is one endpoint of a ClientIP service port in /v1/top: its
+// pinned clients, live flows and new connections (exact, cumulative; top
+// shows their rate).
+type TopEndpoint struct {
+	ID             uint32 `json:"id"`
+	Endpoint       string `json:"endpoint"`
+	Departed       bool   `json:"departed,omitempty"`
+	Pinned         uint64 `json:"pinned"`
+	Flows          int    `json:"flows"`
+	NewConnections uint64 `json:"newConnections"`
 }
 
 // TopTotals are the gateway-wide counters in /v1/top: sums over queues
@@ -124,11 +139,29 @@ func topOf(src Source) Top {
 		}
 		return &out.Services[gone]
 	}
+	type ref struct{ s, e int }
+	byEP := map[uint32]ref{}
+	if src.Loads != nil {
+		for _, l := range src.Loads() {
+			i, ok := idx[l.ID]
+			if !ok {
+				continue
+			}
+			for _, e := range l.Endpoints {
+				byEP[e.ID] = ref{i, len(out.Services[i].Load)}
+				out.Services[i].Load = append(out.Services[i].Load, TopEndpoint{ID: e.ID, Endpoint: e.Endpoint,
+					Departed: e.Departed, Pinned: e.Pins, NewConnections: e.NewConnections})
+			}
+		}
+	}
 	if src.Conntrack != nil {
 		now := out.Clock
 		src.Conntrack.Range(func(e *conntrack.Entry) bool {
 			ts := service(e.ServicePort)
 			ts.Flows++
+			if r, ok := byEP[e.Endpoint]; ok {
+				out.Services[r.s].Load[r.e].Flows++
+			}
 			if now != 0 && now-e.LastSeen < int64(TopActiveWindow) {
 				ts.Active++
 			}

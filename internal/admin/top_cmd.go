@@ -182,6 +182,47 @@ func percent(t TopTable) string {
 	return fmt.Sprintf("%d of %d (%.1f%%)", t.Entries, t.Capacity, 100*float64(t.Entries)/float64(t.Capacity))
 }
 
+// renderEndpointLoad writes, for every ClientIP service port, its
+// endpoints' pinned clients, live flows and new connections per second.
+func renderEndpointLoad(w io.Writer, prevSvc map[uint32]TopService, cur *Top, rate func(c, p uint64) string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	any := false
+	for _, s := range cur.Services {
+		if len(s.Load) == 0 {
+			continue
+		}
+		if !any {
+			fmt.Fprintln(w)
+			fmt.Fprintln(tw, "CLIENTIP SERVICE\tENDPOINT\tPINNED\tFLOWS\tNEW CONNS/S\t")
+			any = true
+		}
+		prev := map[uint32]uint64{}
+		p, seen := prevSvc[s.ID]
+		for _, e := range p.Load {
+			prev[e.ID] = e.NewConnections
+		}
+		name := s.Namespace + "/" + s.Name
+		if s.PortName != "" {
+			name += ":" + s.PortName
+		}
+		for _, e := range s.Load {
+			ep := e.Endpoint
+			if e.Departed {
+				ep += " (departed)"
+			}
+			cps := "-"
+			if pc, ok := prev[e.ID]; ok && seen {
+				cps = rate(e.NewConnections, pc)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t\n", name, ep, e.Pinned, e.Flows, cps)
+			name = ""
+		}
+	}
+	if any {
+		tw.Flush()
+	}
+}
+
 // RenderTop writes the view of sample cur, with rates against prev (nil:
 // the first sample, rates shown as "-"). `xdpgate top` and `xdpgate demo`
 // both draw with it.
@@ -241,6 +282,7 @@ func RenderTop(w io.Writer, prev, cur *Top) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "  (per service: live flows' counters, IN client->endpoint; ACTIVE: a packet within %v)\n", TopActiveWindow)
+	renderEndpointLoad(w, prevSvc, cur, rate)
 
 	if len(cur.Drops) > 0 {
 		fmt.Fprintln(w)

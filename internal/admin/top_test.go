@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -50,13 +52,16 @@ func TestAdminTop(t *testing.T) {
 	}
 	want := []TopService{
 		{ID: 1, Namespace: "default", Name: "web", PortName: "http", Protocol: "TCP", Port: 80, Endpoints: 2, Ready: 1,
-			Flows: 2, Active: 2, Unreplied: 0, Packets: [2]uint64{2, 2}, Bytes: [2]uint64{200, 2000}, Affinity: 1, AffinitySeconds: 600},
+			Flows: 2, Active: 2, Unreplied: 0, Packets: [2]uint64{2, 2}, Bytes: [2]uint64{200, 2000}, Affinity: 1, AffinitySeconds: 600,
+			Load: []TopEndpoint{{ID: 11, Endpoint: "198.19.1.10:8080", Pinned: 3, Flows: 2, NewConnections: 40},
+				{ID: 12, Endpoint: "198.19.1.11:8080", Pinned: 1, NewConnections: 7},
+				{ID: 13, Endpoint: "198.19.1.12:8080", Departed: true, Pinned: 2}}},
 		{ID: 2, Namespace: "kube-system", Name: "dns", Protocol: "UDP", Port: 53, Endpoints: 1, Ready: 1,
 			Flows: 1, Active: 1, Unreplied: 1},
 		{Name: "(gone)", Flows: 1, Unreplied: 1},
 	}
 	for i, w := range want {
-		if got.Services[i] != w {
+		if !reflect.DeepEqual(got.Services[i], w) {
 			t.Errorf("top service %d = %+v, want %+v", i, got.Services[i], w)
 		}
 	}
@@ -122,6 +127,29 @@ func TestRenderTop(t *testing.T) {
 	RenderTop(&b, nil, cur)
 	if !strings.Contains(b.String(), "rx - ") {
 		t.Errorf("first sample: want '-' rates:\n%s", b.String())
+	}
+}
+
+// TestRenderTopEndpointLoad: a ClientIP service's endpoints are listed
+// with their pinned clients, live flows and new connections per second.
+func TestRenderTopEndpointLoad(t *testing.T) {
+	svc := func(conns uint64) TopService {
+		return TopService{ID: 1, Namespace: "demo", Name: "shop", Protocol: "TCP", Port: 80, AffinitySeconds: 600,
+			Load: []TopEndpoint{{ID: 5, Endpoint: "198.18.2.1:80", Pinned: 412, Flows: 30, NewConnections: conns},
+				{ID: 6, Endpoint: "198.18.2.2:80", Departed: true, Pinned: 3}}}
+	}
+	prev := &Top{Clock: int64(10 * time.Second), Services: []TopService{svc(100)}}
+	cur := &Top{Clock: int64(12 * time.Second), Services: []TopService{svc(150)}}
+	var b strings.Builder
+	RenderTop(&b, prev, cur)
+	out := b.String()
+	for _, w := range []string{"CLIENTIP SERVICE", "198.18.2.2:80 (departed)"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("RenderTop output lacks %q:\n%s", w, out)
+		}
+	}
+	if l := strings.Fields(lineWith(out, "198.18.2.1:80")); !slices.Equal(l, []string{"demo/shop", "198.18.2.1:80", "412", "30", "25"}) {
+		t.Errorf("endpoint row = %q, want demo/shop 198.18.2.1:80 412 30 25 ((150-100)/2 s)", l)
 	}
 }
 

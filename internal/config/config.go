@@ -80,6 +80,10 @@ type XDPConfiguration struct {
 	ConntrackMax int `json:"conntrackMax"`
 	// AffinityMax is the ClientIP affinity table capacity (clients).
 	AffinityMax int `json:"affinityMax"`
+	// MetricsMaxEndpoints: a ClientIP service port with at most this many
+	// endpoints gets one metric series per endpoint for its load, one
+	// with more the distribution over its endpoints (bounded series).
+	MetricsMaxEndpoints int `json:"metricsMaxEndpoints"`
 	// MaxFrontends, MaxEndpoints, MaxNodePorts and MaxNodeAddresses size
 	// the XDP classifier's maps: frontends (address, port, protocol),
 	// endpoints (address, port, protocol), NodePorts (port, protocol) and
@@ -119,14 +123,15 @@ type XDPConfiguration struct {
 // packages' own (pipeline.DefaultSNATPortMin/Max, dataplane.AttachNative),
 // spelled in the file's text form.
 const (
-	DefaultHealthzBindAddress = "0.0.0.0:10256"
-	DefaultMetricsBindAddress = "127.0.0.1:10249"
-	DefaultLogLevel           = "info"
-	DefaultConntrackMax       = 1 << 20
-	DefaultAffinityMax        = 1 << 20
-	DefaultAdminSocket        = "/run/xdpgate/admin.sock"
-	DefaultStateDir           = "/run/xdpgate"
-	DefaultBusyPoll           = "50us"
+	DefaultHealthzBindAddress  = "0.0.0.0:10256"
+	DefaultMetricsBindAddress  = "127.0.0.1:10249"
+	DefaultLogLevel            = "info"
+	DefaultConntrackMax        = 1 << 20
+	DefaultAffinityMax         = 1 << 20
+	DefaultMetricsMaxEndpoints = 64
+	DefaultAdminSocket         = "/run/xdpgate/admin.sock"
+	DefaultStateDir            = "/run/xdpgate"
+	DefaultBusyPoll            = "50us"
 )
 
 var (
@@ -147,17 +152,18 @@ func Default() Configuration {
 		MetricsBindAddress: DefaultMetricsBindAddress,
 		LogLevel:           DefaultLogLevel,
 		XDP: XDPConfiguration{
-			Mode:             DefaultXDPMode,
-			ConntrackMax:     DefaultConntrackMax,
-			AffinityMax:      DefaultAffinityMax,
-			MaxFrontends:     dataplane.DefaultMaxFrontends,
-			MaxEndpoints:     dataplane.DefaultMaxEndpoints,
-			MaxNodePorts:     dataplane.DefaultMaxNodePorts,
-			MaxNodeAddresses: dataplane.DefaultMaxNodeAddrs,
-			SNATPortRange:    DefaultSNATPortRange,
-			AdminSocket:      DefaultAdminSocket,
-			StateDir:         DefaultStateDir,
-			BusyPoll:         DefaultBusyPoll,
+			Mode:                DefaultXDPMode,
+			ConntrackMax:        DefaultConntrackMax,
+			AffinityMax:         DefaultAffinityMax,
+			MetricsMaxEndpoints: DefaultMetricsMaxEndpoints,
+			MaxFrontends:        dataplane.DefaultMaxFrontends,
+			MaxEndpoints:        dataplane.DefaultMaxEndpoints,
+			MaxNodePorts:        dataplane.DefaultMaxNodePorts,
+			MaxNodeAddresses:    dataplane.DefaultMaxNodeAddrs,
+			SNATPortRange:       DefaultSNATPortRange,
+			AdminSocket:         DefaultAdminSocket,
+			StateDir:            DefaultStateDir,
+			BusyPoll:            DefaultBusyPoll,
 		},
 	}
 }

@@ -44,6 +44,7 @@ xdp:
   cpus: 0,2-3
   conntrackMax: 1000
   affinityMax: 2000
+  metricsMaxEndpoints: 8
   maxFrontends: 10
   maxEndpoints: 20
   maxNodePorts: 30
@@ -63,7 +64,7 @@ xdp:
 			MasqueradeAll: true, LogLevel: "debug",
 			XDP: XDPConfiguration{
 				Interfaces: []string{"eth0", "eth1"}, Mode: "generic", CPUs: "0,2-3",
-				ConntrackMax: 1000, AffinityMax: 2000, SNATPortRange: "1000-2000", AdminSocket: "/tmp/a.sock",
+				ConntrackMax: 1000, AffinityMax: 2000, MetricsMaxEndpoints: 8, SNATPortRange: "1000-2000", AdminSocket: "/tmp/a.sock",
 				StateDir: "/run/x", BusyPoll: "0s", MaxFrontends: 10, MaxEndpoints: 20, MaxNodePorts: 30, MaxNodeAddresses: 40, ReplaceForeignProgram: true,
 			},
 		}},
@@ -187,6 +188,7 @@ func TestConfigValidate(t *testing.T) {
 		{"zero classifier endpoints", func(c *Configuration) { c.XDP.MaxEndpoints = 0 }, "xdp.maxEndpoints"},
 		{"huge classifier frontends", func(c *Configuration) { c.XDP.MaxFrontends = 1 << 30 }, "xdp.maxFrontends"},
 		{"negative affinity", func(c *Configuration) { c.XDP.AffinityMax = -1 }, "xdp.affinityMax"},
+		{"negative metrics max endpoints", func(c *Configuration) { c.XDP.MetricsMaxEndpoints = -1 }, "xdp.metricsMaxEndpoints"},
 		{"relative state dir", func(c *Configuration) { c.XDP.StateDir = "run/x" }, "xdp.stateDir"},
 		{"reversed snat range", func(c *Configuration) { c.XDP.SNATPortRange = "2000-1000" }, "xdp.snatPortRange"},
 		{"snat port 0", func(c *Configuration) { c.XDP.SNATPortRange = "0-10" }, "xdp.snatPortRange"},

@@ -31,6 +31,7 @@
 //	  cpus: "2-5"                    # --cpus; "": no pinning
 //	  conntrackMax: 1048576          # --conntrack-max
 //	  affinityMax: 1048576           # --affinity-max
+//	  metricsMaxEndpoints: 64        # --metrics-max-endpoints
 //	  maxFrontends: 65536            # --max-frontends (classifier capacity)
 //	  maxEndpoints: 262144           # --max-endpoints
 //	  maxNodePorts: 16384            # --max-nodeports

@@ -59,6 +59,8 @@ var flags = []flagDef{
 		func(c *Configuration) *int { return &c.XDP.ConntrackMax }, integer),
 	def("affinity-max", "xdp.affinityMax", "ClientIP affinity table capacity (clients)",
 		func(c *Configuration) *int { return &c.XDP.AffinityMax }, integer),
+	def("metrics-max-endpoints", "xdp.metricsMaxEndpoints", "per-endpoint load metrics for ClientIP services with at most this many endpoints; a distribution for larger ones",
+		func(c *Configuration) *int { return &c.XDP.MetricsMaxEndpoints }, integer),
 	def("max-frontends", "xdp.maxFrontends", "classifier capacity: frontends (address, port, protocol)",
 		func(c *Configuration) *int { return &c.XDP.MaxFrontends }, integer),
 	def("max-endpoints", "xdp.maxEndpoints", "classifier capacity: endpoints (address, port, protocol)",

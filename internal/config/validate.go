@@ -189,6 +189,9 @@ func (c Configuration) Resolve() (Resolved, error) {
 	if x.AffinityMax < 1 {
 		add(fieldErr("xdp.affinityMax", "%d: want > 0", x.AffinityMax))
 	}
+	if x.MetricsMaxEndpoints < 0 {
+		add(fieldErr("xdp.metricsMaxEndpoints", "%d: want >= 0 (0: always the distribution)", x.MetricsMaxEndpoints))
+	}
 	for _, f := range []struct {
 		path string
 		v    int
