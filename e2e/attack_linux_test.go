@@ -89,6 +89,30 @@ func (s *rawSender) sendTCP(src, dst netip.AddrPort, tcp layers.TCP) error {
 	return unix.Sendto(s.fd, s.buf.Bytes(), 0, &s.to)
 }
 
+// synFlood sends n SYNs from random forged sources (spoofedAddr) to dst,
+// perTick every 10 ms, from the client namespace. SYNs the kernel refuses
+// with ENOBUFS make the flood smaller, not wrong: they are counted, with
+// the last error.
+func synFlood(w *world, r *rand.Rand, dst netip.AddrPort, n, perTick int) (sendErrs int, sendErr error) {
+	w.t.Helper()
+	s := newRawSender(w)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for sent := 0; sent < n; {
+		<-tick.C
+		for i := 0; i < perTick && sent < n; i, sent = i+1, sent+1 {
+			src := netip.AddrPortFrom(spoofedAddr(r), uint16(1024+r.UintN(64512)))
+			if err := s.sendTCP(src, dst, layers.TCP{SYN: true, Seq: r.Uint32()}); err != nil {
+				if !errors.Is(err, unix.ENOBUFS) {
+					w.t.Fatalf("send SYN %d: %v", sent, err)
+				}
+				sendErrs, sendErr = sendErrs+1, err
+			}
+		}
+	}
+	return sendErrs, sendErr
+}
+
 // inspect runs `xdpgate inspect ARGS -o json` against w's gateway and
 // decodes the answer into v.
 func (w *world) inspect(v any, args ...string) {
@@ -223,25 +247,7 @@ func TestPrivAnsweredSYNFlood(t *testing.T) {
 		}
 	}()
 
-	s := newRawSender(w)
-	r := rand.New(rand.NewPCG(15, 1))
-	tick := time.NewTicker(10 * time.Millisecond)
-	var sendErrs int
-	var sendErr error
-	for sent := 0; sent < floodSYNs; {
-		<-tick.C
-		for i := 0; i < perTick && sent < floodSYNs; i, sent = i+1, sent+1 {
-			src := netip.AddrPortFrom(spoofedAddr(r), uint16(1024+r.UintN(64512)))
-			if err := s.sendTCP(src, frontend, layers.TCP{SYN: true, Seq: r.Uint32()}); err != nil {
-				if !errors.Is(err, unix.ENOBUFS) {
-					t.Fatalf("send SYN %d: %v", sent, err)
-				}
-				sendErrs++ // the flood is smaller, not wrong
-				sendErr = err
-			}
-		}
-	}
-	tick.Stop()
+	sendErrs, sendErr := synFlood(w, rand.New(rand.NewPCG(15, 1)), frontend, floodSYNs, perTick)
 	st := w.conntrackStats()
 	if sendErrs > 0 {
 		t.Logf("%d of %d SYNs not sent: %v", sendErrs, floodSYNs, sendErr)
@@ -501,23 +507,7 @@ func TestPrivSNATFlood(t *testing.T) {
 		}
 	}()
 
-	s := newRawSender(w)
-	r := rand.New(rand.NewPCG(15, 2))
-	tick := time.NewTicker(10 * time.Millisecond)
-	var sendErrs int
-	for sent := 0; sent < floodSYNs; {
-		<-tick.C
-		for i := 0; i < perTick && sent < floodSYNs; i, sent = i+1, sent+1 {
-			src := netip.AddrPortFrom(spoofedAddr(r), uint16(1024+r.UintN(64512)))
-			if err := s.sendTCP(src, frontend, layers.TCP{SYN: true, Seq: r.Uint32()}); err != nil {
-				if !errors.Is(err, unix.ENOBUFS) {
-					t.Fatalf("send SYN %d: %v", sent, err)
-				}
-				sendErrs++
-			}
-		}
-	}
-	tick.Stop()
+	sendErrs, _ := synFlood(w, rand.New(rand.NewPCG(15, 2)), frontend, floodSYNs, perTick)
 	flooding.Store(false)
 	wg.Wait()
 	close(results)
