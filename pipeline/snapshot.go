@@ -34,7 +34,11 @@ func (p *Pipeline) Publish(s *snapshot.Snapshot) SnapshotChange {
 		p.svc.update(s) // before the snapshot: its ClientIP ports need counters
 	}
 	old := p.snap.Swap(s)
-	return p.OnSnapshot(old, s)
+	ch := p.OnSnapshot(old, s)
+	if ch.FlowsDeleted > 0 && p.fast != nil {
+		p.fastSync(p.cfg.Now(), true) // the deleted flows leave XDP now
+	}
+	return ch
 }
 
 // OnSnapshot reconciles conntrack and affinity state with a snapshot
@@ -196,6 +200,9 @@ func findPort(s *snapshot.Snapshot, id uint32) int {
 // goroutine every tick, with budgets that cover each table every few
 // seconds.
 func (p *Pipeline) Housekeep(now int64, ctBudget, affBudget int) (flows, affinities int) {
+	if p.fast != nil {
+		p.fastSync(now, false) // before the sweep: credit XDP's last-seen times
+	}
 	return p.ct.Sweep(now, ctBudget), p.aff.Sweep(now, affBudget)
 }
 
