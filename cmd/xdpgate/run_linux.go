@@ -64,8 +64,12 @@ func run(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer closeIO(eg, dp, log)
-	pl, err := pipeline.New(pipeline.Config{Conntrack: ct, Affinity: aff, Hops: eg, NumQueues: dp.NumQueues(),
-		SNATPortMin: o.snatMin, SNATPortMax: o.snatMax, Logger: log})
+	pcfg := pipeline.Config{Conntrack: ct, Affinity: aff, Hops: eg, NumQueues: dp.NumQueues(),
+		SNATPortMin: o.snatMin, SNATPortMax: o.snatMax, Logger: log}
+	if f := dp.Classifier().FastPath(); f != nil {
+		pcfg.FastPath = f
+	}
+	pl, err := pipeline.New(pcfg)
 	if err != nil {
 		return fmt.Errorf("pipeline: %w", err)
 	}

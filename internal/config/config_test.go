@@ -53,6 +53,8 @@ xdp:
   stateDir: /run/x
   busyPoll: 0s
   replaceForeignProgram: true
+  fastPath: xdp
+  fastPathFlows: 5
 `, Configuration{
 			APIVersion: APIVersion, Kind: Kind,
 			ClientConnection: ClientConnection{Kubeconfig: "/etc/k"},
@@ -65,6 +67,7 @@ xdp:
 				Interfaces: []string{"eth0", "eth1"}, Mode: "generic", CPUs: "0,2-3",
 				ConntrackMax: 1000, AffinityMax: 2000, SNATPortRange: "1000-2000", AdminSocket: "/tmp/a.sock",
 				StateDir: "/run/x", BusyPoll: "0s", MaxFrontends: 10, MaxEndpoints: 20, MaxNodePorts: 30, MaxNodeAddresses: 40, ReplaceForeignProgram: true,
+				FastPath: "xdp", FastPathFlows: 5,
 			},
 		}},
 		{"partial xdp keeps the other xdp defaults", header + "xdp: {mode: auto}\n",
