@@ -88,6 +88,11 @@ func run(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer closeAdmin()
+	if pcfg.FastPath != nil {
+		if err := ctrl.Registry().Register(admin.NewFastPathCollector(pl.FastPathStats)); err != nil {
+			return fmt.Errorf("register fast path metrics: %w", err)
+		}
+	}
 	log.Info("xdpgate starting", "version", versionString(), "interfaces", o.interfaces, "queues", dp.NumQueues(),
 		"node", o.nodeName, "node_ips", build.NodeIPs, "snat_ports", fmt.Sprintf("%d-%d", o.snatMin, o.snatMax),
 		"healthz", ctrl.HealthzAddr(), "metrics", ctrl.MetricsAddr())
