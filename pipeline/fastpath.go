@@ -188,8 +188,8 @@ func (p *Pipeline) fastFlush(pq *pipeQueue) {
 func (p *Pipeline) fastInstall(h conntrack.Handle, rec uint32) uint64 {
 	fs := p.fast
 	gen := uint64(h.Generation()) << 32
-	if p.capture.Load() != nil {
-		return 0
+	if p.capture.Load() != nil || !p.ct.Offloadable(h) {
+		return 0 // a capture started, or the flow moved on (a FIN seen by another poller)
 	}
 	var e [2]dataplane.FastEntry
 	switch p.fastEntries(h, &e) {
