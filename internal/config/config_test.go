@@ -197,6 +197,8 @@ func TestConfigValidate(t *testing.T) {
 		{"admin socket too long", func(c *Configuration) { c.XDP.AdminSocket = "/" + strings.Repeat("a", 107) }, "xdp.adminSocket"},
 		{"busy poll not a duration", func(c *Configuration) { c.XDP.BusyPoll = "50" }, "xdp.busyPoll"},
 		{"busy poll negative", func(c *Configuration) { c.XDP.BusyPoll = "-1us" }, "xdp.busyPoll"},
+		{"bad fast path", func(c *Configuration) { c.XDP.FastPath = "tc" }, "xdp.fastPath"},
+		{"zero fast path flows", func(c *Configuration) { c.XDP.FastPathFlows = 0 }, "xdp.fastPathFlows"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
