@@ -303,7 +303,10 @@ func (p *Pipeline) fastSync(now int64, all bool) {
 		fs.mu.Lock()
 		slot := fs.cursor
 		fs.cursor = (fs.cursor + 1) % n
-		m := fs.meta[slot]
+		var m fastMeta
+		if fs.meta[slot].used {
+			m = fs.meta[slot]
+		}
 		fs.mu.Unlock()
 		if !m.used {
 			continue
