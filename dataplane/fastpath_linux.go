@@ -407,7 +407,7 @@ func (d *Dataplane) fastCandidates() []int {
 // program or GRO enabled; without it the kernel drops them (veth_xdp_xmit:
 // -ENXIO), counted nowhere this process sees. So a veth qualifies only
 // when its peer, in whatever namespace, has an XDP program attached (GRO
-// cannot be read across namespaces). Other native-mode devices qualify:
+// cannot be read across namespaces), in native mode. Other native-mode devices qualify:
 // a driver with native XDP implements ndo_xdp_xmit in every in-tree case
 // this project knows of (a device without it would drop redirected frames:
 // the README names the limit).
@@ -438,6 +438,8 @@ func fastCapable(ifindex int) bool {
 	if err != nil {
 		return false
 	}
+	// Native (driver) mode only: a generic-mode program on the peer does
+	// not give it NAPI. XDP_ATTACHED_DRV in linux/if_link.h.
 	x := peer.Attrs().Xdp
-	return x != nil && x.Attached
+	return x != nil && x.Attached && x.AttachMode == 1
 }
