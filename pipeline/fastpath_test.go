@@ -331,19 +331,7 @@ func TestFastPathNoAllocs(t *testing.T) {
 // are not established both ways, so they stay in userspace and this
 // measures what the fast path adds to packets it does not take.
 func BenchmarkPipelineEstablishedFastPathOn(b *testing.B) {
-	s := ptSnapshot(b, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{
-		ptPort(1, nat.ProtoTCP, ptVIP4, twoEndpoints4(), nil),
-	}})
-	w := newWorld(b, s, func(c *Config) { c.FastPath = newFakeFast(1024, 2, 3) })
-	frames := make([][]byte, 10000)
-	c := netip.MustParseAddr("198.19.0.0")
-	for i := range frames {
-		c = c.Next()
-		frames[i] = tcpPkt(c, 5000, ptVIP4, 80, "A").build(b)
-		if f := w.run(b, frames[i]); f.Verdict != dataplane.VerdictTX {
-			b.Fatalf("setup flow %d: %v/%v", i, f.Verdict, f.Reason)
-		}
-	}
+	w, frames := benchWorld(b, 10000, 0, func(c *Config) { c.FastPath = newFakeFast(1024, 2, 3) })
 	b.ReportAllocs()
 	b.ResetTimer()
 	stop := benchcpu.Thread(b)
