@@ -318,6 +318,15 @@ func (w *world) start(extra ...string) {
 	}
 	w.cleanupSet = true
 	t.Cleanup(func() {
+		if fastPathFromEnv() && !w.stopped {
+			// What the fast path did in this test, for the suite's report.
+			if m, err := w.httpGetErr("http://127.0.0.1:10249/metrics", w.g); err == nil {
+				t.Logf("fast path: %v flows installed, %v ineligible, %v packets forwarded by XDP",
+					metricValue(m, `xdpgate_fast_path_flow_events_total{event="install"}`),
+					metricValue(m, `xdpgate_fast_path_flow_events_total{event="ineligible"}`),
+					metricValue(m, "xdpgate_fast_path_packets_total{"))
+			}
+		}
 		if err := w.stop(); err != nil {
 			t.Errorf("xdpgate shutdown: %v", err)
 		}
