@@ -181,4 +181,13 @@
 // follow it; LookupFragment counts a miss for a non-first fragment that
 // arrived first, which the caller drops. Entries live Timeouts.Fragment
 // (30 s); a full bucket overwrites its expired or soonest-expiring entry.
+//
+// # Offloaded flows
+//
+// A flow may be forwarded by someone else once established (the XDP fast
+// path): it stays here, Offloadable says which flows qualify, and Credit
+// brings back what the other forwarder counted (packets, bytes, last-seen,
+// TCP sequence ends) so timeouts, eviction and sequence checks see the
+// flow as busy as it is (offload.go). RecordSlot and Handle.Generation let
+// callers keep per-flow state beside the table.
 package conntrack

@@ -20,12 +20,17 @@ const (
 	classifierMapCounters         = "counters"
 	classifierMapEndpointAddrs    = "endpoint_addrs"
 	classifierMapEndpoints        = "endpoints"
+	classifierMapFastCounters     = "fast_counters"
+	classifierMapFastFlows        = "fast_flows"
+	classifierMapFastPorts        = "fast_ports"
+	classifierMapFastStats        = "fast_stats"
 	classifierMapFrontendAddrs    = "frontend_addrs"
 	classifierMapFrontends        = "frontends"
 	classifierMapNodeAddrs        = "node_addrs"
 	classifierMapNodePorts        = "node_ports"
 	classifierMapXsks             = "xsks"
 	classifierProgXdpgateClassify = "xdpgate_classify"
+	classifierVarFastEnabled      = "fast_enabled"
 )
 
 // loadClassifier returns the embedded CollectionSpec for classifier.
@@ -81,6 +86,10 @@ type classifierMapSpecs struct {
 	Counters      *ebpf.MapSpec `ebpf:"counters"`
 	EndpointAddrs *ebpf.MapSpec `ebpf:"endpoint_addrs"`
 	Endpoints     *ebpf.MapSpec `ebpf:"endpoints"`
+	FastCounters  *ebpf.MapSpec `ebpf:"fast_counters"`
+	FastFlows     *ebpf.MapSpec `ebpf:"fast_flows"`
+	FastPorts     *ebpf.MapSpec `ebpf:"fast_ports"`
+	FastStats     *ebpf.MapSpec `ebpf:"fast_stats"`
 	FrontendAddrs *ebpf.MapSpec `ebpf:"frontend_addrs"`
 	Frontends     *ebpf.MapSpec `ebpf:"frontends"`
 	NodeAddrs     *ebpf.MapSpec `ebpf:"node_addrs"`
@@ -92,6 +101,7 @@ type classifierMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type classifierVariableSpecs struct {
+	FastEnabled *ebpf.VariableSpec `ebpf:"fast_enabled"`
 }
 
 // classifierObjects contains all objects after they have been loaded into the kernel.
@@ -118,6 +128,10 @@ type classifierMaps struct {
 	Counters      *ebpf.Map `ebpf:"counters"`
 	EndpointAddrs *ebpf.Map `ebpf:"endpoint_addrs"`
 	Endpoints     *ebpf.Map `ebpf:"endpoints"`
+	FastCounters  *ebpf.Map `ebpf:"fast_counters"`
+	FastFlows     *ebpf.Map `ebpf:"fast_flows"`
+	FastPorts     *ebpf.Map `ebpf:"fast_ports"`
+	FastStats     *ebpf.Map `ebpf:"fast_stats"`
 	FrontendAddrs *ebpf.Map `ebpf:"frontend_addrs"`
 	Frontends     *ebpf.Map `ebpf:"frontends"`
 	NodeAddrs     *ebpf.Map `ebpf:"node_addrs"`
@@ -131,6 +145,10 @@ func (m *classifierMaps) Close() error {
 		m.Counters,
 		m.EndpointAddrs,
 		m.Endpoints,
+		m.FastCounters,
+		m.FastFlows,
+		m.FastPorts,
+		m.FastStats,
 		m.FrontendAddrs,
 		m.Frontends,
 		m.NodeAddrs,
@@ -143,6 +161,7 @@ func (m *classifierMaps) Close() error {
 //
 // It can be passed to loadClassifierObjects or ebpf.CollectionSpec.LoadAndAssign.
 type classifierVariables struct {
+	FastEnabled *ebpf.Variable `ebpf:"fast_enabled"`
 }
 
 // classifierPrograms contains all programs after they have been loaded into the kernel.

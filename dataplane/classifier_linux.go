@@ -68,6 +68,9 @@ type Classifier struct {
 	spec  *ebpf.CollectionSpec
 	cfg   ClassifierConfig
 	rules classifierMaps // shared rule maps; Xsks unused (nil), see instance
+	// fast is the XDP fast path's shared state, nil when it is off
+	// (ClassifierConfig.FastPathFlows 0).
+	fast *FastPathMaps
 }
 
 // NewClassifier loads the rule maps. It does not attach anything.
@@ -112,8 +115,18 @@ func NewClassifier(cfg ClassifierConfig) (*Classifier, error) {
 		}
 		*dst = m
 	}
+	if cfg.FastPathFlows > 0 {
+		if c.fast, err = newFastPathMaps(spec, cfg.FastPathFlows); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
 	return c, nil
 }
+
+// FastPath returns the XDP fast path for established flows, nil when it is
+// off (ClassifierConfig.FastPathFlows 0).
+func (c *Classifier) FastPath() *FastPathMaps { return c.fast }
 
 // Close releases the rule maps. Attached programs keep their own references
 // until detached.
@@ -123,6 +136,9 @@ func (c *Classifier) Close() error {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
+	}
+	if c.fast != nil {
+		errs = append(errs, c.fast.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -162,18 +178,23 @@ func (c *Classifier) instance(numQueues int) (*classifierInstance, error) {
 	spec := c.spec.Copy()
 	spec.Maps[classifierMapXsks].MaxEntries = uint32(max(numQueues, 1))
 	var objs classifierObjects
-	err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{
-		MapReplacements: map[string]*ebpf.Map{
-			classifierMapFrontends:     c.rules.Frontends,
-			classifierMapEndpoints:     c.rules.Endpoints,
-			classifierMapFrontendAddrs: c.rules.FrontendAddrs,
-			classifierMapEndpointAddrs: c.rules.EndpointAddrs,
-			classifierMapNodePorts:     c.rules.NodePorts,
-			classifierMapNodeAddrs:     c.rules.NodeAddrs,
-			classifierMapConfig:        c.rules.Config,
-			classifierMapCounters:      c.rules.Counters,
-		},
-	})
+	repl := map[string]*ebpf.Map{
+		classifierMapFrontends:     c.rules.Frontends,
+		classifierMapEndpoints:     c.rules.Endpoints,
+		classifierMapFrontendAddrs: c.rules.FrontendAddrs,
+		classifierMapEndpointAddrs: c.rules.EndpointAddrs,
+		classifierMapNodePorts:     c.rules.NodePorts,
+		classifierMapNodeAddrs:     c.rules.NodeAddrs,
+		classifierMapConfig:        c.rules.Config,
+		classifierMapCounters:      c.rules.Counters,
+	}
+	if c.fast != nil {
+		c.fast.replacements(repl)
+		if err := spec.Variables[classifierVarFastEnabled].Set(uint32(1)); err != nil {
+			return nil, fmt.Errorf("enable fast path: %w", err)
+		}
+	}
+	err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: repl})
 	if err != nil {
 		return nil, fmt.Errorf("load classifier program: %w", err)
 	}
@@ -181,7 +202,8 @@ func (c *Classifier) instance(numQueues int) (*classifierInstance, error) {
 	// clones MapReplacements on assignment): close them, the program keeps
 	// its own references.
 	for _, m := range []*ebpf.Map{objs.Frontends, objs.Endpoints, objs.FrontendAddrs, objs.EndpointAddrs,
-		objs.NodePorts, objs.NodeAddrs, objs.Config, objs.Counters} {
+		objs.NodePorts, objs.NodeAddrs, objs.Config, objs.Counters,
+		objs.FastFlows, objs.FastStats, objs.FastPorts, objs.FastCounters} {
 		if m != nil {
 			m.Close()
 		}

@@ -149,6 +149,9 @@ func Open(cfg Config) (*Dataplane, error) {
 	if err != nil {
 		return nil, err
 	}
+	if f := d.classifier.FastPath(); f != nil {
+		f.candidates = d.fastCandidates
+	}
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("eventfd: %w", err)

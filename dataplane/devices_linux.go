@@ -149,6 +149,11 @@ func (d *Dataplane) publishPorts() {
 	}
 	d.devMu.Unlock()
 	d.portTab.Store(t)
+	if f := d.classifier.FastPath(); f != nil {
+		if err := f.Refresh(); err != nil {
+			d.log.Warn("fast path devices", "err", err)
+		}
+	}
 }
 
 // addPort attaches to a followed device: one socket per receive queue (one

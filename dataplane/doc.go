@@ -162,4 +162,14 @@
 // the same host sending with checksum offload leaves them partial (turn it
 // off with `ethtool -K DEV tx off`). The MTU must fit a frame (MTU+22 <=
 // FrameSize-256); multi-buffer (jumbo) frames are not supported.
+//
+// # XDP fast path
+//
+// With ClassifierConfig.FastPathFlows the classifier program first looks
+// the frame's tuple up in fast_flows (bpf/fastpath.h): an established flow
+// the pipeline installed is rewritten and sent by XDP itself (XDP_TX, or
+// XDP_REDIRECT through the fast_ports devmap), counted per flow in an
+// mmap-ed array (FastPathMaps, the FastPath interface); every other frame
+// is classified as before. Without it the program is verified without that
+// code (a load-time constant), and the classifier is as it was.
 package dataplane

@@ -67,6 +67,10 @@ type ClassifierConfig struct {
 	MaxNodePorts int
 	// MaxNodeAddrs bounds node addresses (NodePort, SNAT and local ones).
 	MaxNodeAddrs int
+	// FastPathFlows is the XDP fast path's flow capacity; 0 turns the fast
+	// path off (the program then has none of its code: see
+	// bpf/fastpath.h).
+	FastPathFlows int
 }
 
 // Classifier map defaults.

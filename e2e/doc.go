@@ -15,6 +15,11 @@
 // managed interfaces g0 and g1). The gateway's kernel does not forward
 // (ip_forward=0): only xdpgate does.
 //
+// XDPGATE_E2E_FAST_PATH=xdp runs every test with the XDP fast path on
+// (--fast-path xdp, and an XDP program on the veth ends facing the gateway
+// so that XDP frames can be delivered to them, as a NIC driver would);
+// TestPrivFastPath and TestPrivFastPathIneligibleDevice set it themselves.
+//
 // The binary is built once (go build, in the first test that needs it)
 // and run with `ip netns exec GATEWAY xdpgate run --manifests FILE`, so
 // the tests exercise the real command: flags, wiring, signals (SIGTERM must

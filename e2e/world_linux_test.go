@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -110,6 +111,10 @@ type world struct {
 	// cleanupSet says start registered the cleanup.
 	args       []string
 	cleanupSet bool
+	// peers are the veth ends facing the gateway's managed interfaces
+	// (peerXDP); peerXDPDone says their programs are attached.
+	peers       []peerDev
+	peerXDPDone bool
 }
 
 // worldOpts shape a topology.
@@ -154,6 +159,7 @@ func newWorldOpts(t *testing.T, o worldOpts) *world {
 		}
 		sw.MustRun(t, "ip", "link", "set", "br0", "up")
 		w.managed = []string{wg.BName}
+		w.peers = []peerDev{{sw, wg.AName}}
 		w.cDev, w.gMAC = wc.BName, wg.BMAC
 		c.AddAddr(t, wc.BName, "198.18.1.2/24")
 		g.AddAddr(t, wg.BName, "198.18.1.1/24")
@@ -177,6 +183,7 @@ func newWorldOpts(t *testing.T, o worldOpts) *world {
 		cg := testnet.NewVeth(t, c, "c", g, "g", testnet.VethOpts{Queues: o.queues})
 		gb := testnet.NewVeth(t, g, "g", b, "b", testnet.VethOpts{Queues: o.queues})
 		w.managed = []string{cg.BName, gb.AName}
+		w.peers = []peerDev{{c, cg.AName}, {b, gb.BName}}
 		w.cDev, w.gMAC = cg.AName, cg.BMAC
 		c.AddAddr(t, cg.AName, "198.18.1.2/24")
 		g.AddAddr(t, cg.BName, "198.18.1.1/24")
@@ -298,6 +305,12 @@ func (w *world) start(extra ...string) {
 		// Its own admin socket: the default path is the host's, shared by
 		// every gateway of concurrently running tests.
 		"--admin-socket", filepath.Join(filepath.Dir(w.logPath), "admin.sock")), extra...)
+	if fastPathFromEnv() && !slices.Contains(extra, "--fast-path") {
+		// The suite with the fast path on (XDPGATE_E2E_FAST_PATH=xdp):
+		// xdpgate forwards established flows in XDP wherever it can.
+		w.peerXDP()
+		args = append(args, "--fast-path", "xdp")
+	}
 	w.args = args
 	w.launch()
 	if w.cleanupSet {
@@ -305,6 +318,15 @@ func (w *world) start(extra ...string) {
 	}
 	w.cleanupSet = true
 	t.Cleanup(func() {
+		if fastPathFromEnv() && !w.stopped {
+			// What the fast path did in this test, for the suite's report.
+			if m, err := w.httpGetErr("http://127.0.0.1:10249/metrics", w.g); err == nil {
+				t.Logf("fast path: %v flows installed, %v ineligible, %v packets forwarded by XDP",
+					metricValue(m, `xdpgate_fast_path_flow_events_total{event="install"}`),
+					metricValue(m, `xdpgate_fast_path_flow_events_total{event="ineligible"}`),
+					metricValue(m, "xdpgate_fast_path_packets_total{"))
+			}
+		}
 		if err := w.stop(); err != nil {
 			t.Errorf("xdpgate shutdown: %v", err)
 		}

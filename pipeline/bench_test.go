@@ -71,12 +71,17 @@ func TestPipelineNoAllocs(t *testing.T) {
 }
 
 // benchWorld returns a pipeline with n established flows from distinct
-// clients and their frames (original direction).
-func benchWorld(b *testing.B, n int, affinitySeconds uint32) (*ptWorld, [][]byte) {
+// clients and their frames (original direction); mutate changes its
+// Config.
+func benchWorld(b *testing.B, n int, affinitySeconds uint32, mutate ...func(*Config)) (*ptWorld, [][]byte) {
 	s := ptSnapshot(b, snapshot.Snapshot{ServicePorts: []snapshot.ServicePort{
 		ptPort(1, nat.ProtoTCP, ptVIP4, twoEndpoints4(), func(sp *snapshot.ServicePort) { sp.AffinitySeconds = affinitySeconds }),
 	}})
-	w := newWorld(b, s, nil)
+	w := newWorld(b, s, func(c *Config) {
+		for _, m := range mutate {
+			m(c)
+		}
+	})
 	frames := make([][]byte, n)
 	c := netip.MustParseAddr("198.19.0.0")
 	for i := range frames {

@@ -109,6 +109,9 @@ func (p *Pipeline) StartCapture(cfg CaptureConfig) (*Capture, error) {
 	if !p.capture.CompareAndSwap(nil, c) {
 		return nil, ErrCaptureBusy
 	}
+	if p.fast != nil {
+		p.fastRemoveAll() // every packet comes through the pipeline while it runs
+	}
 	return c, nil
 }
 

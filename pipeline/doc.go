@@ -75,4 +75,16 @@
 // expires the excess pins when endpoints are added (rebalance.go). Heavy
 // clients per port come from topk sketches per queue (heavy.go), handed to
 // readers by an ownership word, never blocking the poller.
+//
+// # XDP fast path
+//
+// With Config.FastPath, established flows are installed in the XDP
+// program (dataplane.FastPath) and their frames no longer reach Process:
+// the pipeline queues a flow once conntrack calls it established, installs
+// both directions at the end of the batch, credits what XDP forwarded back
+// into conntrack (before every packet of the flow it still sees, and in
+// Housekeep) and removes the entries when the flow ends, times out, loses
+// its endpoint, changes next hop, or a capture starts (fastpath.go). The
+// pipeline stays the authority: XDP only ever applies a translation it
+// computed. TestPrivFastPathOracle checks the two produce identical bytes.
 package pipeline

@@ -78,6 +78,9 @@ type Config struct {
 	// endpoints that still hold pins included (DefaultLoadEndpoints; 8
 	// bytes each, plus 8 per queue).
 	LoadEndpoints int
+	// FastPath, if set, is the XDP fast path established flows are
+	// installed in (fastpath.go); nil keeps every packet in the pipeline.
+	FastPath dataplane.FastPath
 }
 
 func (c Config) withDefaults() Config {
@@ -165,6 +168,8 @@ type Pipeline struct {
 	// heavy are the heavy-client sketches of ClientIP service ports
 	// (heavy.go).
 	heavy heavyStats
+	// fast is the XDP fast path's state, nil when it is off (fastpath.go).
+	fast *fastState
 }
 
 // New checks cfg and allocates every per-queue buffer.
@@ -209,6 +214,13 @@ func New(cfg Config) (*Pipeline, error) {
 		q.reasons = make([]nat.DropReason, pipelineChunk)
 		q.rnd = rand.Uint64()
 	}
+	if cfg.FastPath != nil {
+		p.fast = newFastState(cfg.FastPath, p.ct.RecordSlots())
+		for i := range p.queues {
+			p.queues[i].fastInstall = make([]fastInstallReq, 0, pipelineChunk)
+			p.queues[i].fastRemove = make([]fastRemoveReq, 0, pipelineChunk)
+		}
+	}
 	return p, nil
 }
 
@@ -228,6 +240,10 @@ type pipeQueue struct {
 	// rnd is the SNAT port prober's random state (splitmix64), seeded by
 	// New so that a spoofer cannot predict which ports a flow will try.
 	rnd uint64
+	// fastInstall and fastRemove are the flows this batch queued for the
+	// XDP fast path (fastpath.go), flushed at the end of Process.
+	fastInstall []fastInstallReq
+	fastRemove  []fastRemoveReq
 }
 
 // batch is what Process reads once per batch.
@@ -259,6 +275,9 @@ func (p *Pipeline) Process(q *dataplane.Queue, frames []dataplane.Frame) {
 	}
 	if capt != nil {
 		capt.frames(CapturePost, all, true)
+	}
+	if p.fast != nil && (len(b.pq.fastInstall) > 0 || len(b.pq.fastRemove) > 0) {
+		p.fastFlush(b.pq)
 	}
 	b.pq.publish()
 	b.sq.publish()
@@ -335,6 +354,9 @@ func (p *Pipeline) frame(b *batch, f *dataplane.Frame, pk *nat.Packet, r nat.Dro
 	}
 	var hop *dataplane.Hop
 	if hit {
+		if p.fast != nil {
+			p.fastCredit(b, pk, &fl)
+		}
 		n := int(pk.End - pk.L3Off)
 		p.touch(data, pk, fl.Handle, fl.Dir, b.now)
 		b.sq.of(fl.ServicePort).count(fl.Dir, n)
@@ -377,6 +399,9 @@ func (p *Pipeline) frame(b *batch, f *dataplane.Frame, pk *nat.Packet, r nat.Dro
 		return
 	}
 	p.forward(b, f, pk, hop, st)
+	if hit && p.fast != nil && f.Verdict == dataplane.VerdictTX {
+		p.fastOffer(b, &fl)
+	}
 }
 
 // lookupFlow returns the next hop of the translated packet rw: for a

@@ -41,6 +41,9 @@ func (p *Pipeline) Publish(s *snapshot.Snapshot) SnapshotChange {
 		p.departLoad(old, s)
 		p.rebalanceOnScale(old, s)
 	}
+	if ch.FlowsDeleted > 0 && p.fast != nil {
+		p.fastSync(p.cfg.Now(), true) // the deleted flows leave XDP now
+	}
 	return ch
 }
 
@@ -218,6 +221,9 @@ func findPort(s *snapshot.Snapshot, id uint32) int {
 // goroutine every tick, with budgets that cover each table every few
 // seconds.
 func (p *Pipeline) Housekeep(now int64, ctBudget, affBudget int) (flows, affinities int) {
+	if p.fast != nil {
+		p.fastSync(now, false) // before the sweep: credit XDP's last-seen times
+	}
 	return p.ct.Sweep(now, ctBudget), p.aff.Sweep(now, affBudget)
 }
 

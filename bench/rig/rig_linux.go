@@ -61,6 +61,14 @@ type Options struct {
 	// XDPGateArgs are appended to the `xdpgate run` flags the rig passes
 	// (a later flag wins), e.g. to measure other --busy-poll settings.
 	XDPGateArgs []string
+	// NativeReplySinks attaches the reply scenarios' two sinks in native
+	// XDP mode when the xdpgate dataplane is measured (other dataplanes
+	// keep generic mode, which their replies need). Native sinks give the
+	// gateway-facing veths NAPI, which xdpgate's XDP fast path
+	// (--fast-path xdp) needs to forward to them; their cost on the
+	// gateway CPU differs from generic sinks', so compare xdpgate with and
+	// without the fast path under it, not with the kernel baselines.
+	NativeReplySinks bool
 	// Command is recorded in the report as the reproducing command line.
 	Command string
 	// Log receives progress lines (default io.Discard).
@@ -256,7 +264,7 @@ func (r *scenarioRun) measure(ctx context.Context, dp string, steered bool) (res
 		// Reflected frames leave a native-mode veth XDP_TX only when the
 		// peer runs XDP too, which the kernel baselines' gw1 does not;
 		// generic mode sends them through the peer's normal receive path.
-		Reflect: r.sc.Reply, Generic: r.sc.Reply}
+		Reflect: r.sc.Reply, Generic: r.sc.Reply && !r.nativeSinks(dp)}
 	if dp != DataplaneForwarder {
 		scfg.ExpectSrc = r.sc.expectSrc()
 	}
@@ -296,7 +304,7 @@ func (r *scenarioRun) measure(ctx context.Context, dp string, steered bool) (res
 	if r.sc.Reply {
 		// Replies come back from the VIP (reverse NAT undone); the
 		// sink on the generator's interface counts and checks them.
-		rcfg := sink.Config{Ifname: "gen0", SampleEvery: 1024, Generic: true,
+		rcfg := sink.Config{Ifname: "gen0", SampleEvery: 1024, Generic: !r.nativeSinks(dp),
 			ExpectSrc: []netip.Prefix{netip.MustParsePrefix(vipAddr + "/32")}}
 		if err := t.do(t.gen, func() (err error) { b.replies, err = sink.Open(rcfg); return err }); err != nil {
 			return fail(fmt.Errorf("reply sink: %w", err))
@@ -417,4 +425,10 @@ func (b *burster) genConfig(spec burstSpec) pktgen.Config {
 		c.RatePPS, c.Duration = 0, 0
 	}
 	return c
+}
+
+// nativeSinks reports whether the sinks of a reply scenario run in native
+// mode for dataplane dp (Options.NativeReplySinks).
+func (r *scenarioRun) nativeSinks(dp string) bool {
+	return r.o.NativeReplySinks && dp == DataplaneXDPGate
 }

@@ -38,6 +38,7 @@ type benchOptions struct {
 	out                   string
 	profiles              bool
 	unsteered             bool
+	nativeReplySinks      bool
 	cleanup               bool
 	external              map[string]string
 	xdpgate               string // --xdpgate as given; "" looks next to this binary
@@ -73,6 +74,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	fs.StringVar(&o.out, "out", "bench/results", "directory for latest.json, latest.md and the plots in latest/ (replaced by every run); each run's own files and the CPU profiles go to its "+runsDir+"/ subdirectory")
 	fs.BoolVar(&o.profiles, "profiles", true, "write a CPU profile of each xdpgate run to "+runsDir+"/"+profilesDir+"/ under --out")
 	fs.BoolVar(&o.unsteered, "unsteered", true, "also measure xdpgate and nftables once without softirq steering")
+	fs.BoolVar(&o.nativeReplySinks, "native-reply-sinks", false, "reply scenarios: native-mode sinks for the xdpgate dataplane (what --fast-path xdp needs; compare xdpgate with itself, not with the kernel baselines)")
 	fs.StringVar(&o.xdpgate, "xdpgate", "", "the xdpgate binary measured as the xdpgate dataplane (default: xdpgate next to this binary, then bin/xdpgate, then xdpgate on PATH)")
 	fs.StringVar(&xdpgateArgs, "xdpgate-args", "", "extra `xdpgate run` flags for the xdpgate dataplane, space-separated (they override the rig's, e.g. \"--busy-poll 50us\")")
 	o.external = map[string]string{}

@@ -25,7 +25,7 @@ func runBench(ctx context.Context, o benchOptions, binary, command string, stdou
 		return errors.New("needs root: the rig creates network namespaces and attaches XDP programs")
 	}
 	ro := rig.Options{Binary: binary, Scenarios: o.scenarios, Dataplanes: o.dataplanes, Duration: o.duration, Repeat: o.repeat,
-		SweepPoint: o.sweepPoint, Unsteered: o.unsteered, External: o.external, XDPGateArgs: o.xdpgateArgs, Command: command, Log: stderr}
+		SweepPoint: o.sweepPoint, Unsteered: o.unsteered, External: o.external, XDPGateArgs: o.xdpgateArgs, NativeReplySinks: o.nativeReplySinks, Command: command, Log: stderr}
 	runs := filepath.Join(o.out, runsDir)
 	if o.profiles {
 		ro.ProfileDir = filepath.Join(runs, profilesDir)

@@ -116,6 +116,9 @@ func optionsFrom(c config.Configuration) (options, error) {
 			MaxNodePorts: c.XDP.MaxNodePorts, MaxNodeAddrs: c.XDP.MaxNodeAddresses},
 		replaceForeign: c.XDP.ReplaceForeignProgram,
 	}
+	if r.FastPath {
+		o.classifier.FastPathFlows = c.XDP.FastPathFlows
+	}
 	return o, nil
 }
 

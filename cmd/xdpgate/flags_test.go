@@ -51,8 +51,13 @@ xdp:
 				return slices.Equal(o.interfaces, []string{"a", "b"}) && o.xdpMode == dataplane.AttachNative &&
 					o.snatMin == pipeline.DefaultSNATPortMin && o.snatMax == pipeline.DefaultSNATPortMax &&
 					o.healthzAddr == "0.0.0.0:10256" && o.metricsAddr == "127.0.0.1:10249" && o.adminSocket == "/run/xdpgate/admin.sock" &&
-					!o.replaceForeign
+					!o.replaceForeign && o.classifier.FastPathFlows == 0
 			}},
+		{"fast path", []string{"--interfaces", "a", "--fast-path", "xdp", "--fast-path-flows", "77"}, true,
+			func(o options) bool { return o.classifier.FastPathFlows == 77 }},
+		{"fast path flows without the fast path", []string{"--interfaces", "a", "--fast-path-flows", "77"}, true,
+			func(o options) bool { return o.classifier.FastPathFlows == 0 }},
+		{"bad fast path", []string{"--interfaces", "a", "--fast-path", "tc"}, false, nil},
 		{"all flags", []string{"--interfaces=a", "--kubeconfig=k", "--cpus=0,2-3", "--xdp-mode=generic", "--conntrack-max=100",
 			"--snat-ports=1000-2000", "--cluster-cidr=198.18.64.0/18", "--nodeport-addresses=primary", "--masquerade-all",
 			"--node-ips=198.18.0.2,2001:2::2", "--metrics-bind-address=off", "--master=https://198.18.0.1:6443", "--log-level=debug", "--xdp-replace-foreign"}, true,

@@ -64,8 +64,12 @@ func run(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer closeIO(eg, dp, log)
-	pl, err := pipeline.New(pipeline.Config{Conntrack: ct, Affinity: aff, Hops: eg, NumQueues: dp.NumQueues(),
-		SNATPortMin: o.snatMin, SNATPortMax: o.snatMax, Logger: log})
+	pcfg := pipeline.Config{Conntrack: ct, Affinity: aff, Hops: eg, NumQueues: dp.NumQueues(),
+		SNATPortMin: o.snatMin, SNATPortMax: o.snatMax, Logger: log}
+	if f := dp.Classifier().FastPath(); f != nil {
+		pcfg.FastPath = f
+	}
+	pl, err := pipeline.New(pcfg)
 	if err != nil {
 		return fmt.Errorf("pipeline: %w", err)
 	}
@@ -86,6 +90,11 @@ func run(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer closeAdmin()
+	if pcfg.FastPath != nil {
+		if err := ctrl.Registry().Register(admin.NewFastPathCollector(pl.FastPathStats)); err != nil {
+			return fmt.Errorf("register fast path metrics: %w", err)
+		}
+	}
 	log.Info("xdpgate starting", "version", versionString(), "interfaces", o.interfaces, "queues", dp.NumQueues(),
 		"node", o.nodeName, "node_ips", build.NodeIPs, "snat_ports", fmt.Sprintf("%d-%d", o.snatMin, o.snatMax),
 		"healthz", ctrl.HealthzAddr(), "metrics", ctrl.MetricsAddr())

@@ -63,6 +63,8 @@ typedef __u32 __wsum;
 #define BPF_MAP_TYPE_ARRAY 2
 #define BPF_MAP_TYPE_PERCPU_ARRAY 6
 #define BPF_MAP_TYPE_XSKMAP 17
+#define BPF_MAP_TYPE_DEVMAP_HASH 25
+#define BPF_F_MMAPABLE (1U << 10)
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -377,6 +379,8 @@ static __always_inline int redirect(struct xdp_md *ctx, __u32 idx)
 	return act;
 }
 
+#include "fastpath.h"
+
 SEC("xdp")
 int xdpgate_classify(struct xdp_md *ctx)
 {
@@ -399,6 +403,10 @@ int xdpgate_classify(struct xdp_md *ctx)
 	}
 	if (proto != ETH_P_IP && proto != ETH_P_IPV6)
 		return pass(CNT_PASS_NOT_IP);
+
+	int fast = fast_path(ctx, data, data_end, off, proto);
+	if (fast >= 0)
+		return fast;
 
 	struct tuple t = {};
 	int l4 = parse_ip(data, data_end, off, proto, &t);

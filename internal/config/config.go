@@ -117,6 +117,13 @@ type XDPConfiguration struct {
 	// xdpgate refuse to start, naming it: silently removing it would
 	// disable whatever that tool does (a firewall, a load balancer).
 	ReplaceForeignProgram bool `json:"replaceForeignProgram"`
+	// FastPath is "xdp" to let the XDP program forward established flows
+	// itself (the pipeline installs them and stays the slow path), or
+	// "off": every owned packet goes through the userspace pipeline.
+	FastPath string `json:"fastPath"`
+	// FastPathFlows is the fast path's flow capacity (128 bytes of kernel
+	// memory each); flows beyond it stay in userspace.
+	FastPathFlows int `json:"fastPathFlows"`
 }
 
 // Defaults, in one place. The SNAT range and the attach mode are the
@@ -132,6 +139,11 @@ const (
 	DefaultAdminSocket         = "/run/xdpgate/admin.sock"
 	DefaultStateDir            = "/run/xdpgate"
 	DefaultBusyPoll            = "50us"
+	// DefaultFastPath is xdp.fastPath's default (README, "XDP fast path",
+	// says why).
+	DefaultFastPath = Off
+	// FastPathXDP is xdp.fastPath's value that turns the fast path on.
+	FastPathXDP = "xdp"
 )
 
 var (
@@ -154,8 +166,8 @@ func Default() Configuration {
 		XDP: XDPConfiguration{
 			Mode:                DefaultXDPMode,
 			ConntrackMax:        DefaultConntrackMax,
-			AffinityMax:         DefaultAffinityMax,
 			MetricsMaxEndpoints: DefaultMetricsMaxEndpoints,
+			AffinityMax:         DefaultAffinityMax,
 			MaxFrontends:        dataplane.DefaultMaxFrontends,
 			MaxEndpoints:        dataplane.DefaultMaxEndpoints,
 			MaxNodePorts:        dataplane.DefaultMaxNodePorts,
@@ -164,6 +176,8 @@ func Default() Configuration {
 			AdminSocket:         DefaultAdminSocket,
 			StateDir:            DefaultStateDir,
 			BusyPoll:            DefaultBusyPoll,
+			FastPath:            DefaultFastPath,
+			FastPathFlows:       dataplane.DefaultFastPathFlows,
 		},
 	}
 }

@@ -54,6 +54,8 @@ xdp:
   stateDir: /run/x
   busyPoll: 0s
   replaceForeignProgram: true
+  fastPath: xdp
+  fastPathFlows: 5
 `, Configuration{
 			APIVersion: APIVersion, Kind: Kind,
 			ClientConnection: ClientConnection{Kubeconfig: "/etc/k"},
@@ -66,6 +68,7 @@ xdp:
 				Interfaces: []string{"eth0", "eth1"}, Mode: "generic", CPUs: "0,2-3",
 				ConntrackMax: 1000, AffinityMax: 2000, MetricsMaxEndpoints: 8, SNATPortRange: "1000-2000", AdminSocket: "/tmp/a.sock",
 				StateDir: "/run/x", BusyPoll: "0s", MaxFrontends: 10, MaxEndpoints: 20, MaxNodePorts: 30, MaxNodeAddresses: 40, ReplaceForeignProgram: true,
+				FastPath: "xdp", FastPathFlows: 5,
 			},
 		}},
 		{"partial xdp keeps the other xdp defaults", header + "xdp: {mode: auto}\n",
@@ -196,6 +199,8 @@ func TestConfigValidate(t *testing.T) {
 		{"admin socket too long", func(c *Configuration) { c.XDP.AdminSocket = "/" + strings.Repeat("a", 107) }, "xdp.adminSocket"},
 		{"busy poll not a duration", func(c *Configuration) { c.XDP.BusyPoll = "50" }, "xdp.busyPoll"},
 		{"busy poll negative", func(c *Configuration) { c.XDP.BusyPoll = "-1us" }, "xdp.busyPoll"},
+		{"bad fast path", func(c *Configuration) { c.XDP.FastPath = "tc" }, "xdp.fastPath"},
+		{"zero fast path flows", func(c *Configuration) { c.XDP.FastPathFlows = 0 }, "xdp.fastPathFlows"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -41,6 +41,8 @@
 //	  stateDir: /run/xdpgate         # --state-dir; "" or off: tables die with the process
 //	  busyPoll: 50us                 # --busy-poll; 0: never spin
 //	  replaceForeignProgram: false   # --xdp-replace-foreign: remove another tool's XDP program
+//	  fastPath: "off"                # --fast-path: xdp (XDP forwards established flows) or off
+//	  fastPathFlows: 131072          # --fast-path-flows
 //
 // Decoding is strict, as for kube-proxy's --config: an unknown field
 // (matched case-sensitively), a duplicate key, a value of the wrong type or

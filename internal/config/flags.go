@@ -89,6 +89,10 @@ var flags = []flagDef{
 		func(c *Configuration) *string { return &c.XDP.AdminSocket }, str),
 	def("xdp-replace-foreign", "xdp.replaceForeignProgram", "replace another tool's XDP program on a managed interface (default: refuse to start, naming it)",
 		func(c *Configuration) *bool { return &c.XDP.ReplaceForeignProgram }, boolean),
+	def("fast-path", "xdp.fastPath", `"xdp": the XDP program forwards established flows itself; "off": every packet through the userspace pipeline`,
+		func(c *Configuration) *string { return &c.XDP.FastPath }, str),
+	def("fast-path-flows", "xdp.fastPathFlows", "XDP fast path capacity (flows; 128 bytes of kernel memory each)",
+		func(c *Configuration) *int { return &c.XDP.FastPathFlows }, integer),
 	def("state-dir", "xdp.stateDir", `directory (tmpfs) of the flow and affinity tables the next xdpgate adopts; "off" or "" disables`,
 		func(c *Configuration) *string { return &c.XDP.StateDir }, str),
 }

@@ -67,6 +67,8 @@ type Resolved struct {
 	BusyPoll time.Duration
 	// XDPMode is xdp.mode.
 	XDPMode dataplane.AttachMode
+	// FastPath is xdp.fastPath == "xdp".
+	FastPath bool
 }
 
 // Validate checks every field and returns all problems found, each a
@@ -75,6 +77,9 @@ func (c Configuration) Validate() error {
 	_, err := c.Resolve()
 	return err
 }
+
+// maxFastPathFlows bounds xdp.fastPathFlows (the dataplane's limit).
+const maxFastPathFlows = 1 << 24
 
 // maxCPU bounds xdp.cpus: Linux's NR_CPUS is at most 8192, and the bound
 // keeps "0-999999999" from allocating a billion ints.
@@ -206,6 +211,16 @@ func (c Configuration) Resolve() (Resolved, error) {
 	}
 	if r.BusyPoll, err = time.ParseDuration(x.BusyPoll); err != nil || r.BusyPoll < 0 || r.BusyPoll > time.Second {
 		add(fieldErr("xdp.busyPoll", "%q: want a duration from 0 (never spin) to 1s, e.g. 50us", x.BusyPoll))
+	}
+	switch x.FastPath {
+	case FastPathXDP:
+		r.FastPath = true
+	case Off:
+	default:
+		add(fieldErr("xdp.fastPath", "%q: want xdp or off", x.FastPath))
+	}
+	if x.FastPathFlows < 1 || x.FastPathFlows > maxFastPathFlows {
+		add(fieldErr("xdp.fastPathFlows", "%d: want 1..%d", x.FastPathFlows, maxFastPathFlows))
 	}
 	if x.AdminSocket != "" && x.AdminSocket != Off && len(x.AdminSocket) > maxUnixPath {
 		add(fieldErr("xdp.adminSocket", "%q: longer than %d bytes (a unix socket path)", x.AdminSocket, maxUnixPath))
