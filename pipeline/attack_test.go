@@ -64,8 +64,9 @@ func connect(t *testing.T, w *ptWorld, client netip.Addr, sport uint16) bool {
 // FIN from the endpoint, the client's last ACK (the flow is in TIME_WAIT).
 func closeConn(t *testing.T, w *ptWorld, client netip.Addr, sport uint16) {
 	t.Helper()
-	proto := tcpPkt(client, 0, ptVIP4, 0, "").proto
-	f := w.run(t, ptPkt{src: client, dst: ptVIP4, sport: sport, dport: 80, proto: proto, tcpFlags: "FA", seq: 1001, ack: 5001}.build(t))
+	vip := vipFor(client)
+	proto := tcpPkt(client, 0, vip, 0, "").proto
+	f := w.run(t, ptPkt{src: client, dst: vip, sport: sport, dport: 80, proto: proto, tcpFlags: "FA", seq: 1001, ack: 5001}.build(t))
 	if f.Verdict != dataplane.VerdictTX {
 		t.Fatalf("client FIN not forwarded")
 	}
@@ -73,8 +74,8 @@ func closeConn(t *testing.T, w *ptWorld, client netip.Addr, sport uint16) {
 	if r := w.run(t, ptPkt{src: d.dst, dst: d.src, sport: d.dport, dport: d.sport, proto: proto, tcpFlags: "FA", seq: 5001, ack: 1002}.build(t)); r.Verdict != dataplane.VerdictTX {
 		t.Fatalf("endpoint FIN not forwarded")
 	}
-	w.run(t, ptPkt{src: client, dst: ptVIP4, sport: sport, dport: 80, proto: proto, tcpFlags: "A", seq: 1002, ack: 5002}.build(t))
-	k := conntrack.MakeTuple(client, ptVIP4, sport, 80, nat.ProtoTCP)
+	w.run(t, ptPkt{src: client, dst: vip, sport: sport, dport: 80, proto: proto, tcpFlags: "A", seq: 1002, ack: 5002}.build(t))
+	k := conntrack.MakeTuple(client, vip, sport, 80, nat.ProtoTCP)
 	if fl, _ := w.ct.Lookup(k, w.clock.t); fl.State != conntrack.StateTimeWait {
 		t.Fatalf("closed connection in state %v, want TIME_WAIT", fl.State)
 	}
@@ -101,20 +102,18 @@ func spoofed6(r *rand.Rand) netip.Addr {
 // "replied" and eviction took the idle established flows.)
 func TestPipelineAnsweredSYNFlood(t *testing.T) {
 	for _, fam := range []struct {
-		name    string
-		spoof   func(*rand.Rand) netip.Addr
-		client  func(net, host int) netip.Addr
-		version int
+		name   string
+		spoof  func(*rand.Rand) netip.Addr
+		client func(net, host int) netip.Addr
 	}{
-		{"IPv4", spoofed, func(n, h int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, byte(n), byte(h)}) }, 4},
+		{"IPv4", spoofed, func(n, h int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, byte(n), byte(h)}) }},
 		{"IPv6", spoofed6, func(n, h int) netip.Addr {
 			return netip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 0, 0, 0, byte(n), 15: byte(h), 14: byte(h >> 8)})
-		}, 6},
+		}},
 	} {
 		t.Run(fam.name, func(t *testing.T) {
 			w := attackWorld(t, 512, false, nil)
-			vip := fam.client(0, 0)
-			vip = vipFor(vip)
+			vip := vipFor(fam.client(0, 0))
 			proto := tcpPkt(vip, 0, vip, 0, "").proto
 			for i := range 200 {
 				if !connect(t, w, fam.client(10, i), 30000) {

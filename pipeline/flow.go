@@ -249,15 +249,17 @@ func (p *Pipeline) snatInsert(pq *pipeQueue, orig *conntrack.Tuple, dnat netip.A
 	}
 	p.ct.Pressure(now)
 	reserved := p.snatReserved > 0 && p.retry.repeat(orig, now)
-	for i := 0; i < 2*snatReclaims && res == conntrack.Conflict; i++ {
-		port, minIdle := uint16(0), conntrack.ReclaimAge
-		switch {
-		case i < snatReclaims && reserved:
+	tries := snatReclaims
+	if reserved {
+		tries = 2 * snatReclaims // the reserved ports, then the others
+	}
+	for i := 0; i < tries && res == conntrack.Conflict; i++ {
+		var port uint16
+		minIdle := conntrack.ReclaimAge
+		if reserved && i < snatReclaims {
 			port, minIdle = p.snatReservedPort(pq), retryReclaimAge
-		case i < snatReclaims || reserved:
+		} else {
 			port = p.snatUnreservedPort(pq)
-		default:
-			return fl, res
 		}
 		x := conntrack.MakeTranslation(dnat, netip.AddrPortFrom(src, port))
 		if p.ct.Reclaim(x.Reply(*orig), minIdle, now) {
