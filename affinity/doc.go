@@ -91,10 +91,18 @@
 // without one, and a Lookup that finds an expired entry removes it only if
 // sync.Mutex.TryLock succeeds (re-checking the entry under the lock), else
 // leaves it. A reader re-reads a slot only when a writer changed it in the
-// meantime, so readers are lock-free. Every slot word is read and written
-// with sync/atomic operations, which are sequentially consistent in the Go
-// memory model, so there are no data races, and the argument below is about
-// which combinations of values a reader can observe.
+// meantime, so readers are lock-free. Every slot word is read with
+// sync/atomic operations and written with them too, which are sequentially
+// consistent in the Go memory model, so the argument below is about which
+// combinations of values a reader can observe. One exception: Pin fills
+// the data words of an empty or tombstone slot with plain stores
+// (internal/owned) before the atomic store that makes it live. A reader
+// reads data words only after seeing the slot live; one that saw it live
+// before it became a tombstone and reads a word Pin is filling sees a later
+// control word on its second load, because the tombstone store precedes
+// those plain stores (through the shard lock) and the machine orders them
+// (amd64 orders all stores; arm64's acquire loads and multi-copy atomicity),
+// so it starts the slot again, as it would for an atomic rewrite.
 //
 // The control word holds the service port, the slot state (empty, live,
 // tombstone) and a 30-bit sequence number that advances on every store to
@@ -146,7 +154,8 @@
 // is unchanged). Unpin removes one client's entry while it still names a
 // given endpoint (pipeline's rebalance-on-scale).
 //
-// Counters are per shard: writer counters are updated under the shard lock,
-// hit and miss counters by readers with atomic adds on a cache line of
-// their own; Stats sums them without locking.
+// Counters are per shard: writer counters are updated under the shard lock
+// (with plain adds: the lock serialises them), hit and miss counters by
+// readers with atomic adds on a cache line of their own; Stats sums them
+// without locking.
 package affinity

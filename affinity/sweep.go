@@ -1,6 +1,10 @@
 package affinity
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/xdpgate/xdpgate/internal/owned"
+)
 
 // Sweep examines up to budget slots, continuing where the previous call
 // stopped and wrapping around the table, and removes entries that have
@@ -100,7 +104,7 @@ func (t *Table) deleteWhere(match func(svcPort, ep uint32) bool) int {
 				c := s.ctl.Load()
 				if ep := valEP(s.val.Load()); ctlState(c) == stLive && match(ctlSvc(c), ep) {
 					sh.remove(i)
-					sh.deletes.Add(1)
+					owned.Add64(&sh.deletes, 1)
 					sh.changed(ctlSvc(c), ep, 0, CauseDeleted)
 					removed++
 				}
@@ -136,7 +140,7 @@ func (t *Table) Unpin(svcPort uint32, client netip.Addr, ep uint32) bool {
 					return false
 				}
 				sh.remove(i)
-				sh.deletes.Add(1)
+				owned.Add64(&sh.deletes, 1)
 				sh.changed(k.svc, ep, 0, CauseDeleted)
 				return true
 			}

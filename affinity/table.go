@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/xdpgate/xdpgate/internal/owned"
 )
 
 // Table sizing defaults and limits.
@@ -132,7 +133,8 @@ type shard struct {
 	_        [64 - 40]byte
 
 	// mu serialises writers of this shard: every store to slots and to
-	// the counters below happens with mu held. Readers never take it.
+	// the counters below happens with mu held. Readers never take it. The
+	// counters are added to with plain stores (internal/owned).
 	mu        sync.Mutex
 	entries   atomic.Int64
 	inserts   atomic.Uint64
@@ -244,7 +246,7 @@ func (sh *shard) changed(svc, from, to uint32, cause ChangeCause) {
 // port svc, naming ep) or, when to is not 0, its replacement by the same
 // client's new pin. sh.mu is held.
 func (sh *shard) expired(svc, ep, to uint32) {
-	sh.expiries.Add(1)
+	owned.Add64(&sh.expiries, 1)
 	sh.changed(svc, ep, to, CauseExpired)
 }
 
@@ -313,9 +315,32 @@ func (sh *shard) prev(i uint64) uint64 {
 // moment (TryLock), and otherwise leaves it to the Pin that follows or to
 // Sweep.
 func (t *Table) Lookup(svcPort uint32, client netip.Addr, timeoutSeconds uint32, now int64) (ep uint32, ok bool) {
+	pr := t.Probe(svcPort, client)
+	return t.LookupProbe(&pr, timeoutSeconds, now)
+}
+
+// Probe is a client's key and place in the table for one service port,
+// computed once for the Lookup and the Pin of one new connection (the
+// hash is a good part of either's cost).
+type Probe struct {
+	k     key
+	valid bool
+	sh    *shard
+	i     uint64
+}
+
+// Probe computes the probe of client on service port svcPort.
+func (t *Table) Probe(svcPort uint32, client netip.Addr) Probe {
 	k := makeKey(svcPort, client)
 	sh, i := t.locate(k)
-	if !client.IsValid() || !validTimeout(timeoutSeconds) {
+	return Probe{k: k, valid: client.IsValid(), sh: sh, i: i}
+}
+
+// LookupProbe is Lookup with the probe of the same table.
+func (t *Table) LookupProbe(p *Probe, timeoutSeconds uint32, now int64) (ep uint32, ok bool) {
+	k, sh, i := p.k, p.sh, p.i
+	svcPort := k.svc
+	if !p.valid || !validTimeout(timeoutSeconds) {
 		sh.misses.Add(1) // nothing can match; removing on a bad timeout would wipe entries
 		return 0, false
 	}
@@ -412,12 +437,17 @@ func (r PinResult) String() string {
 // (counted as an eviction). Pin takes the shard lock and does not
 // allocate.
 func (t *Table) Pin(svcPort uint32, client netip.Addr, ep uint32, timeoutSeconds uint32, now int64) PinResult {
-	if !client.IsValid() || !validTimeout(timeoutSeconds) {
+	pr := t.Probe(svcPort, client)
+	return t.PinProbe(&pr, ep, timeoutSeconds, now)
+}
+
+// PinProbe is Pin with the probe of the same table.
+func (t *Table) PinProbe(p *Probe, ep uint32, timeoutSeconds uint32, now int64) PinResult {
+	if !p.valid || !validTimeout(timeoutSeconds) {
 		return PinInvalid
 	}
-	k := makeKey(svcPort, client)
+	k, sh, i := p.k, p.sh, p.i
 	val := makeVal(ep, timeoutSeconds, k.is4)
-	sh, i := t.locate(k)
 
 	sh.mu.Lock()
 	free, stale, oldest := -1, -1, -1
@@ -456,14 +486,17 @@ scan:
 	r := PinInserted
 	switch {
 	case free >= 0:
+		// An empty or tombstone slot: readers skip it whatever its other
+		// words hold, so they are filled with plain stores (internal/owned) and
+		// published by the atomic store of ctl.
 		s := &sh.slots[free]
 		c := s.ctl.Load()
-		s.a0.Store(k.a0)
-		s.a1.Store(k.a1)
-		s.val.Store(val)
-		s.seen.Store(now)
+		owned.Set64(&s.a0, k.a0)
+		owned.Set64(&s.a1, k.a1)
+		owned.Set64(&s.val, val)
+		owned.SetI64(&s.seen, now)
 		s.ctl.Store(nextCtl(c, k.svc, stLive)) // publish
-		sh.entries.Add(1)
+		owned.AddI64(&sh.entries, 1)
 	case stale >= 0:
 		s := &sh.slots[stale]
 		staleSvc, staleEP := ctlSvc(s.ctl.Load()), valEP(s.val.Load())
@@ -473,12 +506,12 @@ scan:
 		s := &sh.slots[oldest]
 		oldSvc, oldEP := ctlSvc(s.ctl.Load()), valEP(s.val.Load())
 		sh.replace(s, k, val, now)
-		sh.evictions.Add(1)
+		owned.Add64(&sh.evictions, 1)
 		sh.changed(oldSvc, oldEP, 0, CauseEvicted)
 		r = PinEvicted
 	}
 	sh.changed(k.svc, 0, ep, CausePinned)
-	sh.inserts.Add(1)
+	owned.Add64(&sh.inserts, 1)
 	sh.mu.Unlock()
 	return r
 }
@@ -489,7 +522,7 @@ func (sh *shard) update(s *slot, v uint64, seen int64, k key, val uint64, timeou
 	switch {
 	case expired(seen, now, timeoutSeconds):
 		sh.expired(k.svc, valEP(v), valEP(val))
-		sh.inserts.Add(1)
+		owned.Add64(&sh.inserts, 1)
 		if valEP(v) != valEP(val) {
 			sh.replace(s, k, val, now)
 			return PinInserted
@@ -498,7 +531,7 @@ func (sh *shard) update(s *slot, v uint64, seen int64, k key, val uint64, timeou
 		s.seen.Store(now)
 		return PinInserted
 	case valEP(v) != valEP(val):
-		sh.repins.Add(1)
+		owned.Add64(&sh.repins, 1)
 		sh.replace(s, k, val, now)
 		sh.changed(k.svc, valEP(v), valEP(val), CauseRepinned)
 		return PinRepinned
@@ -506,7 +539,7 @@ func (sh *shard) update(s *slot, v uint64, seen int64, k key, val uint64, timeou
 		// Same endpoint: only the timer (and perhaps the timeout) moves.
 		// Each is one word and readers use neither to identify the
 		// entry, so single stores keep every reader's view consistent.
-		sh.refreshes.Add(1)
+		owned.Add64(&sh.refreshes, 1)
 		if v != val {
 			s.val.Store(val)
 		}
@@ -539,7 +572,7 @@ func (sh *shard) remove(i uint64) {
 	s := &sh.slots[i]
 	c := s.ctl.Load()
 	s.ctl.Store(nextCtl(c, ctlSvc(c), stTomb))
-	sh.entries.Add(-1)
+	owned.AddI64(&sh.entries, -1)
 	sh.reclaim(i)
 }
 

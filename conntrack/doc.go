@@ -53,9 +53,14 @@
 //
 //  1. free (even): on a free stack.
 //  2. building (even): popped by an inserter, which alone writes its
-//     fields, then CASes the reply entry and then the original entry into
-//     empty index slots. Readers that meet these entries skip them, since
-//     the generation is even.
+//     fields (with plain stores: internal/owned), then CASes the reply
+//     entry and then the original entry into empty index slots. Readers
+//     that meet these entries skip them, since the generation is even; a
+//     reader that saw the record's previous incarnation live and reads a
+//     field being written sees the freeing CAS's generation on its second
+//     load of ctl (the CAS precedes the builder's stores through the free
+//     stack's CASes, and the machine keeps that order: amd64 orders all
+//     stores, arm64 has acquire loads and multi-copy atomicity).
 //  3. live (odd): the inserter stores ctl with generation+1. From here on
 //     the tuples, IDs and protocol do not change.
 //  4. removed (even): whoever wins the CAS of ctl from live to

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/xdpgate/xdpgate/internal/owned"
 	"github.com/xdpgate/xdpgate/nat"
 )
 
@@ -167,7 +168,8 @@ func (t *Table) insertLocked(orig, reply *Tuple, ho, hr uint64, svc, ep uint32, 
 	}
 
 	// The record is ours (even generation: readers and deleters ignore
-	// it). Fill it, publish its index entries, then make it live.
+	// it). Fill it with plain stores (internal/owned), publish its index entries,
+	// then make it live.
 	r := t.hdr(fam6, idx)
 	if fam6 {
 		t.r6[idx].t[Original].store(orig)
@@ -176,9 +178,9 @@ func (t *Table) insertLocked(orig, reply *Tuple, ho, hr uint64, svc, ep uint32, 
 		t.r4[idx].t[Original].store(orig)
 		t.r4[idx].t[Reply].store(reply)
 	}
-	r.svc.Store(svc)
-	r.ep.Store(ep)
-	r.last.Store(now)
+	owned.Set32(&r.svc, svc)
+	owned.Set32(&r.ep, ep)
+	owned.SetI64(&r.last, now)
 	// The state, counters and sequence tracking the flow is published
 	// with: the initial ones, or those its first packet leads to.
 	gen := ctlGen(r.ctl.Load()) + 1
@@ -193,12 +195,12 @@ func (t *Table) insertLocked(orig, reply *Tuple, ho, hr uint64, svc, ep uint32, 
 		c, pkts, bytes = nc, 1, uint64(max(first.Bytes, 0))
 	}
 	ct := t.ctr(fam6, idx)
-	ct.pkts[Original].Store(pkts)
-	ct.bytes[Original].Store(bytes)
-	ct.pkts[Reply].Store(0)
-	ct.bytes[Reply].Store(0)
-	ct.nxt[Original].Store(nxt[Original])
-	ct.nxt[Reply].Store(nxt[Reply])
+	owned.Set64(&ct.pkts[Original], pkts)
+	owned.Set64(&ct.bytes[Original], bytes)
+	owned.Set64(&ct.pkts[Reply], 0)
+	owned.Set64(&ct.bytes[Reply], 0)
+	owned.Set32(&ct.nxt[Original], nxt[Original])
+	owned.Set32(&ct.nxt[Reply], nxt[Reply])
 	eo := entryKey(ho, fam6) | uint64(idx)
 	er := entryKey(hr, fam6) | dirBit | uint64(idx)
 	// Reply entry first: once the original entry is visible, so is the

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"sync/atomic"
 
+	"github.com/xdpgate/xdpgate/internal/owned"
 	"github.com/xdpgate/xdpgate/nat"
 )
 
@@ -96,10 +97,11 @@ func makeCtl(gen uint32, proto nat.Proto, flags uint8, s State) uint64 {
 func le32(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
 func le64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
 
+// store fills the tuple of a record being built (internal/owned).
 func (w *words4) store(k *Tuple) {
-	w.src.Store(le32(k.Src[:4]))
-	w.dst.Store(le32(k.Dst[:4]))
-	w.ports.Store(ports(k.SrcPort, k.DstPort))
+	owned.Set32(&w.src, le32(k.Src[:4]))
+	owned.Set32(&w.dst, le32(k.Dst[:4]))
+	owned.Set32(&w.ports, ports(k.SrcPort, k.DstPort))
 }
 
 func (w *words4) load(proto nat.Proto) Tuple {
@@ -111,12 +113,13 @@ func (w *words4) load(proto nat.Proto) Tuple {
 	return k
 }
 
+// store fills the tuple of a record being built (internal/owned).
 func (w *words6) store(k *Tuple) {
-	w.src[0].Store(le64(k.Src[:8]))
-	w.src[1].Store(le64(k.Src[8:]))
-	w.dst[0].Store(le64(k.Dst[:8]))
-	w.dst[1].Store(le64(k.Dst[8:]))
-	w.ports.Store(ports(k.SrcPort, k.DstPort))
+	owned.Set64(&w.src[0], le64(k.Src[:8]))
+	owned.Set64(&w.src[1], le64(k.Src[8:]))
+	owned.Set64(&w.dst[0], le64(k.Dst[:8]))
+	owned.Set64(&w.dst[1], le64(k.Dst[8:]))
+	owned.Set32(&w.ports, ports(k.SrcPort, k.DstPort))
 }
 
 func (w *words6) load(proto nat.Proto) Tuple {

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync/atomic"
 
+	"github.com/xdpgate/xdpgate/internal/owned"
 	"github.com/xdpgate/xdpgate/nat"
 )
 
@@ -318,7 +319,7 @@ func (p *freePool) push(idx uint32) {
 	sh := &p.shards[idx/p.shardSize].head
 	for {
 		h := sh.Load()
-		p.next[idx].Store(uint32(h))
+		owned.Set32(&p.next[idx], uint32(h)) // idx is ours until the CAS publishes it
 		if sh.CompareAndSwap(h, (h>>32+1)<<32|uint64(idx+1)) {
 			return
 		}

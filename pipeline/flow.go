@@ -38,6 +38,15 @@ func opensConnection(pk *nat.Packet) bool {
 	return true
 }
 
+// reopens reports whether pk, which found flow fl, opens a new TCP
+// connection on a closed flow's tuple: a SYN without ACK (or RST) from the
+// original side of a flow in TIME_WAIT or CLOSE.
+func reopens(pk *nat.Packet, fl *conntrack.Flow) bool {
+	return pk.Proto == nat.ProtoTCP && fl.Dir == conntrack.Original &&
+		pk.TCPFlags&(conntrack.TCPSyn|conntrack.TCPAck|conntrack.TCPRst) == conntrack.TCPSyn &&
+		(fl.State == conntrack.StateTimeWait || fl.State == conntrack.StateClose)
+}
+
 // newFlow handles the first packet of a flow (conntrack miss): classify,
 // choose the endpoint, allocate the SNAT port, insert. Any packet may start
 // a flow, as with nf_conntrack_tcp_loose=1: after a restart, mid-stream TCP
@@ -95,8 +104,10 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 	}
 
 	var ep *snapshot.Endpoint
+	var pin affinity.Probe // the client's place in the affinity table, for Lookup and Pin
 	if sp.AffinitySeconds > 0 {
-		if id, ok := p.aff.Lookup(sp.ID, pk.Src, sp.AffinitySeconds, b.now); ok {
+		pin = p.aff.Probe(sp.ID, pk.Src)
+		if id, ok := p.aff.LookupProbe(&pin, sp.AffinitySeconds, b.now); ok {
 			if e, ok := s.Usable(d, id); ok {
 				ep = e
 			}
@@ -165,7 +176,7 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 			p.load.conn(b.load, b.q.Index, ep.ID)
 			b.hb.conn(b.sq.lastJ, b.q.Index, pk.Src, b.now)
 			// Every new connection restarts the client's timer (recent --set).
-			switch p.aff.Pin(sp.ID, pk.Src, ep.ID, sp.AffinitySeconds, b.now) {
+			switch p.aff.PinProbe(&pin, ep.ID, sp.AffinitySeconds, b.now) {
 			case affinity.PinInserted, affinity.PinRepinned:
 				svc.add(swAff + svcNewPins)
 			case affinity.PinEvicted:

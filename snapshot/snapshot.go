@@ -32,9 +32,9 @@ type Snapshot struct {
 	// ServicePorts are sorted by namespace, name, port name, protocol.
 	ServicePorts []ServicePort
 
-	frontends map[frontendKey]frontendRef
-	nodePorts map[portKey]int32
-	nodeAddrs map[netip.Addr]struct{}
+	// keys holds the frontends, NodePorts and node addresses
+	// (keytable.go).
+	keys      keyTable
 	endpoints *epIndex
 }
 
@@ -204,12 +204,12 @@ type endpointRef struct {
 func New(s Snapshot) (*Snapshot, []error) {
 	var errs []error
 	out := s
-	out.frontends = make(map[frontendKey]frontendRef)
-	out.nodePorts = make(map[portKey]int32)
-	out.nodeAddrs = make(map[netip.Addr]struct{}, len(s.NodePortAddrs))
+	frontends := make(map[frontendKey]frontendRef)
+	nodePorts := make(map[portKey]int32)
+	nodeAddrs := make(map[netip.Addr]struct{}, len(s.NodePortAddrs))
 	out.endpoints = newEPIndex()
 	for _, a := range s.NodePortAddrs {
-		out.nodeAddrs[a.Unmap()] = struct{}{}
+		nodeAddrs[a.Unmap()] = struct{}{}
 	}
 	out.ServicePorts = slices.Clone(s.ServicePorts)
 	seen := make(map[uint32]int, len(out.ServicePorts))
@@ -226,11 +226,11 @@ func New(s Snapshot) (*Snapshot, []error) {
 		seen[sp.ID] = i
 		claim := func(a netip.Addr, kind FrontendKind) {
 			k := frontendKey{a.Unmap(), sp.Port, sp.Protocol}
-			if prev, ok := out.frontends[k]; ok {
+			if prev, ok := frontends[k]; ok {
 				errs = append(errs, fmt.Errorf("service port %s: %s %s already claimed by %s", sp.Key(), kind, netip.AddrPortFrom(a, sp.Port), out.ServicePorts[prev.sp].Key()))
 				return
 			}
-			out.frontends[k] = frontendRef{int32(i), kind}
+			frontends[k] = frontendRef{int32(i), kind}
 		}
 		for _, a := range sp.ClusterIPs {
 			claim(a, KindClusterIP)
@@ -248,15 +248,26 @@ func New(s Snapshot) (*Snapshot, []error) {
 					continue
 				}
 				k := portKey{sp.NodePort, sp.Protocol, fam6}
-				if prev, ok := out.nodePorts[k]; ok {
+				if prev, ok := nodePorts[k]; ok {
 					errs = append(errs, fmt.Errorf("service port %s: nodePort %d/%s already claimed by %s", sp.Key(), sp.NodePort, sp.Protocol, out.ServicePorts[prev].Key()))
 				} else {
-					out.nodePorts[k] = int32(i)
+					nodePorts[k] = int32(i)
 				}
 			}
 		}
 		errs = append(errs, out.indexEndpoints(int32(i), out.endpoints)...)
 	}
+	entries := make([]keyEntry, 0, len(frontends)+len(nodePorts)+len(nodeAddrs))
+	for k, r := range frontends {
+		entries = append(entries, keyEntry{addr: k.addr, meta: keyMeta(spaceFrontend, false, k.port, k.proto), sp: r.sp, kind: r.kind})
+	}
+	for k, sp := range nodePorts {
+		entries = append(entries, keyEntry{meta: keyMeta(spaceNodePort, k.v6, k.port, k.proto), sp: sp, kind: KindNodePort})
+	}
+	for a := range nodeAddrs {
+		entries = append(entries, keyEntry{addr: a, meta: keyMeta(spaceNodeAddr, false, 0, 0)})
+	}
+	out.keys = newKeyTable(entries)
 	return &out, errs
 }
 
@@ -346,14 +357,13 @@ func (s *Snapshot) Endpoint(id uint32) (ep *Endpoint, sp int32, ok bool) {
 
 // IsNodePortAddr reports whether NodePorts are served on a.
 func (s *Snapshot) IsNodePortAddr(a netip.Addr) bool {
-	_, ok := s.nodeAddrs[a.Unmap()]
-	return ok
+	return s.keys.get(a, keyMeta(spaceNodeAddr, false, 0, 0)) != nil
 }
 
 // Frontend returns the service port index and kind for a frontend address,
 // port and protocol (ClusterIP, externalIP or LB IP), or -1.
 func (s *Snapshot) Frontend(dst netip.Addr, port uint16, proto nat.Proto) (int32, FrontendKind) {
-	if r, ok := s.frontends[frontendKey{dst.Unmap(), port, proto}]; ok {
+	if r := s.keys.get(dst, keyMeta(spaceFrontend, false, port, proto)); r != nil {
 		return r.sp, r.kind
 	}
 	return -1, KindNone
@@ -364,11 +374,11 @@ func (s *Snapshot) Frontend(dst netip.Addr, port uint16, proto nat.Proto) (int32
 // nodePort) it returns the IPv4 one; use NodePortFor to choose by the
 // destination's family.
 func (s *Snapshot) NodePort(port uint16, proto nat.Proto) int32 {
-	if i, ok := s.nodePorts[portKey{port, proto, false}]; ok {
-		return i
+	if r := s.keys.get(netip.Addr{}, keyMeta(spaceNodePort, false, port, proto)); r != nil {
+		return r.sp
 	}
-	if i, ok := s.nodePorts[portKey{port, proto, true}]; ok {
-		return i
+	if r := s.keys.get(netip.Addr{}, keyMeta(spaceNodePort, true, port, proto)); r != nil {
+		return r.sp
 	}
 	return -1
 }
@@ -376,8 +386,8 @@ func (s *Snapshot) NodePort(port uint16, proto nat.Proto) int32 {
 // NodePortFor returns the service port index serving NodePort port/proto
 // for a destination address of dst's family, or -1.
 func (s *Snapshot) NodePortFor(dst netip.Addr, port uint16, proto nat.Proto) int32 {
-	if i, ok := s.nodePorts[portKey{port, proto, dst.Unmap().Is6()}]; ok {
-		return i
+	if r := s.keys.get(netip.Addr{}, keyMeta(spaceNodePort, dst.Unmap().Is6(), port, proto)); r != nil {
+		return r.sp
 	}
 	return -1
 }
