@@ -76,6 +76,7 @@ func goodRun() *Run {
 			makeResult(ScenarioUDP1kFlows, DataplaneIPTables, 0.8e6),
 			makeResult(ScenarioTCPSYN, DataplaneXDPGate, 1.2e6),
 			makeResult(ScenarioTCPSYN, DataplaneNFTables, 0.4e6),
+			makeResult(ScenarioTCPSYN, DataplaneForwarder, 1.5e6),
 			makeResult(ScenarioAffinity100k, DataplaneXDPGate, 1.5e6, withRetention(1, 100000)),
 			makeResult(ScenarioAffinity100k, DataplaneIPTables, 0.3e6, withRetention(0.7312, 100000)),
 		},

@@ -32,6 +32,8 @@ const ZeroLossPct = 0.1
 //	T4 xdpgate >= 2x nftables new-flow (SYN) rate, tcp-syn
 //	T5 xdpgate ClientIP retention == 1 at 100k clients, affinity-100k
 //	T6 xdpgate loses < 0.1% wherever afxdp-forwarder does, udp64-1k-flows sweep
+//	T7 xdpgate >= 0.8x afxdp-forwarder new-flow (SYN) rate, tcp-syn (the
+//	   pipeline's new-flow cost on top of the same I/O)
 func Evaluate(r *Run) []Target {
 	return []Target{
 		ratioTarget(r, "T1", ScenarioUDP1kFlows, DataplaneNFTables, 2, "delivered pps"),
@@ -40,6 +42,7 @@ func Evaluate(r *Run) []Target {
 		ratioTarget(r, "T4", ScenarioTCPSYN, DataplaneNFTables, 2, "new-flow (SYN) rate"),
 		retentionTarget(r),
 		zeroLossTarget(r),
+		ratioTarget(r, "T7", ScenarioTCPSYN, DataplaneForwarder, 0.8, "new-flow (SYN) rate"),
 	}
 }
 

@@ -14,7 +14,7 @@ var (
 )
 
 func TestEvaluate(t *testing.T) {
-	allMet := map[string]verdict{"T1": met, "T2": met, "T3": met, "T4": met, "T5": met, "T6": met}
+	allMet := map[string]verdict{"T1": met, "T2": met, "T3": met, "T4": met, "T5": met, "T6": met, "T7": met}
 	with := func(changes map[string]verdict) map[string]verdict {
 		out := make(map[string]verdict)
 		for k, v := range allMet {
@@ -44,6 +44,10 @@ func TestEvaluate(t *testing.T) {
 			want: with(map[string]verdict{"T3": missed})},
 		{name: "T4 missed", run: edit(goodRun(), ScenarioTCPSYN, DataplaneNFTables, true, setPPS(0.7e6)),
 			want: with(map[string]verdict{"T4": missed})},
+		{name: "T7 missed just under 0.8x", run: edit(goodRun(), ScenarioTCPSYN, DataplaneForwarder, true, setPPS(1.51e6)),
+			want: with(map[string]verdict{"T7": missed}), gotHas: map[string]string{"T7": "0.79x"}},
+		{name: "T7 without a forwarder result", run: drop(goodRun(), ScenarioTCPSYN, DataplaneForwarder),
+			want: with(map[string]verdict{"T7": noData})},
 		{name: "T5 missed by one client", run: edit(goodRun(), ScenarioAffinity100k, DataplaneXDPGate, true, withRetention(0.99999, 100000)),
 			want: with(map[string]verdict{"T5": missed}), gotHas: map[string]string{"T5": "0.99999"}},
 		{name: "T5 over too few clients", run: edit(goodRun(), ScenarioAffinity100k, DataplaneXDPGate, true, withRetention(1, 73346)),
@@ -71,7 +75,7 @@ func TestEvaluate(t *testing.T) {
 			want:   with(map[string]verdict{"T1": missed, "T2": missed, "T3": missed, "T6": missed}),
 			gotHas: map[string]string{"T1": "bind xsk queue 0: busy"}},
 		{name: "xdpgate missing", run: drop(goodRun(), ScenarioTCPSYN, DataplaneXDPGate),
-			want: with(map[string]verdict{"T4": noData})},
+			want: with(map[string]verdict{"T4": noData, "T7": noData})},
 		{name: "steered result decides over a faster unsteered one",
 			run:  edit(goodRun(), ScenarioUDP1kFlows, DataplaneNFTables, false, setPPS(2e6)),
 			want: allMet},
@@ -84,11 +88,11 @@ func TestEvaluate(t *testing.T) {
 			gotHas: map[string]string{"T4": "no nftables result"}},
 		{name: "zero delivered on both sides is a miss",
 			run:  edit(edit(goodRun(), ScenarioTCPSYN, DataplaneNFTables, true, setPPS(0)), ScenarioTCPSYN, DataplaneXDPGate, true, setPPS(0)),
-			want: with(map[string]verdict{"T4": missed}), gotHas: map[string]string{"T4": "n/a"}},
+			want: with(map[string]verdict{"T4": missed, "T7": missed}), gotHas: map[string]string{"T4": "n/a"}},
 		{name: "empty run", run: &Run{},
-			want: map[string]verdict{"T1": noData, "T2": noData, "T3": noData, "T4": noData, "T5": noData, "T6": noData}},
+			want: map[string]verdict{"T1": noData, "T2": noData, "T3": noData, "T4": noData, "T5": noData, "T6": noData, "T7": noData}},
 		{name: "nil run", run: nil,
-			want: map[string]verdict{"T1": noData, "T2": noData, "T3": noData, "T4": noData, "T5": noData, "T6": noData}},
+			want: map[string]verdict{"T1": noData, "T2": noData, "T3": noData, "T4": noData, "T5": noData, "T6": noData, "T7": noData}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
