@@ -418,7 +418,7 @@ func oneArm(t *testing.T) *topo {
 // namespace; they stop at test cleanup.
 func echoServers(t *testing.T, ns *testnet.NS, addr string, port int) {
 	t.Helper()
-	testnet.Servers(t, ns, netip.AddrPortFrom(netip.MustParseAddr(addr), uint16(port)), false)
+	testnet.Servers(t, ns, netip.AddrPortFrom(netip.MustParseAddr(addr), uint16(port)), testnet.Echo)
 }
 
 // runGateway opens the dataplane and an Egress in the gateway namespace,

@@ -48,7 +48,7 @@ func TestPrivClassifierCapacity(t *testing.T) {
 	sampled := []int{0, 1, 4999, n - 1, n} // n: the one that does not fit
 	for _, i := range sampled {
 		for e := 0; e < 10; e++ {
-			testnet.Servers(t, w.b, netip.AddrPortFrom(endpoint4(e), uint16(scalePort(i))), true)
+			testnet.Servers(t, w.b, netip.AddrPortFrom(endpoint4(e), uint16(scalePort(i))), testnet.Identity)
 		}
 	}
 	w.writeManifest(scaleServices(n))

@@ -66,55 +66,6 @@ func (w *world) peerXDP() {
 	}
 }
 
-// echoServers answers every line (TCP) or datagram (UDP) on ap with
-// "ENDPOINT LINE".
-func echoServers(t *testing.T, ns *testnet.NS, ap netip.AddrPort) {
-	t.Helper()
-	var ln net.Listener
-	var pc net.PacketConn
-	err := ns.Do(func() (err error) {
-		if ln, err = net.Listen("tcp", ap.String()); err != nil {
-			return err
-		}
-		pc, err = net.ListenPacket("udp", ap.String())
-		return err
-	})
-	if err != nil {
-		t.Fatalf("echo servers on %s: %v", ap, err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { ln.Close(); pc.Close(); <-done; <-done })
-	go func() {
-		defer func() { done <- struct{}{} }()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewScanner(c)
-				for r.Scan() {
-					if _, err := fmt.Fprintf(c, "%s %s\n", ap.Addr(), r.Text()); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	go func() {
-		defer func() { done <- struct{}{} }()
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo([]byte(ap.Addr().String()+" "+string(buf[:n])), from)
-		}
-	}()
-}
-
 // fastMetrics are the counters TestPrivFastPath watches.
 type fastMetrics struct {
 	flows, xdp, pipeline, removals float64
@@ -200,8 +151,8 @@ func TestPrivFastPath(t *testing.T) {
 	w := newWorld(t, 1, 2, 1)
 	w.peerXDP()
 	for i := 0; i < 2; i++ {
-		echoServers(t, w.b, netip.AddrPortFrom(endpoint4(i), 8080+1000))
-		echoServers(t, w.b, netip.AddrPortFrom(endpoint6(i), 8080+1000))
+		testnet.Servers(t, w.b, netip.AddrPortFrom(endpoint4(i), 8080+1000), testnet.Tagged)
+		testnet.Servers(t, w.b, netip.AddrPortFrom(endpoint6(i), 8080+1000), testnet.Tagged)
 	}
 	svcs := func(eps4, eps6 []netip.Addr) string {
 		m := manifest(svc{name: "fp4", family: "IPv4", clusterIP: vip4, endpoints: eps4},

@@ -49,7 +49,7 @@ func (w *world) xdpgateLog() string {
 func TestPrivExternalIPOnNodeAddress(t *testing.T) {
 	const sshPort = 22
 	w := newWorld(t, 1, 1, 1)
-	testnet.Servers(t, w.g, ap(gwClientSide4, sshPort), true) // the "sshd" of the gateway
+	testnet.Servers(t, w.g, ap(gwClientSide4, sshPort), testnet.Identity) // the "sshd" of the gateway
 	s := svc{name: "hijack", family: "IPv4", clusterIP: vip4, externalIP: gwClientSide4, endpoints: endpoints4(1), withoutUDPPort: true}
 	y := withPort(s.yaml(), sshPort)
 	y = strings.Replace(y, fmt.Sprintf("externalIPs: [%s]", gwClientSide4), fmt.Sprintf("externalIPs: [%s, %s]", gwClientSide4, ext4), 1)

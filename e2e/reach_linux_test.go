@@ -400,8 +400,8 @@ func TestPrivReachOverlay(t *testing.T) {
 		ep4 := netip.MustParseAddr(fmt.Sprintf("198.18.%d.10", tn.pods))
 		ep6 := netip.MustParseAddr(fmt.Sprintf("2001:2:0:%d::10", tn.pods))
 		addLoopback(t, n2, []netip.Prefix{netip.PrefixFrom(ep4, 32), netip.PrefixFrom(ep6, 128)})
-		testnet.Servers(t, n2, ap(ep4, 8080), false)
-		testnet.Servers(t, n2, ap(ep6, 8080), false)
+		testnet.Servers(t, n2, ap(ep4, 8080), testnet.Echo)
+		testnet.Servers(t, n2, ap(ep6, 8080), testnet.Echo)
 		v4 := netip.AddrFrom4([4]byte{198, 18, 100, byte(20 + i)})
 		v6 := netip.MustParseAddr(fmt.Sprintf("2001:2:0:100::%x", 0x20+i))
 		svcs = append(svcs, svc{name: tn.name + "-4", family: "IPv4", clusterIP: v4, endpoints: []netip.Addr{ep4}},

@@ -272,7 +272,7 @@ func addLoopback(t *testing.T, ns *testnet.NS, ps []netip.Prefix) {
 // the endpoint's address and the client address it sees.
 func identityServers(t *testing.T, ns *testnet.NS, addr netip.Addr) {
 	t.Helper()
-	testnet.Servers(t, ns, netip.AddrPortFrom(addr, 8080), true)
+	testnet.Servers(t, ns, netip.AddrPortFrom(addr, 8080), testnet.Identity)
 }
 
 // writeManifest replaces the manifest file (atomically: the source polls it).

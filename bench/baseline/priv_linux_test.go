@@ -168,8 +168,8 @@ func startBackends(t *testing.T, ns *testnet.NS) {
 	t.Helper()
 	for _, a := range backendAddrs {
 		addr := netip.MustParseAddr(a)
-		testnet.Servers(t, ns, netip.AddrPortFrom(addr, backendPort), true)
-		testnet.Servers(t, ns, netip.AddrPortFrom(addr, udpBackend), true)
+		testnet.Servers(t, ns, netip.AddrPortFrom(addr, backendPort), testnet.Identity)
+		testnet.Servers(t, ns, netip.AddrPortFrom(addr, udpBackend), testnet.Identity)
 	}
 }
 

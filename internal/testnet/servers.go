@@ -3,6 +3,7 @@
 package testnet
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -12,13 +13,28 @@ import (
 	"time"
 )
 
-// Servers starts a TCP and a UDP server on ap inside ns; both stop at test
-// cleanup. With identity false they echo. With identity true they answer
-// "LOCAL PEER\n" (the server's address and the client address it sees, so
-// a test can tell which endpoint answered and whether the source was
-// translated); the TCP server then echoes until the client closes, so a
-// test can check that an open connection keeps working.
-func Servers(t testing.TB, ns *NS, ap netip.AddrPort, identity bool) {
+// ServerMode says how the servers of Servers answer.
+type ServerMode int
+
+// Server modes.
+const (
+	// Echo: they send back what they receive.
+	Echo ServerMode = iota
+	// Identity: they answer "LOCAL PEER\n" (the server's address and the
+	// client address it sees, so a test can tell which endpoint answered
+	// and whether the source was translated); the TCP server then echoes
+	// until the client closes, so a test can check that an open
+	// connection keeps working.
+	Identity
+	// Tagged: they answer every TCP line and every UDP datagram with
+	// "LOCAL " and that line or datagram, so a test can tell which
+	// endpoint answered each message of a long connection.
+	Tagged
+)
+
+// Servers starts a TCP and a UDP server on ap inside ns, answering as mode
+// says; both stop at test cleanup.
+func Servers(t testing.TB, ns *NS, ap netip.AddrPort, mode ServerMode) {
 	t.Helper()
 	var ln net.Listener
 	var pc net.PacketConn
@@ -50,9 +66,17 @@ func Servers(t testing.TB, ns *NS, ap netip.AddrPort, identity bool) {
 				defer wg.Done()
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(60 * time.Second))
-				if identity {
+				switch mode {
+				case Identity:
 					peer := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
 					fmt.Fprintf(c, "%s %s\n", local, peer)
+				case Tagged:
+					for r := bufio.NewScanner(c); r.Scan(); {
+						if _, err := fmt.Fprintf(c, "%s %s\n", local, r.Text()); err != nil {
+							return
+						}
+					}
+					return
 				}
 				io.Copy(c, c)
 			}()
@@ -66,12 +90,15 @@ func Servers(t testing.TB, ns *NS, ap netip.AddrPort, identity bool) {
 			if err != nil {
 				return
 			}
-			if identity {
+			switch mode {
+			case Identity:
 				peer := from.(*net.UDPAddr).AddrPort().Addr().Unmap()
 				pc.WriteTo([]byte(fmt.Sprintf("%s %s\n", local, peer)), from)
-				continue
+			case Tagged:
+				pc.WriteTo([]byte(local.String()+" "+string(buf[:n])), from)
+			default:
+				pc.WriteTo(buf[:n], from)
 			}
-			pc.WriteTo(buf[:n], from)
 		}
 	}()
 }
