@@ -352,6 +352,19 @@ func (p *Pipeline) frame(b *batch, f *dataplane.Frame, pk *nat.Packet, r nat.Dro
 		p.laterFragment(b, f, pk)
 		return
 	}
+	if hit && reopens(pk, &fl) {
+		// A new connection on the tuple of a closed one (the client reused
+		// its port while the old flow lingers in TIME_WAIT or CLOSE). As
+		// nf_conntrack does (tcp_packet: nf_ct_kill, then look up again),
+		// the old flow goes and the SYN starts a new one, chosen afresh:
+		// the old endpoint may have left, the client's pin may have moved.
+		// Keeping the old translation would send it to the old endpoint,
+		// gone or not, for as long as the SYNs keep the flow alive.
+		if p.ct.Delete(fl.Handle) {
+			pq.c.reopens++
+		}
+		hit = false
+	}
 	var hop *dataplane.Hop
 	if hit {
 		if p.fast != nil {

@@ -15,7 +15,7 @@ type pipeCounters struct {
 	established, replies, newFlows, insertRaces uint64
 	affinityHits, affinityMisses, rejects       uint64
 	timeExceeded, icmpErrors, fragments         uint64
-	forwarded, snatRetries, tooBig              uint64
+	forwarded, snatRetries, tooBig, reopens     uint64
 }
 
 // pipePublished is what other goroutines read: the counters as of the end
@@ -23,7 +23,7 @@ type pipeCounters struct {
 // counted atomically at once). Only the queue's poller writes it; the
 // padding keeps two queues off one cache line.
 type pipePublished struct {
-	c        [13]atomic.Uint64 // pipeCounters, in field order
+	c        [14]atomic.Uint64 // pipeCounters, in field order
 	natDrops [nat.NumDropReasons]atomic.Uint64
 	_        [64]byte
 }
@@ -31,9 +31,9 @@ type pipePublished struct {
 // publish copies the counters for Stats (once per batch).
 func (pq *pipeQueue) publish() {
 	c, p := &pq.c, &pq.pub
-	for i, v := range [13]uint64{c.established, c.replies, c.newFlows, c.insertRaces,
+	for i, v := range [14]uint64{c.established, c.replies, c.newFlows, c.insertRaces,
 		c.affinityHits, c.affinityMisses, c.rejects, c.timeExceeded, c.icmpErrors,
-		c.fragments, c.forwarded, c.snatRetries, c.tooBig} {
+		c.fragments, c.forwarded, c.snatRetries, c.tooBig, c.reopens} {
 		if p.c[i].Load() != v {
 			p.c[i].Store(v)
 		}
@@ -67,6 +67,10 @@ type QueueStats struct {
 	// TooBig counts ICMP fragmentation needed / packet too big errors
 	// sent for packets larger than the egress MTU.
 	TooBig uint64
+	// Reopens counts TCP SYNs that opened a new connection on the tuple of
+	// a closed flow still remembered (TIME_WAIT or CLOSE): the old flow was
+	// deleted and the SYN started a new one, chosen afresh.
+	Reopens uint64
 	// NATDrops counts drops by exact nat reason (index nat.DropReason);
 	// dataplane.QueueStats.Drops has them grouped.
 	NATDrops [nat.NumDropReasons]uint64
@@ -83,7 +87,7 @@ func (p *Pipeline) Stats() []QueueStats {
 		o.Rejects, o.TimeExceeded = c.c[6].Load(), c.c[7].Load()
 		o.ICMPErrors, o.Fragments = c.c[8].Load(), c.c[9].Load()
 		o.Forwarded, o.SNATRetries = c.c[10].Load(), c.c[11].Load()
-		o.TooBig = c.c[12].Load()
+		o.TooBig, o.Reopens = c.c[12].Load(), c.c[13].Load()
 		for r := range c.natDrops {
 			o.NATDrops[r] = c.natDrops[r].Load()
 		}

@@ -58,7 +58,7 @@ func NewCollector(src Source) *Collector {
 		txFrames:    prometheus.NewDesc("xdpgate_tx_frames_total", "Frames put on a TX ring by this queue's poller.", q, nil),
 		txBytes:     prometheus.NewDesc("xdpgate_tx_bytes_total", "Bytes put on a TX ring by this queue's poller.", q, nil),
 		drops:       prometheus.NewDesc("xdpgate_drops_total", "Frames dropped, by reason.", append(q, "reason"), nil),
-		pipe:        prometheus.NewDesc("xdpgate_pipeline_packets_total", "Pipeline events per queue: established, reply, new_flow, insert_race, affinity_hit, affinity_miss, reject, time_exceeded, icmp_error, fragment, forwarded, snat_retry, too_big.", []string{"queue", "event"}, nil),
+		pipe:        prometheus.NewDesc("xdpgate_pipeline_packets_total", "Pipeline events per queue: established, reply, new_flow, insert_race, affinity_hit, affinity_miss, reject, time_exceeded, icmp_error, fragment, forwarded, snat_retry, too_big, reopen.", []string{"queue", "event"}, nil),
 		natDrops:    prometheus.NewDesc("xdpgate_pipeline_nat_drops_total", "Malformed or unrewritable frames by exact nat reason.", []string{"queue", "reason"}, nil),
 		ctEntries:   prometheus.NewDesc("xdpgate_conntrack_entries", "Live flows by IP family.", []string{"family"}, nil),
 		ctOps:       prometheus.NewDesc("xdpgate_conntrack_operations_total", "Flow table events: inserts, insert_failures, conflicts, evictions, expiries, deletes.", []string{"op"}, nil),
@@ -186,6 +186,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 				{"insert_race", s.InsertRaces}, {"affinity_hit", s.AffinityHits}, {"affinity_miss", s.AffinityMisses},
 				{"reject", s.Rejects}, {"time_exceeded", s.TimeExceeded}, {"icmp_error", s.ICMPErrors},
 				{"fragment", s.Fragments}, {"forwarded", s.Forwarded}, {"snat_retry", s.SNATRetries}, {"too_big", s.TooBig},
+				{"reopen", s.Reopens},
 			} {
 				counter(c.pipe, e.v, q, e.name)
 			}
