@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/xdpgate/xdpgate/affinity"
+	"github.com/xdpgate/xdpgate/bench/report"
 	"github.com/xdpgate/xdpgate/control"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
@@ -48,19 +49,19 @@ const (
 	benchNamespace = "bench"
 )
 
-// The dataplanes the rig compares.
+// The dataplanes the rig compares, named as the report knows them.
 const (
-	DataplaneXDPGate = "xdpgate"
+	DataplaneXDPGate = report.DataplaneXDPGate
 	// DataplaneXDPGateFastPath is xdpgate with --fast-path xdp, its best
 	// configuration where flows get established (reply scenarios; see
 	// Scenario.Measures).
-	DataplaneXDPGateFastPath = "xdpgate-fastpath"
-	DataplaneNFTables        = "nftables"
-	DataplaneIPTables        = "iptables"
-	DataplaneForwarder       = "afxdp-forwarder"
+	DataplaneXDPGateFastPath = report.DataplaneXDPGateFastPath
+	DataplaneNFTables        = report.DataplaneNFTables
+	DataplaneIPTables        = report.DataplaneIPTables
+	DataplaneForwarder       = report.DataplaneForwarder
 	// DataplaneXDPRedirect is the kernel's own XDP forwarding (bench/xdpfwd):
 	// the ceiling of the rig itself.
-	DataplaneXDPRedirect = "xdp-redirect"
+	DataplaneXDPRedirect = report.DataplaneXDPRedirect
 )
 
 // Dataplanes lists them in measurement order: the raw forwarder first, so
