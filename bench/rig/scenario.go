@@ -83,8 +83,8 @@ func isXDPGate(dp string) bool {
 
 // fastPathOnlyReply is why xdpgate-fastpath runs only in reply scenarios
 // by default (the report's note).
-const fastPathOnlyReply = "the fast path takes a UDP flow once a reply establishes it; one-way UDP and " +
-	"TCP SYNs (every frame a first packet) stay in userspace, as with xdpgate"
+const fastPathOnlyReply = "the fast path takes a UDP flow once a reply establishes it; one-way UDP flows " +
+	"and TCP SYNs, every frame a first packet, stay in userspace as with xdpgate"
 
 // Measures reports whether the rig measures dataplane dp in the scenario:
 // those in Dataplanes when that is set; otherwise all of them, except that
