@@ -186,7 +186,11 @@ func Run(ctx context.Context, opts Options) (*report.Run, error) {
 			"frame_size":     "64 (60 bytes + FCS)",
 			"steering":       "threaded NAPI on gw0 pinned to the gateway CPU (every dataplane)",
 			"cpu_accounting": "busy time of the gateway CPU (user+system+irq+softirq, /proc/stat) during the burst",
+			"reply_sinks":    "generic XDP; native for " + DataplaneXDPGateFastPath + " and " + DataplaneXDPRedirect,
 		},
+	}
+	if o.NativeReplySinks {
+		out.Settings["reply_sinks"] += " and " + DataplaneXDPGate
 	}
 	fastPathSkipped := false
 	for _, sc := range o.Custom {
