@@ -12,7 +12,12 @@
 //
 // # Targets
 //
-// Evaluate checks the targets T1..T6 against a Run. When a
+// Evaluate checks the targets T1..T8 against a Run. A target about
+// xdpgate takes the best of its configurations in the run (xdpgate, and
+// xdpgate-fastpath with the XDP fast path on) and names the one it used;
+// the untranslated ceilings (afxdp-forwarder, xdpgate's I/O path, and
+// xdp-redirect, the kernel's own XDP forwarding) are rows and ratio
+// columns, and T3, T6 and T7 compare with the first. When a
 // (scenario, dataplane) has both a steered and an unsteered result, targets
 // use the steered one (see Run.Lookup): steering the kernel's softirq to the
 // gateway CPU is the fair comparison, because xdpgate's queue goroutine runs

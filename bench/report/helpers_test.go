@@ -74,6 +74,16 @@ func goodRun() *Run {
 			makeResult(ScenarioUDP1kFlows, DataplaneNFTables, 1.0e6, withSweep(1.0e6, sweepRates...)),
 			makeResult(ScenarioUDP1kFlows, DataplaneNFTables, 0.7e6, unsteered),
 			makeResult(ScenarioUDP1kFlows, DataplaneIPTables, 0.8e6),
+			makeResult(ScenarioUDP1kFlows, DataplaneXDPRedirect, 3.6e6, withSweep(3.6e6, sweepRates...)),
+			makeResult(ScenarioUDP1kFlowsReply, DataplaneXDPGate, 0.3e6),
+			makeResult(ScenarioUDP1kFlowsReply, DataplaneXDPGateFastPath, 1.2e6),
+			makeResult(ScenarioUDP1kFlowsReply, DataplaneForwarder, 0.35e6),
+			makeResult(ScenarioUDP1kFlowsReply, DataplaneXDPRedirect, 1.5e6),
+			makeResult(ScenarioUDP1kFlowsReply, DataplaneNFTables, 0.5e6),
+			makeResult(ScenarioUDP1kFlowsOneArm, DataplaneXDPGate, 2.2e6),
+			makeResult(ScenarioUDP1kFlowsOneArm, DataplaneForwarder, 2.8e6),
+			makeResult(ScenarioUDP1kFlowsOneArm, DataplaneXDPRedirect, 3.5e6),
+			makeResult(ScenarioUDP1kFlowsOneArm, DataplaneNFTables, 1.0e6),
 			makeResult(ScenarioTCPSYN, DataplaneXDPGate, 1.2e6),
 			makeResult(ScenarioTCPSYN, DataplaneNFTables, 0.4e6),
 			makeResult(ScenarioTCPSYN, DataplaneForwarder, 1.5e6),
@@ -105,5 +115,11 @@ func drop(r *Run, scenario, dataplane string) *Run {
 		}
 	}
 	r.Results = kept
+	return r
+}
+
+// appendResult returns r with res added.
+func appendResult(r *Run, res Result) *Run {
+	r.Results = append(r.Results, res)
 	return r
 }

@@ -11,9 +11,15 @@ import (
 )
 
 // dataplaneOrder is the row order of every table and the series order of
-// every plot: the thing under test, its ceiling, then the baselines. A
-// dataplane the package does not know comes after these, by name.
-var dataplaneOrder = []string{DataplaneXDPGate, DataplaneForwarder, DataplaneNFTables, DataplaneIPTables}
+// every plot: the thing under test in its configurations, its ceilings (its
+// I/O path's, the rig's), then the baselines. A dataplane the package does
+// not know comes after these, by name.
+var dataplaneOrder = []string{DataplaneXDPGate, DataplaneXDPGateFastPath, DataplaneForwarder, DataplaneXDPRedirect,
+	DataplaneNFTables, DataplaneIPTables}
+
+// ratioBases are the dataplanes every row is compared with, in column
+// order.
+var ratioBases = []string{DataplaneNFTables, DataplaneIPTables, DataplaneForwarder, DataplaneXDPRedirect}
 
 func dataplaneRank(dp string) int {
 	if i := slices.Index(dataplaneOrder, dp); i >= 0 {
@@ -71,9 +77,10 @@ type plotLinks struct {
 // WriteMarkdown renders: a header with host/settings/command, one table per
 // scenario (rows = dataplanes: delivered Mpps, offered Mpps, loss %, CPU
 // ms/Mpkt, ratio to nftables, ratio to iptables, ratio to the raw
-// forwarder, retention, checksum/translation errors, error if any), the
-// targets table (met / MISSED / no data), notes. Unsteered rows are marked;
-// ratios are against the baseline result targets use (Run.Lookup).
+// forwarder, ratio to xdp-redirect, retention, checksum/translation errors,
+// error if any), the targets table (met / MISSED / no data), notes.
+// Unsteered rows are marked; ratios are against the baseline result targets
+// use (Run.Lookup).
 func WriteMarkdown(w io.Writer, r *Run) error {
 	return writeMarkdown(w, r, plotLinks{})
 }
@@ -138,11 +145,15 @@ func writeHeader(b *bytes.Buffer, r *Run) {
 
 func writeScenario(b *bytes.Buffer, r *Run, sc, sweepLink string) {
 	fmt.Fprintf(b, "### %s\n\n", oneLine(sc))
-	b.WriteString("| Dataplane | Delivered Mpps | Offered Mpps | Loss % | CPU ms/Mpkt | vs nftables | vs iptables | vs afxdp-forwarder | Retention | Endpoint shares % | Checksum / translation errors | Error |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	b.WriteString("| Dataplane | Delivered Mpps | Offered Mpps | Loss % | CPU ms/Mpkt |")
+	for _, dp := range ratioBases {
+		fmt.Fprintf(b, " vs %s |", dp)
+	}
+	b.WriteString(" Retention | Endpoint shares % | Checksum / translation errors | Error |\n")
+	b.WriteString("|---|--:|--:|--:|--:|" + strings.Repeat("--:|", len(ratioBases)) + "--:|--:|--:|---|\n")
 	results := scenarioResults(r, sc)
-	bases := make([]*Result, 0, 3)
-	for _, dp := range []string{DataplaneNFTables, DataplaneIPTables, DataplaneForwarder} {
+	bases := make([]*Result, 0, len(ratioBases))
+	for _, dp := range ratioBases {
 		base, _ := baseline(r, sc, dp)
 		bases = append(bases, base)
 	}
@@ -152,7 +163,7 @@ func writeScenario(b *bytes.Buffer, r *Run, sc, sweepLink string) {
 			profiles = append(profiles, fmt.Sprintf("%s: `%s`", label(res), strings.ReplaceAll(oneLine(res.Profile), "`", "'")))
 		}
 		if res.Error != "" {
-			fmt.Fprintf(b, "| %s | – | – | – | – | – | – | – | – | – | – | %s |\n", cell(label(res)), cell(res.Error))
+			fmt.Fprintf(b, "| %s |%s %s |\n", cell(label(res)), strings.Repeat(" – |", 7+len(ratioBases)), cell(res.Error))
 			continue
 		}
 		ratios := make([]string, len(bases))
@@ -170,9 +181,9 @@ func writeScenario(b *bytes.Buffer, r *Run, sc, sweepLink string) {
 		if res.Sampled > 0 {
 			errs += fmt.Sprintf(" of %d sampled", res.Sampled)
 		}
-		fmt.Fprintf(b, "| %s | %s | %.3f | %.2f | %.1f | %s | %s | %s | %s | %s | %s | |\n",
+		fmt.Fprintf(b, "| %s | %s | %.3f | %.2f | %.1f | %s | %s | %s | %s | |\n",
 			cell(label(res)), fmtDelivered(res), res.OfferedPPS/1e6, res.LossPct, res.CPUMsPerMpkt,
-			ratios[0], ratios[1], ratios[2], cell(ret), shares(res.PerEndpoint), errs)
+			strings.Join(ratios, " | "), cell(ret), shares(res.PerEndpoint), errs)
 	}
 	b.WriteString("\n")
 	if len(profiles) > 0 {

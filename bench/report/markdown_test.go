@@ -113,18 +113,30 @@ func TestMarkdownScenarioRows(t *testing.T) {
 			t.Errorf("row %q column %q = %q, want %q", tc.row, tc.column, got, tc.want)
 		}
 	}
-	if len(rows) != 7 { // header + 6 results
-		t.Errorf("udp64-1k-flows table has %d rows, want 7: %v", len(rows), rows)
+	if len(rows) != 8 { // header + 7 results
+		t.Errorf("udp64-1k-flows table has %d rows, want 8: %v", len(rows), rows)
 	}
-	order := []string{"| xdpgate |", "| xdpgate (unsteered) |", "| afxdp-forwarder |", "| nftables |", "| nftables (unsteered) |", "| iptables |"}
-	sec := md[strings.Index(md, "### udp64-1k-flows"):]
-	last := -1
-	for _, o := range order {
-		i := strings.Index(sec, o)
-		if i <= last {
-			t.Errorf("row %q out of order (at %d, previous at %d)", o, i, last)
+	inOrder := func(heading string, order []string) {
+		t.Helper()
+		sec := md[strings.Index(md, "\n"+heading+"\n")+1:]
+		if end := strings.Index(sec, "\n### "); end >= 0 {
+			sec = sec[:end]
 		}
-		last = i
+		last := -1
+		for _, o := range order {
+			i := strings.Index(sec, o)
+			if i <= last {
+				t.Errorf("%s: row %q out of order (at %d, previous at %d)", heading, o, i, last)
+			}
+			last = i
+		}
+	}
+	inOrder("### udp64-1k-flows", []string{"| xdpgate |", "| xdpgate (unsteered) |", "| afxdp-forwarder |", "| xdp-redirect |",
+		"| nftables |", "| nftables (unsteered) |", "| iptables |"})
+	inOrder("### udp64-1k-flows-reply", []string{"| xdpgate |", "| xdpgate-fastpath |", "| afxdp-forwarder |", "| xdp-redirect |", "| nftables |"})
+	reply := table(t, md, "### udp64-1k-flows-reply")
+	if got := reply["xdpgate-fastpath"]; len(got) < 9 || got[5] != "2.40x" || got[8] != "0.80x" {
+		t.Errorf("udp64-1k-flows-reply xdpgate-fastpath row %q: want 2.40x vs nftables and 0.80x vs xdp-redirect", got)
 	}
 
 	aff := table(t, md, "### affinity-100k")
@@ -202,10 +214,10 @@ func TestMarkdownErrorRowAndEscaping(t *testing.T) {
 	md := render(t, r)
 	rows := table(t, md, "### conntrack-1m")
 	cells := rows["xdpgate"]
-	if len(cells) != 12 {
-		t.Fatalf("conntrack-1m xdpgate row has %d cells, want 12: %q", len(cells), cells)
+	if n := len(rows[""]); len(cells) != n {
+		t.Fatalf("conntrack-1m xdpgate row has %d cells, want %d as the header: %q", len(cells), n, cells)
 	}
-	if got, want := cells[11], "prefill failed | table full"; got != want {
+	if got, want := cells[len(cells)-1], "prefill failed | table full"; got != want {
 		t.Errorf("error cell = %q, want %q", got, want)
 	}
 	if got := cells[1]; got != "–" {

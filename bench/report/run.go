@@ -12,20 +12,28 @@ import (
 
 // Dataplane names as the rig writes them into Result.Dataplane.
 const (
-	DataplaneXDPGate   = "xdpgate"
-	DataplaneNFTables  = "nftables"
-	DataplaneIPTables  = "iptables"
-	DataplaneForwarder = "afxdp-forwarder"
+	DataplaneXDPGate = "xdpgate"
+	// DataplaneXDPGateFastPath is xdpgate with --fast-path xdp: a target
+	// about xdpgate takes the better of the two (xdpgateConfigs).
+	DataplaneXDPGateFastPath = "xdpgate-fastpath"
+	DataplaneNFTables        = "nftables"
+	DataplaneIPTables        = "iptables"
+	DataplaneForwarder       = "afxdp-forwarder"
+	// DataplaneXDPRedirect is the kernel's own XDP forwarding: the
+	// ceiling of the rig itself.
+	DataplaneXDPRedirect = "xdp-redirect"
 )
 
 // Scenario names as the rig writes them into Result.Scenario.
 const (
-	ScenarioUDP1Flow     = "udp64-1-flow"
-	ScenarioUDP1kFlows   = "udp64-1k-flows"
-	ScenarioUDP100kFlows = "udp64-100k-flows"
-	ScenarioTCPSYN       = "tcp-syn"
-	ScenarioAffinity100k = "affinity-100k"
-	ScenarioConntrack1M  = "conntrack-1m"
+	ScenarioUDP1Flow         = "udp64-1-flow"
+	ScenarioUDP1kFlows       = "udp64-1k-flows"
+	ScenarioUDP1kFlowsReply  = "udp64-1k-flows-reply"
+	ScenarioUDP1kFlowsOneArm = "udp64-1k-flows-one-arm"
+	ScenarioUDP100kFlows     = "udp64-100k-flows"
+	ScenarioTCPSYN           = "tcp-syn"
+	ScenarioAffinity100k     = "affinity-100k"
+	ScenarioConntrack1M      = "conntrack-1m"
 )
 
 var (
@@ -56,7 +64,7 @@ type Host struct {
 // Result is one (scenario, dataplane, steering) measurement.
 type Result struct {
 	Scenario          string   `json:"scenario"`
-	Dataplane         string   `json:"dataplane"` // "xdpgate", "nftables", "iptables", "afxdp-forwarder"
+	Dataplane         string   `json:"dataplane"` // "xdpgate", "xdpgate-fastpath", "nftables", "iptables", "afxdp-forwarder", "xdp-redirect"
 	Steered           bool     `json:"steered"`   // kernel softirq steered to the gateway CPU
 	Offered           uint64   `json:"offered"`   // frames sent by the generator
 	Delivered         uint64   `json:"delivered"` // frames counted by the sink at endpoints

@@ -14,7 +14,7 @@ var (
 )
 
 func TestEvaluate(t *testing.T) {
-	allMet := map[string]verdict{"T1": met, "T2": met, "T3": met, "T4": met, "T5": met, "T6": met, "T7": met}
+	allMet := map[string]verdict{"T1": met, "T2": met, "T3": met, "T4": met, "T5": met, "T6": met, "T7": met, "T8": met}
 	with := func(changes map[string]verdict) map[string]verdict {
 		out := make(map[string]verdict)
 		for k, v := range allMet {
@@ -34,7 +34,30 @@ func TestEvaluate(t *testing.T) {
 		gotHas map[string]string
 	}{
 		{name: "all met", run: goodRun(), want: allMet,
-			gotHas: map[string]string{"T1": "2.50x", "T5": "iptables 0.7312 of 100000 clients", "T6": "all 4 rates"}},
+			gotHas: map[string]string{"T1": "2.50x (xdpgate 2.500 Mpps", "T5": "iptables 0.7312 of 100000 clients", "T6": "xdpgate lossless at all 4 rates",
+				"T8": "udp64-1k-flows-reply: 2.40x (xdpgate-fastpath 1.200 Mpps vs nftables 0.500 Mpps); udp64-1k-flows-one-arm: 2.20x (xdpgate 2.200 Mpps"}},
+		{name: "T8 missed in one-arm", run: edit(goodRun(), ScenarioUDP1kFlowsOneArm, DataplaneNFTables, true, setPPS(1.2e6)),
+			want: with(map[string]verdict{"T8": missed}), gotHas: map[string]string{"T8": "udp64-1k-flows-one-arm: 1.83x"}},
+		{name: "T8 without the fast path is judged on xdpgate", run: drop(goodRun(), ScenarioUDP1kFlowsReply, DataplaneXDPGateFastPath),
+			want: with(map[string]verdict{"T8": missed}), gotHas: map[string]string{"T8": "udp64-1k-flows-reply: 0.60x (xdpgate 0.300 Mpps"}},
+		{name: "T8 with the fast path failed is judged on xdpgate",
+			run:  edit(goodRun(), ScenarioUDP1kFlowsReply, DataplaneXDPGateFastPath, true, withError("attach: no NAPI")),
+			want: with(map[string]verdict{"T8": missed}), gotHas: map[string]string{"T8": "0.60x (xdpgate 0.300 Mpps"}},
+		{name: "T8 with both configurations failed is a miss",
+			run: edit(edit(goodRun(), ScenarioUDP1kFlowsReply, DataplaneXDPGateFastPath, true, withError("fast path down")),
+				ScenarioUDP1kFlowsReply, DataplaneXDPGate, true, withError("xdpgate down")),
+			want: with(map[string]verdict{"T8": missed}), gotHas: map[string]string{"T8": "udp64-1k-flows-reply: xdpgate failed: xdpgate down"}},
+		{name: "T8 without a one-arm baseline", run: drop(goodRun(), ScenarioUDP1kFlowsOneArm, DataplaneNFTables),
+			want: with(map[string]verdict{"T8": noData}), gotHas: map[string]string{"T8": "no nftables result for udp64-1k-flows-one-arm"}},
+		{name: "T8 missed in one scenario decides without the other's data",
+			run:  edit(drop(goodRun(), ScenarioUDP1kFlowsOneArm, DataplaneNFTables), ScenarioUDP1kFlowsReply, DataplaneNFTables, true, setPPS(0.7e6)),
+			want: with(map[string]verdict{"T8": missed})},
+		{name: "T1 takes the better configuration",
+			run:  appendResult(edit(goodRun(), ScenarioUDP1kFlows, DataplaneNFTables, true, setPPS(1.4e6)), makeResult(ScenarioUDP1kFlows, DataplaneXDPGateFastPath, 3e6)),
+			want: allMet, gotHas: map[string]string{"T1": "2.14x (xdpgate-fastpath 3.000 Mpps", "T3": "xdpgate-fastpath", "T6": "xdpgate lossless"}},
+		{name: "T1 takes a steered configuration over a faster unsteered one",
+			run:  appendResult(goodRun(), makeResult(ScenarioUDP1kFlows, DataplaneXDPGateFastPath, 9e6, unsteered)),
+			want: allMet, gotHas: map[string]string{"T1": "2.50x (xdpgate 2.500 Mpps"}},
 		{name: "T1 missed just under 2x", run: edit(goodRun(), ScenarioUDP1kFlows, DataplaneNFTables, true, setPPS(1.26e6)),
 			want: with(map[string]verdict{"T1": missed}), gotHas: map[string]string{"T1": "1.98x"}},
 		{name: "T1 exactly 2x is met", run: edit(goodRun(), ScenarioUDP1kFlows, DataplaneNFTables, true, setPPS(1.25e6)), want: allMet},
@@ -90,9 +113,9 @@ func TestEvaluate(t *testing.T) {
 			run:  edit(edit(goodRun(), ScenarioTCPSYN, DataplaneNFTables, true, setPPS(0)), ScenarioTCPSYN, DataplaneXDPGate, true, setPPS(0)),
 			want: with(map[string]verdict{"T4": missed, "T7": missed}), gotHas: map[string]string{"T4": "n/a"}},
 		{name: "empty run", run: &Run{},
-			want: map[string]verdict{"T1": noData, "T2": noData, "T3": noData, "T4": noData, "T5": noData, "T6": noData, "T7": noData}},
+			want: map[string]verdict{"T1": noData, "T2": noData, "T3": noData, "T4": noData, "T5": noData, "T6": noData, "T7": noData, "T8": noData}},
 		{name: "nil run", run: nil,
-			want: map[string]verdict{"T1": noData, "T2": noData, "T3": noData, "T4": noData, "T5": noData, "T6": noData, "T7": noData}},
+			want: map[string]verdict{"T1": noData, "T2": noData, "T3": noData, "T4": noData, "T5": noData, "T6": noData, "T7": noData, "T8": noData}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -37,8 +37,10 @@ type gateway interface {
 // scenario and tag.
 func startGateway(name string, t *topology, sc Scenario, o Options, dir, tag string) (gateway, error) {
 	switch name {
-	case DataplaneXDPGate:
-		return startXDPGate(t, sc, o, dir, tag)
+	case DataplaneXDPGate, DataplaneXDPGateFastPath:
+		return startXDPGate(name, t, sc, o, dir, tag)
+	case DataplaneXDPRedirect:
+		return startXDPRedirect(t)
 	case DataplaneNFTables, DataplaneIPTables:
 		kind := baseline.NFTables
 		if name == DataplaneIPTables {
@@ -155,7 +157,7 @@ func (*forwarderGateway) profile() string { return "" }
 // namespace: `xdpgate run` from a manifest file, exactly as a user runs it,
 // or an external command (startExternal).
 type procGateway struct {
-	name string // for messages; "" is xdpgate
+	name string // the dataplane's name, for messages
 	cmd  *exec.Cmd
 	done chan error
 	prof string
@@ -165,7 +167,9 @@ type procGateway struct {
 	admin, adminDir string
 }
 
-func startXDPGate(t *topology, sc Scenario, o Options, dir, tag string) (*procGateway, error) {
+// startXDPGate runs `xdpgate run` as dataplane name: xdpgate, or
+// xdpgate-fastpath, the same with --fast-path xdp.
+func startXDPGate(name string, t *topology, sc Scenario, o Options, dir, tag string) (*procGateway, error) {
 	manifest, err := sc.Manifest()
 	if err != nil {
 		return nil, err
@@ -178,7 +182,7 @@ func startXDPGate(t *topology, sc Scenario, o Options, dir, tag string) (*procGa
 	if sc.Prefill > 0 {
 		ctMax = 2 * int(sc.Prefill)
 	}
-	x := &procGateway{done: make(chan error, 1), log: filepath.Join(dir, sc.Name+tag+"-xdpgate.log")}
+	x := &procGateway{name: name, done: make(chan error, 1), log: filepath.Join(dir, sc.Name+tag+"-"+name+".log")}
 	// The admin socket, from which the rig reads xdpgate's counters around
 	// each burst (a unix socket path is short: not under dir).
 	if x.adminDir, err = os.MkdirTemp("", "xdpgate-bench-"); err != nil {
@@ -206,11 +210,14 @@ func startXDPGate(t *topology, sc Scenario, o Options, dir, tag string) (*procGa
 		// off the CPU (measured on the raw forwarder: about 20% fewer
 		// frames delivered with the default 50us spin).
 		"--busy-poll", "0"}
+	if name == DataplaneXDPGateFastPath {
+		args = append(args, "--fast-path", "xdp")
+	}
 	args = append(args, o.XDPGateArgs...)
 	x.cmd = exec.Command("ip", args...)
 	x.cmd.Stdout, x.cmd.Stderr = logf, logf
 	if o.ProfileDir != "" {
-		x.prof = filepath.Join(o.ProfileDir, sc.Name+tag+"-xdpgate.pprof")
+		x.prof = filepath.Join(o.ProfileDir, sc.Name+tag+"-"+name+".pprof")
 		x.cmd.Env = append(os.Environ(), "XDPGATE_CPUPROFILE="+x.prof)
 	}
 	if err := x.cmd.Start(); err != nil {
@@ -237,9 +244,6 @@ func (x *procGateway) stop() error {
 		defer os.RemoveAll(x.adminDir)
 	}
 	name := x.name
-	if name == "" {
-		name = DataplaneXDPGate
-	}
 	if done, err := x.exited(); done {
 		return fmt.Errorf("%s exited early: %v (log %s)", name, err, x.log)
 	}
@@ -250,7 +254,7 @@ func (x *procGateway) stop() error {
 	}
 	select {
 	case err := <-x.done:
-		if err != nil && x.name == "" {
+		if err != nil && x.admin != "" { // xdpgate, not a user's command
 			return fmt.Errorf("%s: %v (log %s)", name, err, x.log)
 		}
 		// A user's command killed by SIGTERM is a normal stop.
@@ -277,11 +281,7 @@ type forwarderGateway struct {
 }
 
 func startForwarder(t *topology, sc Scenario, o Options) (*forwarderGateway, error) {
-	// The forwarder forwards by destination: the VIP is routed to the
-	// sink. Only here: with the route, a kernel dataplane would forward
-	// frames that arrive before its rules untranslated, and its conntrack
-	// would keep those flows untranslated.
-	if err := nsRun(t.gw, "ip", "route", "add", vipAddr+"/32", "via", t.nextHop, "dev", t.egress); err != nil {
+	if err := t.routeVIP(); err != nil {
 		return nil, err
 	}
 	f := &forwarderGateway{done: make(chan error, 1)}
@@ -323,4 +323,13 @@ func (f *forwarderGateway) stop() error {
 	f.cancel()
 	err := <-f.done
 	return errors.Join(err, f.dp.Close(), f.eg.Close())
+}
+
+// routeVIP routes the VIP to the sink in the gateway namespace, for the
+// dataplanes that forward by destination without translation (the raw
+// forwarder, xdp-redirect). Only for them: with the route, a kernel
+// dataplane would forward frames that arrive before its rules
+// untranslated, and its conntrack would keep those flows untranslated.
+func (t *topology) routeVIP() error {
+	return nsRun(t.gw, "ip", "route", "add", vipAddr+"/32", "via", t.nextHop, "dev", t.egress)
 }

@@ -12,12 +12,25 @@
 //   - xdpgate: `xdpgate run` of Options.Binary (the product binary, a
 //     child process) from a manifest, its pollers pinned to the gateway
 //     CPU, exactly as a user runs it;
+//   - xdpgate-fastpath: the same with --fast-path xdp, xdpgate's best
+//     configuration where flows become established; by default only in
+//     the reply scenarios, the only ones where the fast path takes flows
+//     (one-way UDP flows are never established, tcp-syn is all first
+//     packets);
 //   - nftables: the kernel with kube-proxy's nftables-mode ruleset for the
 //     same snapshot (bench/baseline);
 //   - iptables: the kernel with kube-proxy's iptables-mode ruleset;
 //   - afxdp-forwarder: dataplane.Forwarder on the same AF_XDP sockets,
 //     rings and pollers with no translation: the ceiling of xdpgate's I/O
-//     path on this machine.
+//     path on this machine;
+//   - xdp-redirect: the kernel's own XDP forwarding of the same traffic
+//     (bench/xdpfwd, as the kernel's samples/bpf xdp_fwd: bpf_fib_lookup,
+//     TTL, devmap redirect, in native mode on the gateway's interfaces), no
+//     translation: the physical ceiling of the rig.
+//
+// The two untranslated dataplanes forward by destination: the rig routes
+// the VIP to the sink for them, and the sink counts their frames at the VIP
+// instead of at the endpoints (still checking the sampled checksums).
 //
 // Options.External (xdpgate-bench --external NAME=COMMAND) adds dataplanes
 // of your own: COMMAND runs under sh in the gateway namespace (in its own
@@ -34,7 +47,14 @@
 // generator's interface. Reply scenarios make the sink reflect every frame
 // (Ethernet, addresses and ports swapped), so the gateway translates the
 // replies back; a second sink on the generator's interface counts them and
-// checks that they come from the VIP.
+// checks that they come from the VIP. The two sinks of a reply scenario run
+// in generic XDP mode (the kernel baselines' gw1 has no XDP program to
+// receive a native XDP_TX), except for xdpgate-fastpath and xdp-redirect
+// (and xdpgate with Options.NativeReplySinks): a veth can receive redirected
+// XDP frames only when the peer has NAPI, which a native program gives it.
+// Native sinks cost the gateway CPU less than generic ones, so in the reply
+// scenarios those rows compare like for like with each other, and only
+// indicatively with the rest.
 //
 // The sink (bench/sink, an XDP program with per-CPU counters) counts what
 // arrives per endpoint, checks a sample of frames (checksums, translation)

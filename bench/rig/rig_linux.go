@@ -62,12 +62,14 @@ type Options struct {
 	// (a later flag wins), e.g. to measure other --busy-poll settings.
 	XDPGateArgs []string
 	// NativeReplySinks attaches the reply scenarios' two sinks in native
-	// XDP mode when the xdpgate dataplane is measured (other dataplanes
-	// keep generic mode, which their replies need). Native sinks give the
-	// gateway-facing veths NAPI, which xdpgate's XDP fast path
-	// (--fast-path xdp) needs to forward to them; their cost on the
-	// gateway CPU differs from generic sinks', so compare xdpgate with and
-	// without the fast path under it, not with the kernel baselines.
+	// XDP mode also when the xdpgate dataplane is measured, as they always
+	// are for xdpgate-fastpath and xdp-redirect (the kernel baselines and
+	// the raw forwarder keep generic mode, which their replies need).
+	// Native sinks give the gateway-facing veths NAPI, which xdpgate's XDP
+	// fast path (--fast-path xdp) needs to forward to them; their cost on
+	// the gateway CPU differs from generic sinks', so with it xdpgate
+	// compares like for like with xdpgate-fastpath, not with the kernel
+	// baselines.
 	NativeReplySinks bool
 	// Command is recorded in the report as the reproducing command line.
 	Command string
@@ -119,8 +121,8 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	}
 	o.Dataplanes = ordered
-	if o.Binary == "" && slices.Contains(o.Dataplanes, DataplaneXDPGate) {
-		return o, fmt.Errorf("dataplane %s: Options.Binary, the xdpgate binary to run, is empty", DataplaneXDPGate)
+	if i := slices.IndexFunc(o.Dataplanes, isXDPGate); o.Binary == "" && i >= 0 {
+		return o, fmt.Errorf("dataplane %s: Options.Binary, the xdpgate binary to run, is empty", o.Dataplanes[i])
 	}
 	if o.Duration <= 0 {
 		o.Duration = 3 * time.Second
@@ -184,12 +186,18 @@ func Run(ctx context.Context, opts Options) (*report.Run, error) {
 			"frame_size":     "64 (60 bytes + FCS)",
 			"steering":       "threaded NAPI on gw0 pinned to the gateway CPU (every dataplane)",
 			"cpu_accounting": "busy time of the gateway CPU (user+system+irq+softirq, /proc/stat) during the burst",
+			"reply_sinks":    "generic XDP; native for " + DataplaneXDPGateFastPath + " and " + DataplaneXDPRedirect,
 		},
 	}
+	if o.NativeReplySinks {
+		out.Settings["reply_sinks"] += " and " + DataplaneXDPGate
+	}
+	fastPathSkipped := false
 	for _, sc := range o.Custom {
 		r := &scenarioRun{o: o, sc: sc}
 		for _, dp := range o.Dataplanes {
-			if sc.Dataplanes != nil && !slices.Contains(sc.Dataplanes, dp) {
+			if !sc.Measures(dp) {
+				fastPathSkipped = fastPathSkipped || (sc.Dataplanes == nil && dp == DataplaneXDPGateFastPath)
 				continue
 			}
 			if err := ctx.Err(); err != nil {
@@ -207,6 +215,9 @@ func Run(ctx context.Context, opts Options) (*report.Run, error) {
 		if sc.Skipped != "" {
 			out.Notes = append(out.Notes, fmt.Sprintf("%s: only %v (%s)", sc.Name, sc.Dataplanes, sc.Skipped))
 		}
+	}
+	if fastPathSkipped {
+		out.Notes = append(out.Notes, fmt.Sprintf("%s: measured in reply scenarios only (%s)", DataplaneXDPGateFastPath, fastPathOnlyReply))
 	}
 	return out, nil
 }
@@ -256,8 +267,9 @@ func (r *scenarioRun) measure(ctx context.Context, dp string, steered bool) (res
 	for i := range numEndpoints {
 		endpoints = append(endpoints, netip.AddrPortFrom(r.sc.endpoint(i), targetPort))
 	}
-	// The last index counts untranslated frames: the raw forwarder's
-	// delivery, an error for every translating dataplane.
+	// The last index counts untranslated frames: the raw forwarder's and
+	// the kernel's XDP forwarding's delivery, an error for every
+	// translating dataplane.
 	vipIndex := len(endpoints)
 	endpoints = append(endpoints, netip.AddrPortFrom(netip.MustParseAddr(vipAddr), servicePort))
 	scfg := sink.Config{Ifname: t.sinkIf, Endpoints: endpoints, SampleEvery: 1024,
@@ -265,7 +277,7 @@ func (r *scenarioRun) measure(ctx context.Context, dp string, steered bool) (res
 		// peer runs XDP too, which the kernel baselines' gw1 does not;
 		// generic mode sends them through the peer's normal receive path.
 		Reflect: r.sc.Reply, Generic: r.sc.Reply && !r.nativeSinks(dp)}
-	if dp != DataplaneForwarder {
+	if !untranslated(dp) {
 		scfg.ExpectSrc = r.sc.expectSrc()
 	}
 	if r.sc.Affinity {
@@ -291,7 +303,7 @@ func (r *scenarioRun) measure(ctx context.Context, dp string, steered bool) (res
 		res.Profile = gw.profile()
 	}()
 	delivered := func(c sink.Counts) uint64 {
-		if dp == DataplaneForwarder {
+		if untranslated(dp) {
 			return c.PerEndpoint[vipIndex]
 		}
 		var n uint64
@@ -364,8 +376,15 @@ func (r *scenarioRun) measure(ctx context.Context, dp string, steered bool) (res
 	if m.csum > 0 || m.xlat > 0 || m.other > 0 {
 		fmt.Fprintf(r.o.Log, "%s/%s: sink: %d frames to no endpoint; sample errors: %q\n", r.sc.Name, dp, m.other, snk.RecentErrors())
 	}
+	if x, ok := gw.(*xdpRedirectGateway); ok {
+		// Where its frames went (the report's gateway table is for AF_XDP
+		// dataplanes): forwarded, or passed to the kernel and why.
+		if st, err := x.stats(); err == nil {
+			fmt.Fprintf(r.o.Log, "%s/%s: program counters since attach (warmup included): %s\n", r.sc.Name, dp, st)
+		}
+	}
 	res.PerEndpoint = m.perEndpoint[:vipIndex]
-	if dp != DataplaneForwarder {
+	if !untranslated(dp) {
 		// Frames that reached the sink untranslated or to no endpoint.
 		res.TranslationErrors += m.perEndpoint[vipIndex] + m.other
 	}
@@ -428,7 +447,18 @@ func (b *burster) genConfig(spec burstSpec) pktgen.Config {
 }
 
 // nativeSinks reports whether the sinks of a reply scenario run in native
-// mode for dataplane dp (Options.NativeReplySinks).
+// mode for dataplane dp: always for xdpgate-fastpath, whose XDP program can
+// forward to a veth only when the peer has NAPI (an XDP program gives it
+// one: the README's "XDP fast path"), and for xdp-redirect, the ceiling,
+// whose every frame is such a redirect; for xdpgate with
+// Options.NativeReplySinks. The kernel baselines and the raw forwarder keep
+// generic sinks, whose XDP_TX their gw1 (no XDP program) can receive.
 func (r *scenarioRun) nativeSinks(dp string) bool {
-	return r.o.NativeReplySinks && dp == DataplaneXDPGate
+	switch dp {
+	case DataplaneXDPGateFastPath, DataplaneXDPRedirect:
+		return true
+	case DataplaneXDPGate:
+		return r.o.NativeReplySinks
+	}
+	return false
 }

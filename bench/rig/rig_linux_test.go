@@ -41,9 +41,12 @@ func TestPrivRig(t *testing.T) {
 	testnet.RequirePriv(t)
 	bin := buildXDPGate(t)
 	var logBuf bytes.Buffer
+	// xdp-redirect and xdpgate-fastpath have their own, shorter test
+	// (TestPrivRigCeiling).
+	dataplanes := []string{DataplaneForwarder, DataplaneXDPGate, DataplaneNFTables, DataplaneIPTables, "own-nft"}
 	opts := Options{
 		Binary: bin, Duration: time.Second, Repeat: 2, SweepPoint: 300 * time.Millisecond, SweepFractions: []float64{0.5},
-		WorkDir: t.TempDir(), Log: &logBuf,
+		WorkDir: t.TempDir(), Log: &logBuf, Dataplanes: dataplanes,
 		// A dataplane of one's own: here the kernel with the nftables
 		// ruleset the rig renders for it.
 		External: map[string]string{"own-nft": `nft -f "$XDPGATE_BENCH_NFT" && sysctl -qw net.ipv4.ip_forward=1 && exec sleep 600`},
@@ -86,7 +89,7 @@ func TestPrivRig(t *testing.T) {
 		if r.ChecksumErrors != 0 || r.TranslationErrors != 0 {
 			t.Errorf("%s: %d checksum and %d translation errors in %d samples", key, r.ChecksumErrors, r.TranslationErrors, r.Sampled)
 		}
-		if r.Dataplane != DataplaneForwarder {
+		if !untranslated(r.Dataplane) {
 			hit := 0
 			for _, n := range r.PerEndpoint {
 				if n > 0 {
@@ -102,7 +105,7 @@ func TestPrivRig(t *testing.T) {
 		}
 	}
 	for _, sc := range []string{"udp", "reply", "one-arm", "syn", "affinity"} {
-		for _, dp := range append(slices.Clone(Dataplanes), "own-nft") {
+		for _, dp := range dataplanes {
 			if sc == "affinity" && (dp == DataplaneForwarder || dp == "own-nft") {
 				continue
 			}
@@ -141,6 +144,110 @@ func TestPrivRig(t *testing.T) {
 	t.Log(md.String())
 	if left := ownNamespaces(t); len(left) > 0 {
 		t.Errorf("namespaces left behind: %v", left)
+	}
+}
+
+// TestPrivRigCeiling runs the rig briefly with the kernel's XDP forwarding
+// (xdp-redirect) on one-way UDP, reflected UDP and one-arm, and xdpgate with
+// its fast path on reflected UDP: every one delivers, with correct
+// checksums (and, for xdpgate-fastpath, translations); xdp-redirect's
+// frames all arrive untranslated at the VIP; xdpgate-fastpath forwards most
+// frames in XDP (fewer reach its sockets than round trips complete, each of
+// which crosses the gateway twice); and xdpgate-fastpath runs only where
+// there are replies.
+func TestPrivRigCeiling(t *testing.T) {
+	testnet.RequirePriv(t)
+	bin := buildXDPGate(t)
+	var logBuf bytes.Buffer
+	opts := Options{
+		Binary: bin, Duration: time.Second, Repeat: 1, SweepPoint: 300 * time.Millisecond, SweepFractions: []float64{0.5},
+		WorkDir: t.TempDir(), Log: &logBuf,
+		Dataplanes: []string{DataplaneXDPRedirect, DataplaneXDPGateFastPath},
+		Custom: []Scenario{
+			{Name: "udp", Description: "small UDP", Clients: 200, PortsPerClient: 2},
+			{Name: "reply", Description: "small UDP, reflected", Clients: 200, PortsPerClient: 2, Reply: true},
+			{Name: "one-arm", Description: "small UDP, one-arm", Clients: 200, PortsPerClient: 2, OneArm: true},
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	run, err := Run(ctx, opts)
+	t.Logf("rig log:\n%s", logBuf.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range run.Results {
+		key := r.Scenario + "/" + r.Dataplane
+		got = append(got, key)
+		if r.Error != "" {
+			t.Errorf("%s: %s", key, r.Error)
+			continue
+		}
+		if r.Delivered == 0 || r.Delivered > r.Offered {
+			t.Errorf("%s: offered %d, delivered %d", key, r.Offered, r.Delivered)
+		}
+		if r.Sampled == 0 {
+			t.Errorf("%s: the sink checked no sample", key)
+		}
+		if r.ChecksumErrors != 0 || r.TranslationErrors != 0 {
+			t.Errorf("%s: %d checksum and %d translation errors in %d samples", key, r.ChecksumErrors, r.TranslationErrors, r.Sampled)
+		}
+		var atEndpoints uint64
+		for _, n := range r.PerEndpoint {
+			atEndpoints += n
+		}
+		if r.Dataplane == DataplaneXDPRedirect && atEndpoints != 0 {
+			t.Errorf("%s: %d frames at endpoints (%v), want all at the VIP: it does not translate", key, atEndpoints, r.PerEndpoint)
+		}
+		if r.Dataplane == DataplaneXDPGateFastPath {
+			if g := r.Gateway; g == nil || g.Redirected >= r.Delivered {
+				t.Errorf("%s: gateway counters %+v for %d round trips: want fewer frames through AF_XDP than round trips", key, g, r.Delivered)
+			}
+		}
+	}
+	want := []string{"udp/" + DataplaneXDPRedirect, "reply/" + DataplaneXDPRedirect, "reply/" + DataplaneXDPGateFastPath, "one-arm/" + DataplaneXDPRedirect}
+	if !slices.Equal(got, want) {
+		t.Errorf("results %v, want %v", got, want)
+	}
+	if !slices.ContainsFunc(run.Notes, func(n string) bool {
+		return strings.HasPrefix(n, DataplaneXDPGateFastPath+": measured in reply scenarios only")
+	}) {
+		t.Errorf("notes %q: want one saying where %s ran", run.Notes, DataplaneXDPGateFastPath)
+	}
+	if !strings.Contains(logBuf.String(), "program counters since attach") {
+		t.Errorf("the log has no xdp-redirect program counters")
+	}
+	if left := ownNamespaces(t); len(left) > 0 {
+		t.Errorf("namespaces left behind: %v", left)
+	}
+}
+
+func TestScenarioMeasures(t *testing.T) {
+	tests := []struct {
+		sc   Scenario
+		dp   string
+		want bool
+	}{
+		{Scenario{}, DataplaneXDPGate, true},
+		{Scenario{}, DataplaneXDPRedirect, true},
+		{Scenario{}, DataplaneXDPGateFastPath, false},
+		{Scenario{OneArm: true}, DataplaneXDPGateFastPath, false},
+		{Scenario{Reply: true}, DataplaneXDPGateFastPath, true},
+		{Scenario{Dataplanes: []string{DataplaneXDPGateFastPath}}, DataplaneXDPGateFastPath, true},
+		{Scenario{Reply: true, Dataplanes: []string{DataplaneXDPGate}}, DataplaneXDPGateFastPath, false},
+		{Scenario{Dataplanes: []string{DataplaneXDPGate}}, DataplaneXDPRedirect, false},
+	}
+	for _, tc := range tests {
+		if got := tc.sc.Measures(tc.dp); got != tc.want {
+			t.Errorf("Scenario{Reply: %v, OneArm: %v, Dataplanes: %v}.Measures(%s) = %v, want %v",
+				tc.sc.Reply, tc.sc.OneArm, tc.sc.Dataplanes, tc.dp, got, tc.want)
+		}
+	}
+	for _, sc := range Scenarios {
+		if got, want := sc.Measures(DataplaneXDPRedirect), sc.Measures(DataplaneForwarder); got != want {
+			t.Errorf("%s: measures %s %v, %s %v: the two untranslated ceilings go together", sc.Name, DataplaneXDPRedirect, got, DataplaneForwarder, want)
+		}
 	}
 }
 

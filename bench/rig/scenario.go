@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -13,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/xdpgate/xdpgate/affinity"
+	"github.com/xdpgate/xdpgate/bench/report"
 	"github.com/xdpgate/xdpgate/control"
 	"github.com/xdpgate/xdpgate/snapshot"
 )
@@ -47,17 +49,52 @@ const (
 	benchNamespace = "bench"
 )
 
-// The dataplanes the rig compares.
+// The dataplanes the rig compares, named as the report knows them.
 const (
-	DataplaneXDPGate   = "xdpgate"
-	DataplaneNFTables  = "nftables"
-	DataplaneIPTables  = "iptables"
-	DataplaneForwarder = "afxdp-forwarder"
+	DataplaneXDPGate = report.DataplaneXDPGate
+	// DataplaneXDPGateFastPath is xdpgate with --fast-path xdp, its best
+	// configuration where flows get established (reply scenarios; see
+	// Scenario.Measures).
+	DataplaneXDPGateFastPath = report.DataplaneXDPGateFastPath
+	DataplaneNFTables        = report.DataplaneNFTables
+	DataplaneIPTables        = report.DataplaneIPTables
+	DataplaneForwarder       = report.DataplaneForwarder
+	// DataplaneXDPRedirect is the kernel's own XDP forwarding (bench/xdpfwd):
+	// the ceiling of the rig itself.
+	DataplaneXDPRedirect = report.DataplaneXDPRedirect
 )
 
 // Dataplanes lists them in measurement order: the raw forwarder first, so
 // a sweep can be scaled to the ceiling it measures.
-var Dataplanes = []string{DataplaneForwarder, DataplaneXDPGate, DataplaneNFTables, DataplaneIPTables}
+var Dataplanes = []string{DataplaneForwarder, DataplaneXDPRedirect, DataplaneXDPGate, DataplaneXDPGateFastPath,
+	DataplaneNFTables, DataplaneIPTables}
+
+// untranslated reports whether dataplane dp forwards without translation
+// (the raw forwarder, the kernel's XDP forwarding): the sink counts its
+// frames at the VIP, not at the endpoints.
+func untranslated(dp string) bool {
+	return dp == DataplaneForwarder || dp == DataplaneXDPRedirect
+}
+
+// isXDPGate reports whether dp runs the xdpgate binary.
+func isXDPGate(dp string) bool {
+	return dp == DataplaneXDPGate || dp == DataplaneXDPGateFastPath
+}
+
+// fastPathOnlyReply is why xdpgate-fastpath runs only in reply scenarios
+// by default (the report's note).
+const fastPathOnlyReply = "the fast path takes a UDP flow once a reply establishes it; one-way UDP flows " +
+	"and TCP SYNs, every frame a first packet, stay in userspace as with xdpgate"
+
+// Measures reports whether the rig measures dataplane dp in the scenario:
+// those in Dataplanes when that is set; otherwise all of them, except that
+// xdpgate-fastpath runs only in reply scenarios (fastPathOnlyReply).
+func (s Scenario) Measures(dp string) bool {
+	if s.Dataplanes != nil {
+		return slices.Contains(s.Dataplanes, dp)
+	}
+	return dp != DataplaneXDPGateFastPath || s.Reply
+}
 
 // endpoint is the i-th endpoint address: 198.18.2.10 + i behind the
 // gateway's second interface, or 198.18.1.10 + i on the generator's side

@@ -66,17 +66,22 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	fs := flag.NewFlagSet("xdpgate-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var scenarios, dataplanes, xdpgateArgs string
-	fs.StringVar(&scenarios, "scenarios", "", "comma-separated scenarios (default all: udp64-1-flow, udp64-1k-flows, udp64-100k-flows, tcp-syn, affinity-100k, conntrack-1m)")
-	fs.StringVar(&dataplanes, "dataplanes", "", "comma-separated dataplanes (default all: afxdp-forwarder, xdpgate, nftables, iptables)")
+	var allScenarios []string
+	for _, sc := range rig.Scenarios {
+		allScenarios = append(allScenarios, sc.Name)
+	}
+	fs.StringVar(&scenarios, "scenarios", "", "comma-separated scenarios (default all: "+strings.Join(allScenarios, ", ")+")")
+	fs.StringVar(&dataplanes, "dataplanes", "", "comma-separated dataplanes (default all: "+strings.Join(rig.Dataplanes, ", ")+
+		"; xdp-redirect is the kernel's own XDP forwarding, the rig's ceiling; xdpgate-fastpath is xdpgate with --fast-path xdp, measured in reply scenarios only)")
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "length of one measured burst")
 	fs.IntVar(&o.repeat, "repeat", 3, "bursts per scenario and dataplane; the median is reported with the range")
 	fs.DurationVar(&o.sweepPoint, "sweep-point", 2*time.Second, "length of one point of a delivered-vs-offered sweep")
 	fs.StringVar(&o.out, "out", "bench/results", "directory for latest.json, latest.md and the plots in latest/ (replaced by every run); each run's own files and the CPU profiles go to its "+runsDir+"/ subdirectory")
 	fs.BoolVar(&o.profiles, "profiles", true, "write a CPU profile of each xdpgate run to "+runsDir+"/"+profilesDir+"/ under --out")
 	fs.BoolVar(&o.unsteered, "unsteered", true, "also measure xdpgate and nftables once without softirq steering")
-	fs.BoolVar(&o.nativeReplySinks, "native-reply-sinks", false, "reply scenarios: native-mode sinks for the xdpgate dataplane (what --fast-path xdp needs; compare xdpgate with itself, not with the kernel baselines)")
+	fs.BoolVar(&o.nativeReplySinks, "native-reply-sinks", false, "reply scenarios: native-mode sinks for the xdpgate dataplane too, as xdpgate-fastpath and xdp-redirect always have (compare xdpgate then with xdpgate-fastpath, not with the kernel baselines)")
 	fs.StringVar(&o.xdpgate, "xdpgate", "", "the xdpgate binary measured as the xdpgate dataplane (default: xdpgate next to this binary, then bin/xdpgate, then xdpgate on PATH)")
-	fs.StringVar(&xdpgateArgs, "xdpgate-args", "", "extra `xdpgate run` flags for the xdpgate dataplane, space-separated (they override the rig's, e.g. \"--busy-poll 50us\")")
+	fs.StringVar(&xdpgateArgs, "xdpgate-args", "", "extra `xdpgate run` flags for the xdpgate and xdpgate-fastpath dataplanes, space-separated (they override the rig's, e.g. \"--busy-poll 50us\")")
 	o.external = map[string]string{}
 	fs.Var(externalFlag(o.external), "external", "NAME=COMMAND: also measure your own dataplane, COMMAND run by sh in the gateway namespace (repeatable; see bench/rig's documentation for its environment)")
 	fs.BoolVar(&o.cleanup, "cleanup", false, "only remove namespaces (xgb-*) left by an interrupted run, then exit")
@@ -96,10 +101,11 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	return o, nil
 }
 
-// measuresXDPGate reports whether the run includes the xdpgate dataplane
-// (no --dataplanes means all of them).
+// measuresXDPGate reports whether the run includes a dataplane that runs
+// the xdpgate binary (no --dataplanes means all of them).
 func (o benchOptions) measuresXDPGate() bool {
-	return !o.cleanup && (len(o.dataplanes) == 0 || slices.Contains(o.dataplanes, rig.DataplaneXDPGate))
+	return !o.cleanup && (len(o.dataplanes) == 0 || slices.Contains(o.dataplanes, rig.DataplaneXDPGate) ||
+		slices.Contains(o.dataplanes, rig.DataplaneXDPGateFastPath))
 }
 
 func bench(args []string, stdout, stderr io.Writer) error {

@@ -86,6 +86,8 @@ func TestMeasuresXDPGate(t *testing.T) {
 		{"all dataplanes", nil, true},
 		{"xdpgate selected", []string{"--dataplanes", "nftables,xdpgate"}, true},
 		{"kernel only", []string{"--dataplanes", "nftables,iptables"}, false},
+		{"xdpgate with the fast path only", []string{"--dataplanes", "xdpgate-fastpath,nftables"}, true},
+		{"xdp-redirect and the raw forwarder", []string{"--dataplanes", "xdp-redirect,afxdp-forwarder"}, false},
 		{"cleanup", []string{"--cleanup"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
