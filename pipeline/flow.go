@@ -52,7 +52,17 @@ func reopens(pk *nat.Packet, fl *conntrack.Flow) bool {
 // a flow, as with nf_conntrack_tcp_loose=1: after a restart, mid-stream TCP
 // is picked up again and, the choice being a hash (Maglev of the 5-tuple, or
 // the ClientIP session choice), sent where the other gateways send it.
-func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntrack.Flow, dataplane.Hop, newFlowStatus) {
+//
+// reuse, when valid, is the masquerade source of the closed flow this SYN
+// reopens: a masqueraded reopen takes that port again if it is still free
+// (snatInsert), so the endpoint sees the client's reuse of its tuple as the
+// client made it. A fresh port could meet the endpoint's state of another
+// tuple, and the old one is the port whose state the client's own RST or
+// FINs just ended there: under a SYN flood whose forged flows the
+// endpoint answered, the client's SYN on a reclaimed port draws an ACK for
+// the forged connection, the client resets it, and its retransmitted SYN
+// reopens the flow; on a new port it would likely meet another such state.
+func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet, reuse netip.AddrPort) (conntrack.Flow, dataplane.Hop, newFlowStatus) {
 	var fl conntrack.Flow
 	var hop dataplane.Hop
 	pq, s := b.pq, b.snap
@@ -162,7 +172,13 @@ func (p *Pipeline) newFlow(b *batch, f *dataplane.Frame, pk *nat.Packet) (conntr
 			svc.drop(f, SvcNoSNATAddr)
 			return fl, hop, newFlowDone
 		}
-		fl, res = p.snatInsert(pq, &orig, dnat, hop.Src, hop.Ifindex, sp.ID, ep.ID, &first, b.now)
+		res = conntrack.Conflict
+		if reuse.IsValid() && reuse.Addr() == hop.Src && p.inSNATRange(reuse.Port()) {
+			fl, res = p.ct.InsertFirst(orig, conntrack.MakeTranslation(dnat, reuse), sp.ID, ep.ID, first, b.now)
+		}
+		if res == conntrack.Conflict {
+			fl, res = p.snatInsert(pq, &orig, dnat, hop.Src, hop.Ifindex, sp.ID, ep.ID, &first, b.now)
+		}
 		if res == conntrack.Conflict {
 			svc.drop(f, SvcSNATExhausted)
 			return fl, hop, newFlowDone
@@ -298,6 +314,11 @@ func (p *Pipeline) snatProbe(pq *pipeQueue, orig *conntrack.Tuple, dnat netip.Ad
 		}
 	}
 	return fl, res
+}
+
+// inSNATRange reports whether port is in the SNAT range (Config).
+func (p *Pipeline) inSNATRange(port uint16) bool {
+	return port >= p.cfg.SNATPortMin && port <= p.cfg.SNATPortMax
 }
 
 // snatPort draws a port of the SNAT range.

@@ -352,6 +352,7 @@ func (p *Pipeline) frame(b *batch, f *dataplane.Frame, pk *nat.Packet, r nat.Dro
 		p.laterFragment(b, f, pk)
 		return
 	}
+	var reuse netip.AddrPort // a reopened flow's masquerade source (see newFlow)
 	if hit && reopens(pk, &fl) {
 		// A new connection on the tuple of a closed one (the client reused
 		// its port while the old flow lingers in TIME_WAIT or CLOSE). As
@@ -362,6 +363,9 @@ func (p *Pipeline) frame(b *batch, f *dataplane.Frame, pk *nat.Packet, r nat.Dro
 		// gone or not, for as long as the SYNs keep the flow alive.
 		if p.ct.Delete(fl.Handle) {
 			pq.c.reopens++
+		}
+		if src := netip.AddrPortFrom(fl.Rewrite.SrcAddr(), fl.Rewrite.SrcPort); src != netip.AddrPortFrom(pk.Src, pk.SrcPort) {
+			reuse = src
 		}
 		hit = false
 	}
@@ -382,7 +386,7 @@ func (p *Pipeline) frame(b *batch, f *dataplane.Frame, pk *nat.Packet, r nat.Dro
 	} else {
 		var h dataplane.Hop
 		var st newFlowStatus
-		if fl, h, st = p.newFlow(b, f, pk); st == newFlowDone {
+		if fl, h, st = p.newFlow(b, f, pk, reuse); st == newFlowDone {
 			return
 		}
 		if st == newFlowHop {

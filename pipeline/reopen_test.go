@@ -104,3 +104,65 @@ func TestPipelineReopenChoosesAfresh(t *testing.T) {
 		})
 	}
 }
+
+// TestPipelineReopenKeepsSNATPort: a masqueraded flow reopened by the
+// client takes its old SNAT port again, so the endpoint sees the client's
+// reuse of its tuple. The case that needs it, from a SYN flood whose
+// forged flows the endpoint answered (e2e TestPrivSNATFlood): the client's
+// SYN on a reclaimed port meets the endpoint's state for the forged
+// connection, which answers with an ACK for it; the client resets that
+// (RST with the ACK's number: the gateway's tracking, resynchronised by
+// the first reply, takes it, and the flow closes), which ends the state
+// at the endpoint, and retransmits its SYN, which reopens the flow. On a
+// fresh port it would meet another forged connection's state; with the
+// old one it is answered. Also after TIME_WAIT.
+func TestPipelineReopenKeepsSNATPort(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rst  bool // the forged connection's ACK and the client's RST; else a full connection, closed
+	}{{"challenge ACK, RST", true}, {"TIME_WAIT", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := attackWorld(t, 4096, true, func(c *Config) { c.SNATPortMin, c.SNATPortMax = 20000, 59999 })
+			client := netip.MustParseAddr("198.19.7.8")
+			const sport = 40001
+			proto := tcpPkt(client, 0, ptVIP4, 0, "").proto
+			syn := ptPkt{src: client, dst: ptVIP4, sport: sport, dport: 80, proto: proto, tcpFlags: "S", seq: 1000}.build(t)
+			var first decoded
+			if tc.rst {
+				f := w.run(t, syn)
+				if f.Verdict != dataplane.VerdictTX {
+					t.Fatalf("SYN: %v/%v, want forwarded", f.Verdict, f.Reason)
+				}
+				first = ptDecode(t, f.Data())
+				// The endpoint's ACK for the forged connection on that tuple
+				// (its SYN-ACK acknowledged sequence 777), the client's RST.
+				if r := w.run(t, ptPkt{src: first.dst, dst: first.src, sport: first.dport, dport: first.sport, proto: proto, tcpFlags: "A", seq: 5000, ack: 777}.build(t)); r.Verdict != dataplane.VerdictTX {
+					t.Fatalf("the endpoint's ACK: %v/%v, want forwarded", r.Verdict, r.Reason)
+				}
+				w.run(t, ptPkt{src: client, dst: ptVIP4, sport: sport, dport: 80, proto: proto, tcpFlags: "R", seq: 777}.build(t))
+			} else {
+				if !connect(t, w, client, sport) {
+					t.Fatal("handshake not forwarded")
+				}
+				fl, _ := w.ct.Lookup(conntrack.MakeTuple(client, ptVIP4, sport, 80, nat.ProtoTCP), w.clock.t)
+				first = decoded{src: fl.Rewrite.SrcAddr(), sport: fl.Rewrite.SrcPort}
+				closeConn(t, w, client, sport)
+			}
+			k := conntrack.MakeTuple(client, ptVIP4, sport, 80, nat.ProtoTCP)
+			if fl, _ := w.ct.Lookup(k, w.clock.t); fl.State != conntrack.StateClose && fl.State != conntrack.StateTimeWait {
+				t.Fatalf("the flow is %v, want closed", fl.State)
+			}
+			before := w.p.Stats()[0].Reopens
+			f := w.run(t, syn) // the retransmission, or a new connection on the port
+			if f.Verdict != dataplane.VerdictTX {
+				t.Fatalf("the reopening SYN: %v/%v, want forwarded", f.Verdict, f.Reason)
+			}
+			if w.p.Stats()[0].Reopens != before+1 {
+				t.Fatal("the SYN did not reopen the flow")
+			}
+			if got := ptDecode(t, f.Data()); got.src != first.src || got.sport != first.sport {
+				t.Errorf("the reopening SYN left from %v:%d, want the old SNAT source %v:%d", got.src, got.sport, first.src, first.sport)
+			}
+		})
+	}
+}
