@@ -15,22 +15,29 @@ const sampleBytes = 256
 // checker verifies samples. It is immutable after newChecker and safe for
 // concurrent use.
 type checker struct {
-	endpoints map[netip.AddrPort]int // keyed by unmapped address
-	expectSrc []netip.Prefix
+	endpoints    map[netip.AddrPort]int // keyed by unmapped address
+	replySources map[netip.AddrPort]int // the same
+	expectSrc    []netip.Prefix
 }
 
-func newChecker(endpoints []netip.AddrPort, expectSrc []netip.Prefix) *checker {
-	c := &checker{endpoints: make(map[netip.AddrPort]int, len(endpoints))}
+func newChecker(endpoints []netip.AddrPort, expectSrc []netip.Prefix, replySources []netip.AddrPort) *checker {
+	c := &checker{endpoints: unmapped(endpoints), replySources: unmapped(replySources)}
 	for _, p := range expectSrc {
 		if p.Addr().Is4In6() && p.Bits() >= 96 {
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		c.expectSrc = append(c.expectSrc, p.Masked())
 	}
-	for i, ep := range endpoints {
-		c.endpoints[netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port())] = i
-	}
 	return c
+}
+
+// unmapped indexes aps by their unmapped form.
+func unmapped(aps []netip.AddrPort) map[netip.AddrPort]int {
+	m := make(map[netip.AddrPort]int, len(aps))
+	for i, ap := range aps {
+		m[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] = i
+	}
+	return m
 }
 
 // verdict is the outcome of checking one sample; the reasons are for
@@ -63,7 +70,15 @@ func (v *verdict) addReason(format string, args ...any) {
 // header checksum, the TCP/UDP checksum when the whole packet was
 // captured, and the translation expectations. It never panics on bad
 // input: anything it cannot parse is a checksum error.
-func (c *checker) check(frame []byte) verdict {
+func (c *checker) check(frame []byte) verdict { return c.checkFrame(frame, false) }
+
+// checkReply verifies a sampled reply (a frame the program counted as from
+// a reply source): its checksums as check does, and that its source is one
+// of the reply sources (what the program matched; the endpoint and
+// ExpectSrc expectations are about the other direction).
+func (c *checker) checkReply(frame []byte) verdict { return c.checkFrame(frame, true) }
+
+func (c *checker) checkFrame(frame []byte, reply bool) verdict {
 	var v verdict
 	if len(frame) < nat.EthHdrLen {
 		v.csumFail("frame of %d bytes is shorter than Ethernet", len(frame))
@@ -166,6 +181,17 @@ func (c *checker) check(frame []byte) verdict {
 		}
 	}
 
+	if reply {
+		if !isL4 || ports == nil {
+			v.transFail("reply %v -> %v protocol %d has no ports", src, dst, proto)
+		} else {
+			from := netip.AddrPortFrom(src, binary.BigEndian.Uint16(ports))
+			if _, ok := c.replySources[from]; !ok {
+				v.transFail("reply source %v is not a listed reply source", from)
+			}
+		}
+		return v
+	}
 	if len(c.endpoints) > 0 {
 		if !isL4 || ports == nil {
 			v.transFail("%v -> %v protocol %d is not to an endpoint", src, dst, proto)

@@ -26,7 +26,7 @@ const (
 )
 
 func TestCheck(t *testing.T) {
-	chk := newChecker(testEndpoints, testExpectSrc)
+	chk := newChecker(testEndpoints, testExpectSrc, nil)
 	good4 := pkt{src: "198.18.64.1", dst: "198.18.2.10", proto: udp, sport: 1000, dport: 8080, payload: 18}
 	good6 := pkt{src: "2001:2::64:1", dst: "2001:2::2:11", proto: tcp, sport: 1000, dport: 8080, payload: 10}
 	corrupt := func(p pkt, at func(p pkt) int) func(t testing.TB) []byte {
@@ -80,8 +80,43 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestCheckReply: a sampled reply is checked for its checksums and its
+// source, not against the endpoints or ExpectSrc.
+func TestCheckReply(t *testing.T) {
+	chk := newChecker(testEndpoints, testExpectSrc, []netip.AddrPort{
+		netip.MustParseAddrPort("198.18.3.1:80"), netip.MustParseAddrPort("[::ffff:198.18.3.2]:80")})
+	good := pkt{src: "198.18.3.1", dst: "198.18.64.1", proto: udp, sport: 80, dport: 4000, payload: 12}
+	cases := []struct {
+		name        string
+		frame       func(t testing.TB) []byte
+		csum, trans bool
+	}{
+		{"ok", good.frame, false, false},
+		{"mapped source ok", pkt{src: "198.18.3.2", dst: "198.18.64.1", proto: tcp, sport: 80, dport: 4000}.frame, false, false},
+		{"checksum corrupted", func(t testing.TB) []byte {
+			f := good.frame(t)
+			f[good.l4Offset()+9] ^= 0x5a
+			return f
+		}, true, false},
+		{"other source port", pkt{src: "198.18.3.1", dst: "198.18.64.1", proto: udp, sport: 81, dport: 4000}.frame, false, true},
+		{"icmp", pkt{src: "198.18.3.1", dst: "198.18.64.1", proto: layers.IPProtocolICMPv4}.frame, false, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v := chk.checkReply(tc.frame(t))
+			if v.checksumErr != tc.csum || v.translationErr != tc.trans {
+				t.Errorf("checkReply() = csum %v trans %v (%q), want csum %v trans %v", v.checksumErr, v.translationErr, v.reason, tc.csum, tc.trans)
+			}
+		})
+	}
+	// The same frame as the other direction fails both expectations.
+	if v := chk.check(good.frame(t)); !v.translationErr {
+		t.Errorf("check(reply) = %+v, want a translation error", v)
+	}
+}
+
 func TestCheckNoExpectations(t *testing.T) {
-	chk := newChecker(nil, nil)
+	chk := newChecker(nil, nil, nil)
 	f := pkt{src: "198.18.9.9", dst: "198.18.3.1", proto: layers.IPProtocolICMPv4}.frame(t)
 	if v := chk.check(f); v.checksumErr || v.translationErr {
 		t.Errorf("check(icmp) with no expectations = %+v, want no error", v)
@@ -89,7 +124,7 @@ func TestCheckNoExpectations(t *testing.T) {
 }
 
 func TestCheckMappedExpectSrc(t *testing.T) {
-	chk := newChecker(nil, []netip.Prefix{netip.MustParsePrefix("::ffff:198.18.64.0/114")})
+	chk := newChecker(nil, []netip.Prefix{netip.MustParsePrefix("::ffff:198.18.64.0/114")}, nil)
 	f := pkt{src: "198.18.64.9", dst: "198.18.2.10", proto: udp, sport: 1, dport: 2}.frame(t)
 	if v := chk.check(f); v.translationErr {
 		t.Errorf("check(src in mapped prefix) = %+v, want no translation error", v)
@@ -100,7 +135,7 @@ func TestCheckMappedExpectSrc(t *testing.T) {
 // frames, some with one byte of a checksummed region flipped.
 func TestCheckRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	chk := newChecker(nil, nil)
+	chk := newChecker(nil, nil, nil)
 	for i := range 2000 {
 		p := pkt{src: "198.18.64.1", dst: "198.18.2.10", proto: udp, sport: uint16(rng.IntN(65536)), dport: uint16(rng.IntN(65536)),
 			payload: rng.IntN(180), ipOpts: rng.IntN(4) == 0}
@@ -135,7 +170,7 @@ func FuzzCheck(f *testing.F) {
 	f.Add(pkt{src: "198.18.64.1", dst: "198.18.2.10", proto: udp, sport: 1, dport: 8080}.frame(f))
 	f.Add(pkt{src: "2001:2::64:1", dst: "2001:2::2:10", proto: tcp, sport: 1, dport: 8080}.frame(f))
 	f.Add(pkt{vlan: 3, ipOpts: true, src: "198.18.64.1", dst: "198.18.2.10", proto: tcp, sport: 1, dport: 8080}.frame(f))
-	chk := newChecker(testEndpoints, testExpectSrc)
+	chk := newChecker(testEndpoints, testExpectSrc, nil)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > sampleBytes {
 			b = b[:sampleBytes]
@@ -159,6 +194,8 @@ func TestConfigValidate(t *testing.T) {
 		{"duplicate endpoint", Config{Ifname: "x", Endpoints: []netip.AddrPort{ep, netip.MustParseAddrPort("[::ffff:198.18.2.10]:80")}}, "Endpoints[1]"},
 		{"zoned endpoint", Config{Ifname: "x", Endpoints: []netip.AddrPort{netip.MustParseAddrPort("[fe80::1%eth0]:80")}}, "Endpoints[0]"},
 		{"bad prefix", Config{Ifname: "x", ExpectSrc: []netip.Prefix{{}}}, "ExpectSrc[0]"},
+		{"zero reply source", Config{Ifname: "x", ReplySources: []netip.AddrPort{{}}}, "ReplySources[0]"},
+		{"duplicate reply source", Config{Ifname: "x", Endpoints: []netip.AddrPort{ep}, ReplySources: []netip.AddrPort{ep, ep}}, "ReplySources[1]"},
 		{"negative clients", Config{Ifname: "x", TrackClients: -1}, "TrackClients"},
 		{"too many clients", Config{Ifname: "x", TrackClients: MaxTrackClients + 1}, "TrackClients"},
 	}
@@ -170,7 +207,9 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
-	if err := (&Config{Ifname: "x", Endpoints: []netip.AddrPort{ep}, TrackClients: 131072}).validate(); err != nil {
+	// A reply source may equal an endpoint: one is matched by
+	// destination, the other by source.
+	if err := (&Config{Ifname: "x", Endpoints: []netip.AddrPort{ep}, ReplySources: []netip.AddrPort{ep}, TrackClients: 131072}).validate(); err != nil {
 		t.Errorf("validate(good) = %v, want nil", err)
 	}
 }

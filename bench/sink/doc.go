@@ -12,6 +12,9 @@
 //   - IPv4 (IHL-aware, first fragments only) and IPv6 (no extension
 //     headers) TCP/UDP frames whose {destination address, destination port,
 //     family} is Config.Endpoints[i] count in PerEndpoint[i];
+//   - with Config.ReplySources, TCP/UDP frames to no endpoint whose
+//     {source address, source port, family} is Config.ReplySources[i] count
+//     in Replies[i];
 //   - every other IP frame counts as Other: other destinations or ports,
 //     other protocols, later fragments, IPv6 extension headers, truncated
 //     headers.
@@ -19,7 +22,14 @@
 // IP frames are dropped, or with Config.Reflect every TCP/UDP frame (an
 // endpoint's or Other) is sent back out of the same interface (XDP_TX) with
 // the Ethernet addresses, IP addresses and L4 ports swapped: a reply that
-// the gateway must translate back. Swapping leaves every checksum valid (a
+// the gateway must translate back. With Config.ReplySources too, only the
+// endpoints' frames are reflected; replies and Other are dropped (reflected,
+// they would go round again). That makes one sink both ends of a one-arm
+// reply scenario on the clients' interface, where the frames the gateway
+// sends to the endpoints and the replies it sends back to the clients
+// arrive together: the first are reflected, the second counted. A
+// generator transmitting on that interface with AF_XDP is not seen by the
+// program (XDP runs on receive). Swapping leaves every checksum valid (a
 // one's-complement sum does not depend on word order), so nothing is
 // recomputed. On a veth, a natively attached program's XDP_TX frames reach
 // the peer only while the peer runs an XDP program (xdpgate does; for a
@@ -34,7 +44,8 @@
 // that is off. An unsampled, untracked frame costs two map lookups, a
 // per-CPU array (the fixed counters) and a per-CPU hash (the endpoint's
 // index and frame counter in one value), and plain increments: no atomics,
-// no shared cache lines, no ring buffer work. Counts sums the per-CPU
+// no shared cache lines, no ring buffer work. A reply costs a third, in the
+// per-CPU hash of reply sources. Counts sums the per-CPU
 // values. BPF_PROG_RUN measures about 33 ns per frame on the rig's machine
 // counting or reflecting, about 43 ns with client tracking
 // (BenchmarkPrivProg).
@@ -49,7 +60,9 @@
 // captured (otherwise, and for fragments, non-TCP/UDP and checksum-less
 // IPv4 UDP, the L4 check counts as ChecksumSkipped), that the destination
 // is a listed endpoint (when Endpoints is not empty) and that the source is
-// in Config.ExpectSrc (when not empty). Failures count as ChecksumErrors or
+// in Config.ExpectSrc (when not empty); a sampled reply is checked for its
+// checksums and that its source is a reply source (the program marks reply
+// samples). Failures count as ChecksumErrors or
 // TranslationErrors, and RecentErrors says why. A full ring buffer loses
 // samples (SamplesLost) rather than slowing the program; Counts waits for
 // the reader to catch up with the samples emitted so far.

@@ -149,23 +149,144 @@ func TestPrivProgReflect(t *testing.T) {
 			if got != xdpTX {
 				return
 			}
-			// The expected reply, built (and checksummed) by gopacket.
-			want := tc.p
-			want.src, want.dst, want.sport, want.dport = tc.p.dst, tc.p.src, tc.p.dport, tc.p.sport
-			ls := want.layers(t)
-			eth := ls[0].(*layers.Ethernet)
-			eth.SrcMAC, eth.DstMAC = eth.DstMAC, eth.SrcMAC
-			buf := gopacket.NewSerializeBuffer()
-			if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-				t.Fatal(err)
+			checkReflected(t, tc.p, out)
+		})
+	}
+}
+
+// checkReflected checks that out is p reflected: the reply built (and
+// checksummed) by gopacket, with correct checksums.
+func checkReflected(t *testing.T, p pkt, out []byte) {
+	t.Helper()
+	want := p
+	want.src, want.dst, want.sport, want.dport = p.dst, p.src, p.dport, p.sport
+	ls := want.layers(t)
+	eth := ls[0].(*layers.Ethernet)
+	eth.SrcMAC, eth.DstMAC = eth.DstMAC, eth.SrcMAC
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out, buf.Bytes()) {
+		t.Errorf("reflected frame\n got %x\nwant %x", out, buf.Bytes())
+	}
+	if v := newChecker(nil, nil, nil).check(out); v.checksumErr {
+		t.Errorf("reflected frame fails the checksum check: %s", v.reason)
+	}
+}
+
+// testReplySources are a VIP's, as the rig's one-arm reply scenario lists
+// its VIP.
+var testReplySources = []netip.AddrPort{
+	netip.MustParseAddrPort("198.18.3.1:80"),
+	netip.MustParseAddrPort("[2001:2::3:1]:80"),
+}
+
+// TestPrivProgReflectAndReplies runs the program as the one sink of a
+// one-arm reply scenario: frames to endpoints are reflected (and counted,
+// sampled, their clients tracked), replies from the reply sources are
+// counted and dropped, and whatever is neither is Other and dropped, not
+// reflected. Every frame is sampled: a reply's sample is checked for its
+// checksums, not against the endpoints and ExpectSrc, which are about the
+// other direction.
+func TestPrivProgReflectAndReplies(t *testing.T) {
+	// The VIP is an expected source only for the case that sends from it
+	// to an endpoint; a reply's sample would still fail the endpoint check
+	// if it were checked as the other direction.
+	expectSrc := append(slices.Clone(testExpectSrc), netip.MustParsePrefix("198.18.3.1/32"))
+	s := loadTest(t, Config{Endpoints: testEndpoints, Reflect: true, ReplySources: testReplySources,
+		SampleEvery: 1, ExpectSrc: expectSrc, TrackClients: 16})
+	const (
+		toEP = iota
+		reply
+		other
+	)
+	cases := []struct {
+		name string
+		p    pkt
+		kind int
+		idx  int // endpoint or reply source index
+	}{
+		{"v4 udp to ep0", pkt{src: "198.18.64.1", dst: "198.18.2.10", proto: udp, sport: 40000, dport: 8080, payload: 18}, toEP, 0},
+		{"v4 tcp to ep1", pkt{src: "198.18.64.2", dst: "198.18.2.11", proto: tcp, sport: 40001, dport: 8080}, toEP, 1},
+		{"v6 udp to ep3", pkt{src: "2001:2::64:1", dst: "2001:2::2:11", proto: udp, sport: 40002, dport: 8080, payload: 5}, toEP, 3},
+		{"v4 udp reply", pkt{src: "198.18.3.1", dst: "198.18.64.1", proto: udp, sport: 80, dport: 40000, payload: 18}, reply, 0},
+		{"v4 tcp reply vlan", pkt{vlan: 4, src: "198.18.3.1", dst: "198.18.64.2", proto: tcp, sport: 80, dport: 40001}, reply, 0},
+		{"v6 udp reply", pkt{src: "2001:2::3:1", dst: "2001:2::64:1", proto: udp, sport: 80, dport: 40002, payload: 5}, reply, 1},
+		// A destination that is an endpoint decides, whatever the source.
+		{"from the VIP to ep0", pkt{src: "198.18.3.1", dst: "198.18.2.10", proto: udp, sport: 80, dport: 8080}, toEP, 0},
+		{"VIP, other port", pkt{src: "198.18.3.1", dst: "198.18.64.1", proto: udp, sport: 81, dport: 40000}, other, 0},
+		{"untranslated reply", pkt{src: "198.18.2.10", dst: "198.18.64.1", proto: udp, sport: 8080, dport: 40000}, other, 0},
+		{"v4 icmp from the VIP", pkt{src: "198.18.3.1", dst: "198.18.64.1", proto: layers.IPProtocolICMPv4}, other, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := counts(t, s)
+			got, out := run(t, s, tc.p.frame(t))
+			after := counts(t, s)
+			delta := func(a, b []uint64) []uint64 {
+				d := make([]uint64, len(a))
+				for i := range a {
+					d[i] = a[i] - b[i]
+				}
+				return d
 			}
-			if !bytes.Equal(out, buf.Bytes()) {
-				t.Errorf("reflected frame\n got %x\nwant %x", out, buf.Bytes())
+			wantEP, wantReplies := make([]uint64, len(testEndpoints)), make([]uint64, len(testReplySources))
+			var wantOther, wantClients uint64
+			wantVerdict := uint32(xdpDrop)
+			switch tc.kind {
+			case toEP:
+				wantEP[tc.idx], wantVerdict, wantClients = 1, xdpTX, 1
+			case reply:
+				wantReplies[tc.idx] = 1
+			case other:
+				wantOther = 1
 			}
-			if v := newChecker(nil, nil).check(out); v.checksumErr {
-				t.Errorf("reflected frame fails the checksum check: %s", v.reason)
+			if got != wantVerdict {
+				t.Errorf("verdict = %d, want %d", got, wantVerdict)
+			}
+			if d := delta(after.PerEndpoint, before.PerEndpoint); !slices.Equal(d, wantEP) {
+				t.Errorf("PerEndpoint delta = %v, want %v", d, wantEP)
+			}
+			if d := delta(after.Replies, before.Replies); !slices.Equal(d, wantReplies) {
+				t.Errorf("Replies delta = %v, want %v", d, wantReplies)
+			}
+			if d := after.Other - before.Other; d != wantOther {
+				t.Errorf("Other delta = %d, want %d", d, wantOther)
+			}
+			if d := after.Clients - before.Clients; d != wantClients {
+				t.Errorf("Clients delta = %d, want %d (replies are not clients)", d, wantClients)
+			}
+			if d := after.Sampled - before.Sampled; d != 1 {
+				t.Errorf("Sampled delta = %d, want 1", d)
+			}
+			// Samples of endpoints' frames and replies pass; Other fails
+			// the endpoint check, as without ReplySources.
+			wantTrans := uint64(0)
+			if tc.kind == other {
+				wantTrans = 1
+			}
+			if d := after.TranslationErrors - before.TranslationErrors; d != wantTrans || after.ChecksumErrors != before.ChecksumErrors {
+				t.Errorf("TranslationErrors delta = %d, want %d; ChecksumErrors delta %d, want 0 (recent %q)",
+					d, wantTrans, after.ChecksumErrors-before.ChecksumErrors, s.RecentErrors())
+			}
+			if got == xdpTX {
+				checkReflected(t, tc.p, out)
 			}
 		})
+	}
+	// A reply with a broken checksum is a checksum error.
+	bad := pkt{src: "198.18.3.1", dst: "198.18.64.1", proto: udp, sport: 80, dport: 40000, payload: 10}
+	f := bad.frame(t)
+	f[bad.l4Offset()+6] ^= 0x20
+	before := counts(t, s)
+	if got, _ := run(t, s, f); got != xdpDrop {
+		t.Errorf("corrupted reply: verdict %d, want drop", got)
+	}
+	after := counts(t, s)
+	if after.Replies[0]-before.Replies[0] != 1 || after.ChecksumErrors-before.ChecksumErrors != 1 {
+		t.Errorf("corrupted reply: Replies[0] delta %d, ChecksumErrors delta %d, want 1 and 1",
+			after.Replies[0]-before.Replies[0], after.ChecksumErrors-before.ChecksumErrors)
 	}
 }
 
@@ -369,14 +490,19 @@ func TestPrivCloseReleases(t *testing.T) {
 // BPF_PROG_RUN (no driver, no stack): the sink's own share of a frame.
 func BenchmarkPrivProg(b *testing.B) {
 	frame := pkt{src: "198.18.64.1", dst: "198.18.2.10", proto: udp, sport: 1, dport: 8080, payload: 18}.frame(b)
+	reply := pkt{src: "198.18.3.1", dst: "198.18.64.1", proto: udp, sport: 80, dport: 1, payload: 18}.frame(b)
+	both := Config{Endpoints: testEndpoints, Reflect: true, ReplySources: testReplySources}
 	for _, bc := range []struct {
-		name string
-		cfg  Config
+		name  string
+		cfg   Config
+		frame []byte // nil: frame
 	}{
-		{"count", Config{Endpoints: testEndpoints}},
-		{"reflect", Config{Endpoints: testEndpoints, Reflect: true}},
-		{"sample1000", Config{Endpoints: testEndpoints, SampleEvery: 1000}},
-		{"clients", Config{Endpoints: testEndpoints, TrackClients: 131072}},
+		{"count", Config{Endpoints: testEndpoints}, nil},
+		{"reflect", Config{Endpoints: testEndpoints, Reflect: true}, nil},
+		{"sample1000", Config{Endpoints: testEndpoints, SampleEvery: 1000}, nil},
+		{"clients", Config{Endpoints: testEndpoints, TrackClients: 131072}, nil},
+		{"reflect-with-replies", both, nil},
+		{"reply", both, reply},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			testnet.RequirePriv(b)
@@ -386,8 +512,12 @@ func BenchmarkPrivProg(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
+			f := bc.frame
+			if f == nil {
+				f = frame
+			}
 			b.ReportAllocs()
-			_, per, err := s.objs.Sink.Benchmark(frame, b.N, nil)
+			_, per, err := s.objs.Sink.Benchmark(f, b.N, nil)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -32,11 +32,21 @@ type Config struct {
 	// Ifname (XDP_TX) with Ethernet addresses, IP addresses and L4 ports
 	// swapped: the reply path. Other IP frames are still dropped.
 	Reflect bool
+	// ReplySources are the addresses and ports replies come from. A
+	// TCP/UDP frame to no endpoint whose source {address, port} is
+	// ReplySources[i] counts in Replies[i] and is dropped, never
+	// reflected; with ReplySources, frames that are neither an endpoint's
+	// nor a reply (Other) are not reflected either. One sink then plays
+	// both ends of a one-arm reply scenario on the clients' interface: it
+	// reflects what the gateway sends to the endpoints and counts the
+	// replies the gateway sends back from the service.
+	ReplySources []netip.AddrPort
 	// SampleEvery is 0 for no sampling; else 1 in N IP frames is copied
 	// (first 256 bytes) to user space and checked.
 	SampleEvery uint32
 	// ExpectSrc is the translation check on samples: the source must fall
-	// in one of these (empty: no check).
+	// in one of these (empty: no check). A sampled reply is checked for
+	// its checksums only: its source is a reply source by definition.
 	ExpectSrc []netip.Prefix
 	// TrackClients > 0 tracks up to this many client (source) addresses
 	// and which endpoint each hit (affinity retention); 0 is off.
@@ -55,9 +65,12 @@ type Config struct {
 type Counts struct {
 	// PerEndpoint is frames per Config.Endpoints index.
 	PerEndpoint []uint64
-	// Other is IP frames to no listed endpoint (still dropped, or
-	// reflected): other ports, non-TCP/UDP protocols, IPv4 later
-	// fragments, IPv6 with extension headers, truncated headers.
+	// Replies is frames per Config.ReplySources index.
+	Replies []uint64
+	// Other is IP frames to no listed endpoint and from no reply source
+	// (still dropped, or reflected without ReplySources): other ports,
+	// non-TCP/UDP protocols, IPv4 later fragments, IPv6 with extension
+	// headers, truncated headers.
 	Other uint64
 	// NonIP is frames passed to the stack (ARP, etc.).
 	NonIP uint64
@@ -134,19 +147,11 @@ func (cfg *Config) validate() error {
 	if cfg.Ifname == "" {
 		return fmt.Errorf("config: Ifname is empty: %w", ErrBadConfig)
 	}
-	seen := make(map[epKey]int, len(cfg.Endpoints))
-	for i, ep := range cfg.Endpoints {
-		if !ep.IsValid() || !ep.Addr().IsValid() {
-			return fmt.Errorf("config: Endpoints[%d] %v is not a valid address and port: %w", i, ep, ErrBadConfig)
-		}
-		if ep.Addr().Zone() != "" {
-			return fmt.Errorf("config: Endpoints[%d] %v has a zone: %w", i, ep, ErrBadConfig)
-		}
-		k := makeEPKey(ep)
-		if j, dup := seen[k]; dup {
-			return fmt.Errorf("config: Endpoints[%d] %v repeats Endpoints[%d]: %w", i, ep, j, ErrBadConfig)
-		}
-		seen[k] = i
+	if err := validAddrPorts("Endpoints", cfg.Endpoints); err != nil {
+		return err
+	}
+	if err := validAddrPorts("ReplySources", cfg.ReplySources); err != nil {
+		return err
 	}
 	for i, p := range cfg.ExpectSrc {
 		if !p.IsValid() {
@@ -155,6 +160,26 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.TrackClients < 0 || cfg.TrackClients > MaxTrackClients {
 		return fmt.Errorf("config: TrackClients %d is outside [0, %d]: %w", cfg.TrackClients, MaxTrackClients, ErrBadConfig)
+	}
+	return nil
+}
+
+// validAddrPorts checks the address-and-port list named field: valid, no
+// zone, no repeats (IPv4-mapped IPv6 taken as IPv4).
+func validAddrPorts(field string, aps []netip.AddrPort) error {
+	seen := make(map[epKey]int, len(aps))
+	for i, ap := range aps {
+		if !ap.IsValid() || !ap.Addr().IsValid() {
+			return fmt.Errorf("config: %s[%d] %v is not a valid address and port: %w", field, i, ap, ErrBadConfig)
+		}
+		if ap.Addr().Zone() != "" {
+			return fmt.Errorf("config: %s[%d] %v has a zone: %w", field, i, ap, ErrBadConfig)
+		}
+		k := makeEPKey(ap)
+		if j, dup := seen[k]; dup {
+			return fmt.Errorf("config: %s[%d] %v repeats %s[%d]: %w", field, i, ap, field, j, ErrBadConfig)
+		}
+		seen[k] = i
 	}
 	return nil
 }

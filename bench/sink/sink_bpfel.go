@@ -19,8 +19,10 @@ const (
 	sinkMapClients      = "clients"
 	sinkMapEndpoints    = "endpoints"
 	sinkMapSamples      = "samples"
+	sinkMapSources      = "sources"
 	sinkMapStats        = "stats"
 	sinkProgSink        = "sink"
+	sinkVarCountReplies = "count_replies"
 	sinkVarReflect      = "reflect"
 	sinkVarSampleEvery  = "sample_every"
 	sinkVarTrackClients = "track_clients"
@@ -78,6 +80,7 @@ type sinkMapSpecs struct {
 	Clients   *ebpf.MapSpec `ebpf:"clients"`
 	Endpoints *ebpf.MapSpec `ebpf:"endpoints"`
 	Samples   *ebpf.MapSpec `ebpf:"samples"`
+	Sources   *ebpf.MapSpec `ebpf:"sources"`
 	Stats     *ebpf.MapSpec `ebpf:"stats"`
 }
 
@@ -85,6 +88,7 @@ type sinkMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sinkVariableSpecs struct {
+	CountReplies *ebpf.VariableSpec `ebpf:"count_replies"`
 	Reflect      *ebpf.VariableSpec `ebpf:"reflect"`
 	SampleEvery  *ebpf.VariableSpec `ebpf:"sample_every"`
 	TrackClients *ebpf.VariableSpec `ebpf:"track_clients"`
@@ -113,6 +117,7 @@ type sinkMaps struct {
 	Clients   *ebpf.Map `ebpf:"clients"`
 	Endpoints *ebpf.Map `ebpf:"endpoints"`
 	Samples   *ebpf.Map `ebpf:"samples"`
+	Sources   *ebpf.Map `ebpf:"sources"`
 	Stats     *ebpf.Map `ebpf:"stats"`
 }
 
@@ -121,6 +126,7 @@ func (m *sinkMaps) Close() error {
 		m.Clients,
 		m.Endpoints,
 		m.Samples,
+		m.Sources,
 		m.Stats,
 	)
 }
@@ -129,6 +135,7 @@ func (m *sinkMaps) Close() error {
 //
 // It can be passed to loadSinkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sinkVariables struct {
+	CountReplies *ebpf.Variable `ebpf:"count_replies"`
 	Reflect      *ebpf.Variable `ebpf:"reflect"`
 	SampleEvery  *ebpf.Variable `ebpf:"sample_every"`
 	TrackClients *ebpf.Variable `ebpf:"track_clients"`

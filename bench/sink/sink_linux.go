@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 const (
 	ringBytes    = 1 << 20
 	epNone       = 0xffffffff // EP_NONE in bpf/sink.c
+	epReply      = 0x80000000 // EP_REPLY in bpf/sink.c
 	sampleHdrLen = 16         // struct sample before data
 	maxRecent    = 16
 	catchUpLimit = time.Second
@@ -57,6 +59,7 @@ type Sink struct {
 	log    *slog.Logger
 	objs   sinkObjects
 	keys   []epKey
+	srcs   []epKey // ReplySources' keys
 	link   link.Link
 	mode   string
 	chk    *checker
@@ -104,7 +107,7 @@ func Open(cfg Config) (*Sink, error) {
 	}
 	s.link = l
 	s.log.Info("sink attached", "ifname", cfg.Ifname, "mode", s.mode, "endpoints", len(cfg.Endpoints),
-		"reflect", cfg.Reflect, "sample_every", cfg.SampleEvery, "track_clients", cfg.TrackClients)
+		"reflect", cfg.Reflect, "reply_sources", len(cfg.ReplySources), "sample_every", cfg.SampleEvery, "track_clients", cfg.TrackClients)
 	return s, nil
 }
 
@@ -124,6 +127,7 @@ func load(cfg Config) (*Sink, error) {
 		return nil, fmt.Errorf("load sink spec: %w", err)
 	}
 	spec.Maps[sinkMapEndpoints].MaxEntries = uint32(max(len(cfg.Endpoints), 1))
+	spec.Maps[sinkMapSources].MaxEntries = uint32(max(len(cfg.ReplySources), 1))
 	spec.Maps[sinkMapClients].MaxEntries = uint32(max(cfg.TrackClients, 1))
 	if cfg.SampleEvery > 0 {
 		spec.Maps[sinkMapSamples].MaxEntries = ringBytes
@@ -134,29 +138,25 @@ func load(cfg Config) (*Sink, error) {
 		sinkVarSampleEvery:  cfg.SampleEvery,
 		sinkVarReflect:      b2u(cfg.Reflect),
 		sinkVarTrackClients: b2u(cfg.TrackClients > 0),
+		sinkVarCountReplies: b2u(len(cfg.ReplySources) > 0),
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
 		}
 	}
-	s := &Sink{cfg: cfg, log: cfg.Logger, ncpu: ncpu, chk: newChecker(cfg.Endpoints, cfg.ExpectSrc)}
+	s := &Sink{cfg: cfg, log: cfg.Logger, ncpu: ncpu, chk: newChecker(cfg.Endpoints, cfg.ExpectSrc, cfg.ReplySources)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return nil, fmt.Errorf("load sink program: %w", err)
 	}
-	vals := make([]epVal, ncpu)
-	for i, ep := range cfg.Endpoints {
-		k := makeEPKey(ep)
-		for c := range vals {
-			vals[c] = epVal{Index: uint32(i)}
-		}
-		if err := s.objs.Endpoints.Put(&k, vals); err != nil {
-			s.objs.Close()
-			return nil, fmt.Errorf("fill endpoint map: Endpoints[%d] %v: %w", i, ep, err)
-		}
-		s.keys = append(s.keys, k)
+	if s.keys, err = fillIndex(s.objs.Endpoints, "Endpoints", cfg.Endpoints, ncpu); err == nil {
+		s.srcs, err = fillIndex(s.objs.Sources, "ReplySources", cfg.ReplySources, ncpu)
+	}
+	if err != nil {
+		s.objs.Close()
+		return nil, err
 	}
 	if cfg.SampleEvery > 0 {
 		if s.rd, err = ringbuf.NewReader(s.objs.Samples); err != nil {
@@ -167,6 +167,24 @@ func load(cfg Config) (*Sink, error) {
 		go s.readSamples()
 	}
 	return s, nil
+}
+
+// fillIndex puts aps into m (the endpoint or the source map), aps[i] with
+// index i on every CPU, and returns their keys.
+func fillIndex(m *ebpf.Map, field string, aps []netip.AddrPort, ncpu int) ([]epKey, error) {
+	var keys []epKey
+	vals := make([]epVal, ncpu)
+	for i, ap := range aps {
+		k := makeEPKey(ap)
+		for c := range vals {
+			vals[c] = epVal{Index: uint32(i)}
+		}
+		if err := m.Put(&k, vals); err != nil {
+			return nil, fmt.Errorf("fill map: %s[%d] %v: %w", field, i, ap, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
 }
 
 func b2u(b bool) uint32 {
@@ -203,10 +221,16 @@ func (s *Sink) checkRecord(raw []byte) {
 		s.fail(verdict{checksumErr: true, reason: fmt.Sprintf("short sample record (%d bytes)", len(raw))})
 		return
 	}
+	ep := binary.NativeEndian.Uint32(raw)
 	caplen := int(binary.NativeEndian.Uint32(raw[8:]))
 	data := raw[sampleHdrLen:]
 	caplen = min(caplen, len(data), sampleBytes)
-	v := s.chk.check(data[:caplen])
+	var v verdict
+	if ep != epNone && ep&epReply != 0 {
+		v = s.chk.checkReply(data[:caplen])
+	} else {
+		v = s.chk.check(data[:caplen])
+	}
 	if v.l4Skipped {
 		s.csumSkipped.Add(1)
 	}
@@ -261,15 +285,12 @@ func (s *Sink) Counts() (Counts, error) {
 		c.ClientsMoved += v.ClientsMoved
 		c.ClientsDropped += v.ClientsDropped
 	}
-	c.PerEndpoint = make([]uint64, len(s.keys))
-	var vals []epVal
-	for i := range s.keys {
-		if err := s.objs.Endpoints.Lookup(&s.keys[i], &vals); err != nil {
-			return c, fmt.Errorf("read Endpoints[%d] counter: %w", i, err)
-		}
-		for _, v := range vals {
-			c.PerEndpoint[i] += v.Frames
-		}
+	var err error
+	if c.PerEndpoint, err = readIndex(s.objs.Endpoints, "Endpoints", s.keys); err != nil {
+		return c, err
+	}
+	if c.Replies, err = readIndex(s.objs.Sources, "ReplySources", s.srcs); err != nil {
+		return c, err
 	}
 	if s.rd != nil {
 		deadline := time.Now().Add(catchUpLimit)
@@ -282,6 +303,22 @@ func (s *Sink) Counts() (Counts, error) {
 	c.ChecksumSkipped = s.csumSkipped.Load()
 	c.TranslationErrors = s.transErrs.Load()
 	return c, nil
+}
+
+// readIndex sums the per-CPU frame counters of keys in m (the endpoint or
+// the source map), in order.
+func readIndex(m *ebpf.Map, field string, keys []epKey) ([]uint64, error) {
+	out := make([]uint64, len(keys))
+	var vals []epVal
+	for i := range keys {
+		if err := m.Lookup(&keys[i], &vals); err != nil {
+			return nil, fmt.Errorf("read %s[%d] counter: %w", field, i, err)
+		}
+		for _, v := range vals {
+			out[i] += v.Frames
+		}
+	}
+	return out, nil
 }
 
 // ResetClients clears the client table (between scenario runs). The

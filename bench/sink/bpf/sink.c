@@ -5,14 +5,20 @@
 // Counts every frame it sees, and IP frames per endpoint {dst addr, dst
 // port, family}; drops counted frames (or sends TCP/UDP ones back out of the
 // same interface with Ethernet, IP addresses and L4 ports swapped when
-// reflect is set) and passes non-IP frames (ARP) to the stack. Optionally
-// copies every sample_every-th IP frame to user space through a ring buffer
-// and remembers which endpoint each client (source address) hit first.
+// reflect is set) and passes non-IP frames (ARP) to the stack. With
+// count_replies, a TCP/UDP frame to no endpoint whose {src addr, src port,
+// family} is a reply source counts per source and is dropped, never
+// reflected (nor is any other frame to no endpoint): one program is then
+// both the endpoints and the clients of a one-arm reply scenario.
+// Optionally copies every sample_every-th IP frame to user space through a
+// ring buffer and remembers which endpoint each client (source address) hit
+// first.
 //
-// The configuration is three read-only globals set before loading, so the
-// verifier removes the sampling, tracking and reflecting code entirely when
-// they are off: an unsampled, untracked frame costs two map lookups (the
-// per-CPU stats and the per-CPU endpoint hash) and no atomics.
+// The configuration is four read-only globals set before loading, so the
+// verifier removes the sampling, tracking, reply-counting and reflecting
+// code entirely when they are off: an unsampled, untracked frame costs two
+// map lookups (the per-CPU stats and the per-CPU endpoint hash) and no
+// atomics; a reply costs one more (the per-CPU source hash).
 //
 // Addresses are kept as 16 bytes plus a family; IPv4 uses the first four
 // bytes and zeroes the rest (sink_linux.go builds keys the same way).
@@ -58,6 +64,9 @@ typedef __u32 __wsum;
 #define SAMPLE_BYTES 256
 // EP_NONE is the endpoint index of a frame to no listed endpoint.
 #define EP_NONE 0xffffffff
+// EP_REPLY marks a sample's endpoint field as a reply source's index; keep
+// in step with epReply in sink_linux.go.
+#define EP_REPLY 0x80000000
 
 struct xdp_md {
 	__u32 data;
@@ -116,7 +125,8 @@ struct ep_key {
 };
 
 // ep_val is per CPU: index is the same on every CPU (written by user
-// space), frames is this CPU's count.
+// space), frames is this CPU's count. The source map (reply sources) uses
+// the same key and value, the key holding the source address and port.
 struct ep_val {
 	__u64 frames;
 	__u32 index;
@@ -152,7 +162,7 @@ struct stats {
 
 // sample is one ring buffer record; keep in step with sink_linux.go.
 struct sample {
-	__u32 endpoint; // index, or EP_NONE
+	__u32 endpoint; // index, EP_NONE, or EP_REPLY | a reply source's index
 	__u32 len;      // frame length
 	__u32 caplen;   // bytes of data that are valid
 	__u32 pad;
@@ -162,6 +172,7 @@ struct sample {
 volatile const __u32 sample_every = 0;
 volatile const __u32 reflect = 0;
 volatile const __u32 track_clients = 0;
+volatile const __u32 count_replies = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -170,12 +181,19 @@ struct {
 	__type(value, struct stats);
 } stats SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 1); // sized by user space
-	__type(key, struct ep_key);
-	__type(value, struct ep_val);
-} endpoints SEC(".maps");
+// EP_MAP declares a per-CPU hash of ep_key to ep_val, sized by user space:
+// endpoints (matched by destination) and sources (reply sources, matched by
+// source).
+#define EP_MAP(name)                                                                                   \
+	struct {                                                                                       \
+		__uint(type, BPF_MAP_TYPE_PERCPU_HASH);                                                \
+		__uint(max_entries, 1);                                                                \
+		__type(key, struct ep_key);                                                            \
+		__type(value, struct ep_val);                                                          \
+	} name SEC(".maps")
+
+EP_MAP(endpoints);
+EP_MAP(sources);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -260,17 +278,25 @@ static __always_inline void swap_ports(struct ports *p)
 	p->dst = tmp;
 }
 
-// count looks the endpoint up and counts the frame; it returns the endpoint
-// index or EP_NONE.
-static __always_inline __u32 count(struct stats *st, struct ep_key *key)
+// lookup counts a frame in map m (endpoints by destination, or reply sources
+// by source) and returns the entry's index, or EP_NONE when there is none.
+static __always_inline __u32 lookup(void *m, struct ep_key *key)
 {
-	struct ep_val *v = bpf_map_lookup_elem(&endpoints, key);
-	if (!v) {
-		st->other++;
+	struct ep_val *v = bpf_map_lookup_elem(m, key);
+	if (!v)
 		return EP_NONE;
-	}
 	v->frames++;
 	return v->index;
+}
+
+// reflects reports whether a TCP/UDP frame counted as ep goes back: every
+// one with reflect alone, only an endpoint's with count_replies too (a reply
+// reflected would loop, and so could a frame that is neither).
+static __always_inline int reflects(__u32 ep)
+{
+	if (!reflect)
+		return 0;
+	return !count_replies || ep < EP_REPLY;
 }
 
 static __always_inline int handle4(struct xdp_md *ctx, struct stats *st, struct eth *eth, struct ip4 *ip,
@@ -288,18 +314,25 @@ static __always_inline int handle4(struct xdp_md *ctx, struct stats *st, struct 
 	if (ports) {
 		struct ep_key key = {.port = ports->dst, .family = FAMILY_V4};
 		__builtin_memcpy(key.addr, &ip->daddr, 4);
-		ep = count(st, &key);
-	} else {
-		st->other++;
+		ep = lookup(&endpoints, &key);
+		if (count_replies && ep == EP_NONE) {
+			key.port = ports->src;
+			__builtin_memcpy(key.addr, &ip->saddr, 4);
+			ep = lookup(&sources, &key);
+			if (ep != EP_NONE)
+				ep |= EP_REPLY;
+		}
 	}
+	if (ep == EP_NONE)
+		st->other++;
 	if (sample_every)
 		take_sample(ctx, st, ep, len);
-	if (track_clients && ep != EP_NONE) {
+	if (track_clients && ep < EP_REPLY) {
 		struct client_key ck = {.family = FAMILY_V4};
 		__builtin_memcpy(ck.addr, &ip->saddr, 4);
 		track(st, &ck, ep);
 	}
-	if (!reflect || !ports)
+	if (!ports || !reflects(ep))
 		return XDP_DROP;
 	swap_eth(eth);
 	__be32 a = ip->saddr;
@@ -323,18 +356,25 @@ static __always_inline int handle6(struct xdp_md *ctx, struct stats *st, struct 
 	if (ports) {
 		struct ep_key key = {.port = ports->dst, .family = FAMILY_V6};
 		__builtin_memcpy(key.addr, ip->daddr, 16);
-		ep = count(st, &key);
-	} else {
-		st->other++;
+		ep = lookup(&endpoints, &key);
+		if (count_replies && ep == EP_NONE) {
+			key.port = ports->src;
+			__builtin_memcpy(key.addr, ip->saddr, 16);
+			ep = lookup(&sources, &key);
+			if (ep != EP_NONE)
+				ep |= EP_REPLY;
+		}
 	}
+	if (ep == EP_NONE)
+		st->other++;
 	if (sample_every)
 		take_sample(ctx, st, ep, len);
-	if (track_clients && ep != EP_NONE) {
+	if (track_clients && ep < EP_REPLY) {
 		struct client_key ck = {.family = FAMILY_V6};
 		__builtin_memcpy(ck.addr, ip->saddr, 16);
 		track(st, &ck, ep);
 	}
-	if (!reflect || !ports)
+	if (!ports || !reflects(ep))
 		return XDP_DROP;
 	swap_eth(eth);
 	__u8 tmp[16];
