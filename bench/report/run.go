@@ -26,14 +26,15 @@ const (
 
 // Scenario names as the rig writes them into Result.Scenario.
 const (
-	ScenarioUDP1Flow         = "udp64-1-flow"
-	ScenarioUDP1kFlows       = "udp64-1k-flows"
-	ScenarioUDP1kFlowsReply  = "udp64-1k-flows-reply"
-	ScenarioUDP1kFlowsOneArm = "udp64-1k-flows-one-arm"
-	ScenarioUDP100kFlows     = "udp64-100k-flows"
-	ScenarioTCPSYN           = "tcp-syn"
-	ScenarioAffinity100k     = "affinity-100k"
-	ScenarioConntrack1M      = "conntrack-1m"
+	ScenarioUDP1Flow              = "udp64-1-flow"
+	ScenarioUDP1kFlows            = "udp64-1k-flows"
+	ScenarioUDP1kFlowsReply       = "udp64-1k-flows-reply"
+	ScenarioUDP1kFlowsOneArm      = "udp64-1k-flows-one-arm"
+	ScenarioUDP1kFlowsOneArmReply = "udp64-1k-flows-one-arm-reply"
+	ScenarioUDP100kFlows          = "udp64-100k-flows"
+	ScenarioTCPSYN                = "tcp-syn"
+	ScenarioAffinity100k          = "affinity-100k"
+	ScenarioConntrack1M           = "conntrack-1m"
 )
 
 var (

@@ -37,8 +37,10 @@ const ZeroLossPct = 0.1
 //	T7 xdpgate >= 0.8x afxdp-forwarder new-flow (SYN) rate, tcp-syn (the
 //	   pipeline's new-flow cost on top of the same I/O)
 //	T8 xdpgate >= 2x nftables delivered pps in udp64-1k-flows-reply and in
-//	   udp64-1k-flows-one-arm (issue 16: with the fast path, where it
-//	   applies)
+//	   udp64-1k-flows-one-arm-reply (issue 16: "udp64-1k-flows-reply and
+//	   one-arm", with the fast path; the fast path takes a UDP flow once a
+//	   reply establishes it, so the one-arm half is the one-arm scenario
+//	   with replies, not the one-way udp64-1k-flows-one-arm)
 func Evaluate(r *Run) []Target {
 	return []Target{
 		ratioTarget(r, "T1", ScenarioUDP1kFlows, DataplaneNFTables, 2, "delivered pps"),
@@ -48,7 +50,7 @@ func Evaluate(r *Run) []Target {
 		retentionTarget(r),
 		zeroLossTarget(r),
 		ratioTarget(r, "T7", ScenarioTCPSYN, DataplaneForwarder, 0.8, "new-flow (SYN) rate"),
-		bothScenarios(r, "T8", ScenarioUDP1kFlowsReply, ScenarioUDP1kFlowsOneArm, DataplaneNFTables, 2),
+		bothScenarios(r, "T8", ScenarioUDP1kFlowsReply, ScenarioUDP1kFlowsOneArmReply, DataplaneNFTables, 2),
 	}
 }
 
