@@ -26,8 +26,9 @@ type burster struct {
 	o         Options
 	snk       *sink.Sink
 	delivered func(sink.Counts) uint64
-	// replies, in reply scenarios, counts what comes back to the
-	// generator's interface; it then defines delivered.
+	// replies, in two-arm reply scenarios, counts what comes back to the
+	// generator's interface; it then defines delivered. (One-arm, snk
+	// counts the replies itself: see delivered.)
 	replies *sink.Sink
 	// gw is the dataplane under test, whose own counters (if it has any)
 	// are read around each burst.

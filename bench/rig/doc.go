@@ -46,15 +46,23 @@
 // interface and forwards back out of it, and the sink counts on the
 // generator's interface. Reply scenarios make the sink reflect every frame
 // (Ethernet, addresses and ports swapped), so the gateway translates the
-// replies back; a second sink on the generator's interface counts them and
-// checks that they come from the VIP. The two sinks of a reply scenario run
-// in generic XDP mode (the kernel baselines' gw1 has no XDP program to
-// receive a native XDP_TX), except for xdpgate-fastpath and xdp-redirect
-// (and xdpgate with Options.NativeReplySinks): a veth can receive redirected
-// XDP frames only when the peer has NAPI, which a native program gives it.
-// Native sinks cost the gateway CPU less than generic ones, so in the reply
-// scenarios those rows compare like for like with each other, and only
-// indicatively with the rest.
+// replies back; two-arm, a second sink on the generator's interface counts
+// them and checks that they come from the VIP. One-arm
+// (udp64-1k-flows-one-arm-reply) the frames to the endpoints and the
+// replies arrive at the same interface, gen0, so one sink does both: it
+// reflects what is addressed to an endpoint (or, untranslated, to the VIP)
+// back to gw0 and counts and checks what comes from the VIP
+// (sink.Config.ReplySources), which it drops. It never sees the
+// generator's own frames: AF_XDP transmits without running the receive
+// program. The sinks of a reply scenario run in generic XDP mode (the
+// kernel baselines' gw1 has no XDP program to receive a native XDP_TX),
+// except for xdpgate-fastpath and xdp-redirect (and xdpgate with
+// Options.NativeReplySinks): a veth can receive redirected XDP frames only
+// when the peer has NAPI, which a native program gives it (one-arm, gen0
+// receives such frames from gw0 as gw1's peer does two-arm). Native sinks
+// cost the gateway CPU less than generic ones, so in the reply scenarios
+// those rows compare like for like with each other, and only indicatively
+// with the rest.
 //
 // The sink (bench/sink, an XDP program with per-CPU counters) counts what
 // arrives per endpoint, checks a sample of frames (checksums, translation)

@@ -61,7 +61,7 @@ type Options struct {
 	// XDPGateArgs are appended to the `xdpgate run` flags the rig passes
 	// (a later flag wins), e.g. to measure other --busy-poll settings.
 	XDPGateArgs []string
-	// NativeReplySinks attaches the reply scenarios' two sinks in native
+	// NativeReplySinks attaches the reply scenarios' sinks in native
 	// XDP mode also when the xdpgate dataplane is measured, as they always
 	// are for xdpgate-fastpath and xdp-redirect (the kernel baselines and
 	// the raw forwarder keep generic mode, which their replies need).
@@ -271,12 +271,23 @@ func (r *scenarioRun) measure(ctx context.Context, dp string, steered bool) (res
 	// the kernel's XDP forwarding's delivery, an error for every
 	// translating dataplane.
 	vipIndex := len(endpoints)
-	endpoints = append(endpoints, netip.AddrPortFrom(netip.MustParseAddr(vipAddr), servicePort))
+	vip := netip.AddrPortFrom(netip.MustParseAddr(vipAddr), servicePort)
+	endpoints = append(endpoints, vip)
 	scfg := sink.Config{Ifname: t.sinkIf, Endpoints: endpoints, SampleEvery: 1024,
 		// Reflected frames leave a native-mode veth XDP_TX only when the
 		// peer runs XDP too, which the kernel baselines' gw1 does not;
 		// generic mode sends them through the peer's normal receive path.
+		// (One-arm the peer is gw0, the same for every dataplane; the
+		// same rule keeps the reply scenarios alike.)
 		Reflect: r.sc.Reply, Generic: r.sc.Reply && !r.nativeSinks(dp)}
+	// One-arm with replies, the replies come back to the sink's own
+	// interface (the generator's): the one sink reflects the frames to the
+	// endpoints and counts the replies from the VIP, which define
+	// delivered.
+	oneSink := r.sc.Reply && r.sc.OneArm
+	if oneSink {
+		scfg.ReplySources = []netip.AddrPort{vip}
+	}
 	if !untranslated(dp) {
 		scfg.ExpectSrc = r.sc.expectSrc()
 	}
@@ -303,6 +314,9 @@ func (r *scenarioRun) measure(ctx context.Context, dp string, steered bool) (res
 		res.Profile = gw.profile()
 	}()
 	delivered := func(c sink.Counts) uint64 {
+		if oneSink {
+			return c.Replies[0]
+		}
 		if untranslated(dp) {
 			return c.PerEndpoint[vipIndex]
 		}
@@ -313,7 +327,7 @@ func (r *scenarioRun) measure(ctx context.Context, dp string, steered bool) (res
 		return n
 	}
 	b := &burster{t: t, sc: r.sc, o: r.o, snk: snk, delivered: delivered}
-	if r.sc.Reply {
+	if r.sc.Reply && !oneSink {
 		// Replies come back from the VIP (reverse NAT undone); the
 		// sink on the generator's interface counts and checks them.
 		rcfg := sink.Config{Ifname: "gen0", SampleEvery: 1024, Generic: !r.nativeSinks(dp),
@@ -452,7 +466,13 @@ func (b *burster) genConfig(spec burstSpec) pktgen.Config {
 // one: the README's "XDP fast path"), and for xdp-redirect, the ceiling,
 // whose every frame is such a redirect; for xdpgate with
 // Options.NativeReplySinks. The kernel baselines and the raw forwarder keep
-// generic sinks, whose XDP_TX their gw1 (no XDP program) can receive.
+// generic sinks, whose XDP_TX their gw1 (no XDP program) can receive. The
+// one-arm reply scenario follows the same rule: its one sink is on gen0,
+// the peer of gw0, which every dataplane's frames leave by, so the fast
+// path and xdp-redirect need it native as much; the kernel baselines'
+// and the raw forwarder's frames reach a generic one, which keeps the
+// sink's cost on the gateway CPU as in the two-arm reply scenario, row for
+// row.
 func (r *scenarioRun) nativeSinks(dp string) bool {
 	switch dp {
 	case DataplaneXDPGateFastPath, DataplaneXDPRedirect:

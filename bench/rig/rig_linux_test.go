@@ -33,7 +33,8 @@ func buildXDPGate(t *testing.T) string {
 // TestPrivRig runs the rig end to end on small scenarios and checks what
 // each dataplane did, not how fast: every dataplane delivers, translated
 // frames (and, reflected, their replies) carry correct checksums and
-// addresses, one-arm works, flows spread over the
+// addresses, one-arm works, also with replies (one sink reflecting and
+// counting on the generator's interface), flows spread over the
 // endpoints, and ClientIP affinity holds for xdpgate and nftables but not
 // for iptables once an endpoint has more clients than xt_recent's list
 // holds (100).
@@ -56,6 +57,8 @@ func TestPrivRig(t *testing.T) {
 				Dataplanes: []string{DataplaneForwarder, DataplaneXDPGate, DataplaneNFTables}},
 			{Name: "one-arm", Description: "small UDP, one-arm", Clients: 200, PortsPerClient: 2, OneArm: true,
 				Dataplanes: []string{DataplaneForwarder, DataplaneXDPGate, DataplaneNFTables}},
+			{Name: "one-arm-reply", Description: "small UDP, one-arm, reflected", Clients: 200, PortsPerClient: 2, OneArm: true, Reply: true,
+				Dataplanes: []string{DataplaneForwarder, DataplaneXDPGate, DataplaneNFTables, DataplaneIPTables}},
 			{Name: "syn", Description: "small SYN", TCP: true, Clients: 256, PortsPerClient: 64, Local: true},
 			{Name: "affinity", Description: "2,000 ClientIP clients", Clients: 2000, PortsPerClient: 2,
 				Affinity: true, Local: true, Count: 8000,
@@ -104,12 +107,15 @@ func TestPrivRig(t *testing.T) {
 			t.Errorf("%s: no gateway CPU time measured", key)
 		}
 	}
-	for _, sc := range []string{"udp", "reply", "one-arm", "syn", "affinity"} {
+	for _, sc := range []string{"udp", "reply", "one-arm", "one-arm-reply", "syn", "affinity"} {
 		for _, dp := range dataplanes {
 			if sc == "affinity" && (dp == DataplaneForwarder || dp == "own-nft") {
 				continue
 			}
 			if (sc == "one-arm" || sc == "reply") && (dp == DataplaneIPTables || dp == "own-nft") {
+				continue
+			}
+			if sc == "one-arm-reply" && dp == "own-nft" {
 				continue
 			}
 			if _, ok := seen[sc+"/"+dp]; !ok {
@@ -148,8 +154,9 @@ func TestPrivRig(t *testing.T) {
 }
 
 // TestPrivRigCeiling runs the rig briefly with the kernel's XDP forwarding
-// (xdp-redirect) on one-way UDP, reflected UDP and one-arm, and xdpgate with
-// its fast path on reflected UDP: every one delivers, with correct
+// (xdp-redirect) on one-way UDP, reflected UDP, one-arm and one-arm
+// reflected, and xdpgate with its fast path on reflected UDP, two-arm and
+// one-arm: every one delivers, with correct
 // checksums (and, for xdpgate-fastpath, translations); xdp-redirect's
 // frames all arrive untranslated at the VIP; xdpgate-fastpath forwards most
 // frames in XDP (fewer reach its sockets than round trips complete, each of
@@ -167,9 +174,10 @@ func TestPrivRigCeiling(t *testing.T) {
 			{Name: "udp", Description: "small UDP", Clients: 200, PortsPerClient: 2},
 			{Name: "reply", Description: "small UDP, reflected", Clients: 200, PortsPerClient: 2, Reply: true},
 			{Name: "one-arm", Description: "small UDP, one-arm", Clients: 200, PortsPerClient: 2, OneArm: true},
+			{Name: "one-arm-reply", Description: "small UDP, one-arm, reflected", Clients: 200, PortsPerClient: 2, OneArm: true, Reply: true},
 		},
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	run, err := Run(ctx, opts)
 	t.Logf("rig log:\n%s", logBuf.String())
@@ -206,7 +214,8 @@ func TestPrivRigCeiling(t *testing.T) {
 			}
 		}
 	}
-	want := []string{"udp/" + DataplaneXDPRedirect, "reply/" + DataplaneXDPRedirect, "reply/" + DataplaneXDPGateFastPath, "one-arm/" + DataplaneXDPRedirect}
+	want := []string{"udp/" + DataplaneXDPRedirect, "reply/" + DataplaneXDPRedirect, "reply/" + DataplaneXDPGateFastPath, "one-arm/" + DataplaneXDPRedirect,
+		"one-arm-reply/" + DataplaneXDPRedirect, "one-arm-reply/" + DataplaneXDPGateFastPath}
 	if !slices.Equal(got, want) {
 		t.Errorf("results %v, want %v", got, want)
 	}
@@ -234,6 +243,7 @@ func TestScenarioMeasures(t *testing.T) {
 		{Scenario{}, DataplaneXDPGateFastPath, false},
 		{Scenario{OneArm: true}, DataplaneXDPGateFastPath, false},
 		{Scenario{Reply: true}, DataplaneXDPGateFastPath, true},
+		{Scenario{Reply: true, OneArm: true}, DataplaneXDPGateFastPath, true},
 		{Scenario{Dataplanes: []string{DataplaneXDPGateFastPath}}, DataplaneXDPGateFastPath, true},
 		{Scenario{Reply: true, Dataplanes: []string{DataplaneXDPGate}}, DataplaneXDPGateFastPath, false},
 		{Scenario{Dataplanes: []string{DataplaneXDPGate}}, DataplaneXDPRedirect, false},
