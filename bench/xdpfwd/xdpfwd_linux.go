@@ -37,19 +37,20 @@ func Attach(ifnames []string) (f *Forwarder, err error) {
 			f = nil
 		}
 	}()
-	for _, name := range ifnames {
+	indices := make([]int, len(ifnames))
+	for i, name := range ifnames {
 		iface, err := net.InterfaceByName(name)
 		if err != nil {
 			return nil, fmt.Errorf("xdpfwd: %w", err)
 		}
+		indices[i] = iface.Index
 		idx := uint32(iface.Index)
 		if err := f.objs.TxPorts.Put(idx, idx); err != nil {
 			return nil, fmt.Errorf("xdpfwd: add %s to tx_ports: %w", name, err)
 		}
 	}
-	for _, name := range ifnames {
-		iface, _ := net.InterfaceByName(name)
-		l, err := link.AttachXDP(link.XDPOptions{Program: f.objs.XdpFwd, Interface: iface.Index, Flags: link.XDPDriverMode})
+	for i, name := range ifnames {
+		l, err := link.AttachXDP(link.XDPOptions{Program: f.objs.XdpFwd, Interface: indices[i], Flags: link.XDPDriverMode})
 		if err != nil {
 			return nil, fmt.Errorf("xdpfwd: attach native xdp to %s: %w", name, err)
 		}
